@@ -1,0 +1,109 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+/// One set of settings for every target: Swift 6 language mode (strict concurrency is implied).
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "segmentd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "segmentd", targets: ["segmentd"]),
+        .library(name: "SegmentCore", targets: ["SegmentCore"]),
+        .library(name: "LineRPC", targets: ["LineRPC"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // A small JSON value type with a strict parser and a compact serializer, shared by the
+        // core (filters are JSON) and LineRPC (which must not know the core).
+        .target(name: "WireJSON", swiftSettings: swiftSettings),
+        .target(name: "SegmentCore", dependencies: ["WireJSON"], swiftSettings: swiftSettings),
+
+        .target(name: "StatusDimension", dependencies: ["SegmentCore"], path: "Plugins/StatusDimension", swiftSettings: swiftSettings),
+        .target(name: "FieldDimension", dependencies: ["SegmentCore"], path: "Plugins/FieldDimension", swiftSettings: swiftSettings),
+        .target(name: "LabelDimension", dependencies: ["SegmentCore"], path: "Plugins/LabelDimension", swiftSettings: swiftSettings),
+        .target(name: "FunnelDimension", dependencies: ["SegmentCore"], path: "Plugins/FunnelDimension", swiftSettings: swiftSettings),
+        .target(name: "EngagementDimension", dependencies: ["SegmentCore"], path: "Plugins/EngagementDimension", swiftSettings: swiftSettings),
+
+        .target(
+            name: "SegmentStore",
+            dependencies: ["SegmentCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SegmentEngine",
+            dependencies: ["SegmentCore", "SegmentStore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "LineRPC",
+            dependencies: [
+                "WireJSON",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SegmentRPC",
+            dependencies: ["SegmentEngine", "LineRPC", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // Wires the five built-in plugins, the engine and the server: what `segmentd serve`
+        // runs and what the end-to-end tests build directly.
+        .target(
+            name: "SegmentdApp",
+            dependencies: [
+                "SegmentRPC", "SegmentEngine", "LineRPC",
+                "StatusDimension", "FieldDimension", "LabelDimension", "FunnelDimension", "EngagementDimension",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "segmentd",
+            dependencies: ["SegmentdApp", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+
+        .testTarget(name: "WireJSONTests", dependencies: ["WireJSON"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SegmentEngineTests",
+            dependencies: [
+                "SegmentEngine", "SegmentCore",
+                "StatusDimension", "FieldDimension", "LabelDimension", "FunnelDimension", "EngagementDimension",
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LineRPCTests",
+            dependencies: [
+                "LineRPC", "WireJSON",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["SegmentdApp", "LineRPC", "WireJSON", "SegmentEngine"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

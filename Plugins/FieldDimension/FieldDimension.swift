@@ -1,0 +1,197 @@
+import SegmentCore
+import WireJSON
+
+/// System fields (`email`, `name`, `created_at`) and typed custom fields.
+///
+/// Custom fields are declared with `fields.define {name, type}` (text, number, date, boolean)
+/// before contacts carry them; values are checked against the type. Contact keys: `name`
+/// (string or null) and `fields` (`{field: value}`; null or "" clears a value).
+public struct FieldDimension: DimensionProvider {
+    public let name = "field"
+    public var contactKeys: [String] { ["name", "fields"] }
+    public var isDashboardDimension: Bool { true }
+    public static let systemFields: [FieldDefinition] = [
+        FieldDefinition(name: "email", type: .text, system: true),
+        FieldDefinition(name: "name", type: .text, system: true),
+        FieldDefinition(name: "created_at", type: .date, system: true),
+    ]
+    public static let maxTextLength = 10_000
+
+    public init() {}
+
+    public var descriptor: DimensionDescriptor {
+        DimensionDescriptor(
+            name: name, summary: "System fields (email, name, created_at) and typed custom fields.",
+            operators: [
+                .init("equals", value: "string | number | boolean | date", "the value equals (text: case-insensitive; date-only: that whole day)"),
+                .init("not_equals", value: "string | number | boolean | date", "the value differs, or the contact has none"),
+                .init("contains", value: "string", "text contains the value, case-insensitively"),
+                .init("not_contains", value: "string", "text does not contain the value, or the contact has none"),
+                .init("greater_than", value: "number | date", "number greater than, or date after (after the day's end for a date-only value)"),
+                .init("less_than", value: "number | date", "number less than, or date before (before the day's start for a date-only value)"),
+                .init("between", value: "[low, high]", "inclusive range of numbers or dates (date-only: low's start to high's end)"),
+                .init("is_empty", value: "none", "the contact has no value"),
+                .init("is_not_empty", value: "none", "the contact has a value"),
+            ],
+            keys: ["field": "required: the field's name (system or custom)"])
+    }
+
+    public var migrations: [StoreMigration] {
+        [
+            StoreMigration("field.v1", sql: """
+                CREATE TABLE field_def (name TEXT PRIMARY KEY, type TEXT NOT NULL, created_at REAL NOT NULL);
+                CREATE TABLE contact_field (contact_id INTEGER NOT NULL, field TEXT NOT NULL, value, PRIMARY KEY (contact_id, field)) WITHOUT ROWID;
+                """)
+        ]
+    }
+
+    /// The field dimension's part of the book.
+    struct Index: Sendable {
+        /// Custom fields by name, in declaration order for listing.
+        var definitions: [String: FieldDefinition] = [:]
+        var order: [String] = []
+        /// Columns of `name` and of every custom field.
+        var columns: [String: FieldColumn] = ["name": .text(TextColumn())]
+
+        func definition(_ field: String) -> FieldDefinition? {
+            FieldDimension.systemFields.first { $0.name == field } ?? definitions[field]
+        }
+    }
+
+    struct Change: ContactChange {
+        /// Field → new value (`nil` clears).
+        let values: [(String, FieldValue?)]
+    }
+
+    static func index(_ book: Book, _ name: String) -> Index { book.part(name, as: Index.self) ?? Index() }
+
+    public func load(from sql: any SQLExecutor, into book: inout Book) throws {
+        var index = Index()
+        try sql.forEachRow("SELECT name, type FROM field_def ORDER BY created_at, name", []) { row in
+            guard let name = row[0].string, let type = row[1].string.flatMap(FieldType.init(rawValue:)) else { return }
+            index.definitions[name] = FieldDefinition(name: name, type: type, system: false)
+            index.order.append(name)
+            index.columns[name] = FieldColumn(type: type)
+        }
+        try sql.forEachRow("SELECT contact_id, field, value FROM contact_field", []) { row in
+            guard let slot = row[0].int64.map(Int.init), let field = row[1].string, book.alive.contains(slot),
+                let type = index.definition(field)?.type, let value = Self.decode(row[2], type)
+            else { return }
+            index.columns[field]?.set(value, at: slot)
+        }
+        book.setPart(name, index)
+    }
+
+    public func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? {
+        var values: [(String, FieldValue?)] = []
+        if let raw = doc.object["name"] {
+            values.append(("name", try check(raw, type: .text, path: doc.path.member("name"), time: time)))
+        }
+        if doc.has("fields") {
+            let fields = try doc.object("fields")
+            let index = Self.index(book, name)
+            for key in fields.object.keys.sorted() {
+                let path = fields.path.member(key)
+                if Self.systemFields.contains(where: { $0.name == key }) {
+                    throw .invalidParams(path: path, "\(key) is a system field; set name at the top level, email and created_at cannot be set")
+                }
+                guard let def = index.definitions[key] else {
+                    throw .invalidParams(path: path, "unknown field \"\(key)\"; declare it first with fields.define")
+                }
+                values.append((key, try check(fields.object[key]!, type: def.type, path: path, time: time)))
+            }
+        }
+        return values.isEmpty ? nil : Change(values: values)
+    }
+
+    /// Checks a JSON value against a field type; `nil` means "no value".
+    func check(_ raw: JSONValue, type: FieldType, path: String, time: ISOTime) throws(SegmentError) -> FieldValue? {
+        if raw.isNull { return nil }
+        switch type {
+        case .text:
+            guard let s = raw.stringValue else { throw .invalidParams(path: path, "expected text, got \(raw.typeName)") }
+            guard s.count <= Self.maxTextLength else { throw .invalidParams(path: path, "text is at most \(Self.maxTextLength) characters") }
+            return s.isEmpty ? nil : .text(s)
+        case .number:
+            guard let d = raw.doubleValue, d.isFinite else { throw .invalidParams(path: path, "expected a number, got \(raw.typeName)") }
+            return .number(d)
+        case .date:
+            guard let s = raw.stringValue else { throw .invalidParams(path: path, "expected a date string, got \(raw.typeName)") }
+            if s.isEmpty { return nil }
+            guard let t = time.parse(s) else {
+                throw .invalidParams(path: path, "expected an ISO 8601 date or time like 2026-01-31 or 2026-01-31T08:00:00Z, got \"\(s)\"")
+            }
+            return .date(t.start)
+        case .boolean:
+            guard let b = raw.boolValue else { throw .invalidParams(path: path, "expected true or false, got \(raw.typeName)") }
+            return .boolean(b)
+        }
+    }
+
+    static func decode(_ value: SQLValue, _ type: FieldType) -> FieldValue? {
+        switch type {
+        case .text: return value.string.map(FieldValue.text)
+        case .number: return value.double.map(FieldValue.number)
+        case .date: return value.double.map(FieldValue.date)
+        case .boolean: return value.int64.map { .boolean($0 != 0) }
+        }
+    }
+
+    static func encode(_ value: FieldValue) -> SQLValue {
+        switch value {
+        case .text(let s): return .text(s)
+        case .number(let d): return .real(d)
+        case .date(let d): return .real(d)
+        case .boolean(let b): return .integer(b ? 1 : 0)
+        }
+    }
+
+    public func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {
+        guard let change = change as? Change else { return }
+        var index = context.book.takePart(name, as: Index.self) ?? Index()
+        defer { context.book.setPart(name, index) }
+        for (field, value) in change.values where index.columns[field]?.value(at: slot) != value {
+            if let value {
+                try context.sql.execute(
+                    "INSERT OR REPLACE INTO contact_field(contact_id, field, value) VALUES (?, ?, ?)",
+                    [.integer(Int64(slot)), .text(field), Self.encode(value)])
+            } else {
+                try context.sql.execute("DELETE FROM contact_field WHERE contact_id = ? AND field = ?", [.integer(Int64(slot)), .text(field)])
+            }
+            index.columns[field]?.set(value, at: slot)
+            context.touched.insert(slot)
+        }
+    }
+
+    public func remove(slot: Int, context: inout WriteContext) throws {
+        try context.sql.execute("DELETE FROM contact_field WHERE contact_id = ?", [.integer(Int64(slot))])
+        var index = context.book.takePart(name, as: Index.self) ?? Index()
+        for key in Array(index.columns.keys) { index.columns[key]?.set(nil, at: slot) }
+        context.book.setPart(name, index)
+    }
+
+    public func render(slot: Int, book: Book) -> [String: JSONValue] {
+        let index = Self.index(book, name)
+        var fields: [String: JSONValue] = [:]
+        for field in index.order {
+            fields[field] = Self.json(index.columns[field]?.value(at: slot))
+        }
+        return ["name": Self.json(index.columns["name"]?.value(at: slot)), "fields": .object(fields)]
+    }
+
+    static func json(_ value: FieldValue?) -> JSONValue {
+        switch value {
+        case nil: return .null
+        case .text(let s)?: return .string(s)
+        case .number(let d)?: return Int64(exactly: d).map(JSONValue.int) ?? .double(d)
+        case .date(let d)?: return .string(ISOTime.format(d))
+        case .boolean(let b)?: return .bool(b)
+        }
+    }
+
+    public func column(_ column: String, book: Book) -> ColumnReader? {
+        let index = Self.index(book, name)
+        guard let values = index.columns[column] else { return nil }
+        return ColumnReader { Self.json(values.value(at: $0)) }
+    }
+}

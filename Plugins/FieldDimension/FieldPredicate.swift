@@ -1,0 +1,113 @@
+import SegmentCore
+import WireJSON
+
+/// The test a field filter applies to one value (`nil`: the contact has none).
+enum FieldTest: Sendable {
+    case textEquals(String), textNotEquals(String), textContains(String), textNotContains(String)
+    case numberEquals(Double), numberNotEquals(Double), greater(Double), less(Double), numberBetween(Double, Double)
+    case dateEquals(TimeValue), dateNotEquals(TimeValue), after(TimeValue), before(TimeValue), dateBetween(TimeValue, TimeValue)
+    case boolEquals(Bool), boolNotEquals(Bool)
+    case isEmpty, isNotEmpty
+
+    /// Text is compared lower-cased; the caller passes the lower-cased value.
+    func test(_ value: FieldValue?) -> Bool {
+        switch (self, value) {
+        case (.isEmpty, _): return value == nil
+        case (.isNotEmpty, _): return value != nil
+        case (.textEquals(let x), .text(let v)?): return v == x
+        case (.textNotEquals(let x), .text(let v)?): return v != x
+        case (.textContains(let x), .text(let v)?): return v.utf8.contains(x.utf8)
+        case (.textNotContains(let x), .text(let v)?): return !v.utf8.contains(x.utf8)
+        case (.numberEquals(let x), .number(let v)?): return v == x
+        case (.numberNotEquals(let x), .number(let v)?): return v != x
+        case (.greater(let x), .number(let v)?): return v > x
+        case (.less(let x), .number(let v)?): return v < x
+        case (.numberBetween(let lo, let hi), .number(let v)?): return v >= lo && v <= hi
+        case (.dateEquals(let x), .date(let v)?): return x.covers(v)
+        case (.dateNotEquals(let x), .date(let v)?): return !x.covers(v)
+        case (.after(let x), .date(let v)?): return x.timeIsAfter(v)
+        case (.before(let x), .date(let v)?): return x.timeIsBefore(v)
+        case (.dateBetween(let lo, let hi), .date(let v)?): return v >= lo.start && hi.timeIsAtOrBeforeEnd(v)
+        case (.boolEquals(let x), .boolean(let v)?): return v == x
+        case (.boolNotEquals(let x), .boolean(let v)?): return v != x
+        case (.textNotEquals, nil), (.textNotContains, nil), (.numberNotEquals, nil), (.dateNotEquals, nil), (.boolNotEquals, nil):
+            return true  // negative operators match a missing value
+        default:
+            return false
+        }
+    }
+}
+
+/// A compiled field filter. It reads the column from the book it is given, so one compiled
+/// rule serves every later snapshot.
+struct FieldPredicate: ContactPredicate {
+    let dimension: String
+    let field: String
+    let test: FieldTest
+    var aspects: Set<String> { ["field:\(field)"] }
+
+    /// The value of `field` for `slot`, text lower-cased for comparison.
+    func value(slot: Int, book: Book, lowered: Bool) -> FieldValue? {
+        switch field {
+        case "email":
+            guard book.alive.contains(slot) else { return nil }
+            return .text(lowered ? book.emails[slot].lowercased() : book.emails[slot])
+        case "created_at":
+            guard book.alive.contains(slot) else { return nil }
+            return .date(book.createdAt[slot])
+        default:
+            let column = FieldDimension.index(book, dimension).columns[field]
+            if lowered, case .text(let c)? = column { return c.lowerValue(at: slot).map(FieldValue.text) }
+            return column?.value(at: slot)
+        }
+    }
+
+    func matches(slot: Int, in book: Book, at now: Double) -> Bool {
+        test.test(value(slot: slot, book: book, lowered: true))
+    }
+
+    func resolve(in book: Book, at now: Double) -> ContactSet {
+        let test = self.test
+        switch FieldDimension.index(book, dimension).columns[field] {
+        case .text(let c)?:
+            // Each distinct value is tested once; contacts then only look up their value's answer.
+            let answers = c.lower.map { test.test(.text($0)) }
+            let missing = test.test(nil)
+            return ContactSet.build(capacity: book.slotCount) { slot in
+                guard slot < c.ids.count, c.ids[slot] != TextColumn.missing else { return missing }
+                return answers[Int(c.ids[slot])]
+            }
+        case .number(let c)?:
+            let missing = test.test(nil)
+            return ContactSet.build(capacity: book.slotCount) { slot in
+                slot < c.count && !c[slot].isNaN ? test.test(.number(c[slot])) : missing
+            }
+        case .date(let c)?:
+            let missing = test.test(nil)
+            return ContactSet.build(capacity: book.slotCount) { slot in
+                slot < c.count && !c[slot].isNaN ? test.test(.date(c[slot])) : missing
+            }
+        default:
+            return ContactSet.build(capacity: book.slotCount) { matches(slot: $0, in: book, at: now) }
+        }
+    }
+
+    func explain(slot: Int, in book: Book, at now: Double) -> String {
+        let shown = value(slot: slot, book: book, lowered: false)
+        let text = shown.map { describe(FieldDimension.json($0)) } ?? "no value"
+        return "\(field) is \(text)"
+    }
+}
+
+/// A short rendering of a value for explanations and error messages.
+func describe(_ value: JSONValue) -> String {
+    switch value {
+    case .string(let s): return "\"\(s)\""
+    case .null: return "null"
+    case .bool(let b): return String(b)
+    case .int(let i): return String(i)
+    case .double(let d): return String(d)
+    case .array(let a): return "[" + a.map(describe).joined(separator: ", ") + "]"
+    case .object: return "{…}"
+    }
+}

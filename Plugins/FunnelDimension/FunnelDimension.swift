@@ -1,0 +1,186 @@
+import SegmentCore
+import WireJSON
+
+/// The customer-journey stage: `aware`, `engaged`, `customer`, `loyal_customer`, `promoter`
+/// (or none), with a `lost` flag that overlays the stage.
+///
+/// Contact keys: `funnel` (a stage, or null to clear it) and `lost` (boolean).
+/// Filters: `equals`, `not_equals`, `in`, each optionally with `"lost": true|false`; a filter
+/// may also be `lost` alone (`{"dimension": "funnel", "lost": true}`).
+public struct FunnelDimension: DimensionProvider {
+    public static let stages = ["aware", "engaged", "customer", "loyal_customer", "promoter"]
+    public let name = "funnel"
+    public var contactKeys: [String] { ["funnel", "lost"] }
+    public var isDashboardDimension: Bool { true }
+
+    public init() {}
+
+    public var descriptor: DimensionDescriptor {
+        DimensionDescriptor(
+            name: name, summary: "Journey stage: \(Self.stages.joined(separator: ", ")), plus the lost flag.",
+            operators: [
+                .init("equals", value: "string", "the contact is at this stage"),
+                .init("not_equals", value: "string", "the contact is not at this stage (includes contacts without a stage)"),
+                .init("in", value: "[string]", "the contact is at one of these stages"),
+            ],
+            keys: ["lost": "optional boolean ANDed with the stage test; alone, it filters on the lost flag only"])
+    }
+
+    public var migrations: [StoreMigration] {
+        [StoreMigration("funnel.v1", sql: """
+            CREATE TABLE contact_funnel (contact_id INTEGER PRIMARY KEY, stage INTEGER, lost INTEGER NOT NULL DEFAULT 0)
+            """)]
+    }
+
+    /// The funnel's part of the book.
+    struct Index: Sendable {
+        var stages = CodeColumn(codeCount: FunnelDimension.stages.count)
+        var lost = ContactSet()
+    }
+
+    struct Change: ContactChange {
+        /// `.some(nil)` clears the stage; `nil` leaves it.
+        let stage: UInt8??
+        let lost: Bool?
+    }
+
+    func code(_ text: String, path: String) throws(SegmentError) -> UInt8 {
+        guard let i = Self.stages.firstIndex(of: text) else {
+            throw .invalidParams(path: path, "unknown funnel stage \"\(text)\"; expected one of \(Self.stages.joined(separator: ", "))")
+        }
+        return UInt8(i)
+    }
+
+    public func load(from sql: any SQLExecutor, into book: inout Book) throws {
+        var index = Index()
+        try sql.forEachRow("SELECT contact_id, stage, lost FROM contact_funnel", []) { row in
+            guard let slot = row[0].int64.map(Int.init), book.alive.contains(slot) else { return }
+            if let stage = row[1].int64 { index.stages.set(UInt8(stage), at: slot) }
+            if row[2].int64 == 1 { index.lost.insert(slot) }
+        }
+        book.setPart(name, index)
+    }
+
+    public func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? {
+        guard doc.object["funnel"] != nil || doc.has("lost") else { return nil }
+        var stage: UInt8?? = nil
+        if let raw = doc.object["funnel"] {
+            if raw.isNull {
+                stage = .some(nil)
+            } else {
+                stage = .some(try code(try doc.string("funnel"), path: doc.path.member("funnel")))
+            }
+        }
+        return Change(stage: stage, lost: try doc.optionalBool("lost"))
+    }
+
+    public func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {
+        guard let change = change as? Change else { return }
+        var index = context.book.takePart(name, as: Index.self) ?? Index()
+        defer { context.book.setPart(name, index) }
+        let oldStage = index.stages.code(at: slot)
+        let oldLost = index.lost.contains(slot)
+        let newStage = change.stage.map { $0 ?? CodeColumn.none } ?? oldStage
+        let newLost = change.lost ?? oldLost
+        guard newStage != oldStage || newLost != oldLost else { return }
+        try context.sql.execute(
+            "INSERT OR REPLACE INTO contact_funnel(contact_id, stage, lost) VALUES (?, ?, ?)",
+            [.integer(Int64(slot)), newStage == CodeColumn.none ? .null : .integer(Int64(newStage)), .integer(newLost ? 1 : 0)])
+        index.stages.set(newStage, at: slot)
+        index.lost.update(slot, member: newLost)
+        context.touched.insert(slot)
+    }
+
+    public func remove(slot: Int, context: inout WriteContext) throws {
+        try context.sql.execute("DELETE FROM contact_funnel WHERE contact_id = ?", [.integer(Int64(slot))])
+        var index = context.book.takePart(name, as: Index.self) ?? Index()
+        index.stages.set(CodeColumn.none, at: slot)
+        index.lost.remove(slot)
+        context.book.setPart(name, index)
+    }
+
+    public func compile(_ filter: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> any ContactPredicate {
+        try filter.rejectUnknownKeys(allowed: ["dimension", "op", "value", "lost"])
+        let lost = try filter.optionalBool("lost")
+        guard filter.has("op") else {
+            guard let lost else {
+                throw .invalidParams(path: filter.path.member("op"), "required (or give \"lost\" alone)")
+            }
+            try filter.rejectValue(for: "lost")
+            return FunnelPredicate(dimension: name, codes: nil, negated: false, lost: lost)
+        }
+        let op = try filter.op(of: name, allowed: ["equals", "not_equals", "in"])
+        let values = op == "in" ? try filter.nonEmptyStrings() : [try filter.string("value")]
+        var codes: [UInt8] = []
+        for (i, v) in values.enumerated() {
+            codes.append(try code(v, path: op == "in" ? filter.path.member("value").index(i) : filter.path.member("value")))
+        }
+        return FunnelPredicate(dimension: name, codes: codes, negated: op == "not_equals", lost: lost)
+    }
+
+    public func render(slot: Int, book: Book) -> [String: JSONValue] {
+        let index = book.part(name, as: Index.self) ?? Index()
+        let c = index.stages.code(at: slot)
+        return ["funnel": c == CodeColumn.none ? .null : .string(Self.stages[Int(c)]), "lost": .bool(index.lost.contains(slot))]
+    }
+
+    public func column(_ column: String, book: Book) -> ColumnReader? {
+        let index = book.part(name, as: Index.self) ?? Index()
+        switch column {
+        case "funnel":
+            return ColumnReader { slot in
+                let c = index.stages.code(at: slot)
+                return c == CodeColumn.none ? .null : .string(Self.stages[Int(c)])
+            }
+        case "lost":
+            return ColumnReader { .bool(index.lost.contains($0)) }
+        default:
+            return nil
+        }
+    }
+}
+
+struct FunnelPredicate: ContactPredicate {
+    let dimension: String
+    /// `nil`: no stage test (a `lost`-only filter).
+    let codes: [UInt8]?
+    let negated: Bool
+    let lost: Bool?
+    var aspects: Set<String> { ["funnel"] }
+
+    func resolve(in book: Book, at now: Double) -> ContactSet {
+        let index = book.part(dimension, as: FunnelDimension.Index.self) ?? FunnelDimension.Index()
+        var set = book.alive
+        if let codes {
+            let hit = index.stages.union(of: codes)
+            set = negated ? set.subtracting(hit) : hit
+        }
+        if let lost {
+            if lost { set.formIntersection(index.lost) } else { set.subtract(index.lost) }
+        }
+        return set
+    }
+
+    func matches(slot: Int, in book: Book, at now: Double) -> Bool {
+        let index = book.part(dimension, as: FunnelDimension.Index.self) ?? FunnelDimension.Index()
+        if let codes, codes.contains(index.stages.code(at: slot)) == negated { return false }
+        if let lost, index.lost.contains(slot) != lost { return false }
+        return true
+    }
+
+    func explain(slot: Int, in book: Book, at now: Double) -> String {
+        let index = book.part(dimension, as: FunnelDimension.Index.self) ?? FunnelDimension.Index()
+        let c = index.stages.code(at: slot)
+        let stage = c == CodeColumn.none ? "no stage" : "stage \(FunnelDimension.stages[Int(c)])"
+        var parts: [String] = []
+        if let codes {
+            let wanted = codes.map { FunnelDimension.stages[Int($0)] }.joined(separator: ", ")
+            let ok = codes.contains(c) != negated
+            parts.append("\(stage) \(ok ? "is" : "is not") \(negated ? "other than " : "")\(wanted)")
+        }
+        if let lost {
+            parts.append("lost is \(index.lost.contains(slot)) (wanted \(lost))")
+        }
+        return parts.joined(separator: "; ")
+    }
+}

@@ -1,0 +1,167 @@
+import SegmentCore
+import WireJSON
+
+/// Labels (tags): any number per contact, compared case-insensitively, shown as first written.
+///
+/// Contact keys: `labels` (replaces the set), `add_labels`, `remove_labels` (applied in that
+/// order). Filters: `contains` (a label, or a list: has all), `contains_any` (a list: has at
+/// least one), `not_contains` (a label or a list: has none). A label no contact carries is
+/// valid in a filter and matches nobody (lint reports it as stale).
+public struct LabelDimension: DimensionProvider {
+    public let name = "label"
+    public var contactKeys: [String] { ["labels", "add_labels", "remove_labels"] }
+    public var isDashboardDimension: Bool { true }
+    public static let maxLabelLength = 200
+
+    public init() {}
+
+    public var descriptor: DimensionDescriptor {
+        DimensionDescriptor(
+            name: name, summary: "Labels (tags), compared case-insensitively.",
+            operators: [
+                .init("contains", value: "string | [string]", "has the label, or every label of the list"),
+                .init("contains_any", value: "[string]", "has at least one label of the list"),
+                .init("not_contains", value: "string | [string]", "has none of the labels"),
+            ])
+    }
+
+    public var migrations: [StoreMigration] {
+        [
+            StoreMigration("label.v1", sql: """
+                CREATE TABLE label (key TEXT PRIMARY KEY, name TEXT NOT NULL, last_added_at REAL);
+                CREATE TABLE contact_label (contact_id INTEGER NOT NULL, key TEXT NOT NULL, PRIMARY KEY (contact_id, key)) WITHOUT ROWID;
+                CREATE INDEX contact_label_by_key ON contact_label(key);
+                """)
+        ]
+    }
+
+    /// One label: its display name, members and when a contact last gained it.
+    public struct Entry: Sendable {
+        public var name: String
+        public var members = ContactSet()
+        public var lastAddedAt: Double?
+    }
+
+    /// The label dimension's part of the book, keyed by lower-cased label.
+    public struct Index: Sendable {
+        public var labels: [String: Entry] = [:]
+
+        public func labels(of slot: Int) -> [String] {
+            labels.values.filter { $0.members.contains(slot) }.map(\.name).sorted()
+        }
+    }
+
+    struct Change: ContactChange {
+        let replace: [String]?
+        let add: [String]
+        let remove: [String]
+    }
+
+    func checked(_ doc: ParamReader, _ key: String) throws(SegmentError) -> [String]? {
+        guard let list = try doc.optionalStrings(key) else { return nil }
+        for (i, label) in list.enumerated() {
+            let trimmed = label.trimmingWhitespace
+            guard !trimmed.isEmpty else { throw .invalidParams(path: doc.path.member(key).index(i), "a label cannot be empty") }
+            guard label.count <= Self.maxLabelLength else {
+                throw .invalidParams(path: doc.path.member(key).index(i), "a label is at most \(Self.maxLabelLength) characters")
+            }
+        }
+        return list.map(\.trimmingWhitespace)
+    }
+
+    public func load(from sql: any SQLExecutor, into book: inout Book) throws {
+        var index = Index()
+        try sql.forEachRow("SELECT key, name, last_added_at FROM label", []) { row in
+            guard let key = row[0].string, let name = row[1].string else { return }
+            index.labels[key] = Entry(name: name, lastAddedAt: row[2].double)
+        }
+        try sql.forEachRow("SELECT contact_id, key FROM contact_label", []) { row in
+            guard let slot = row[0].int64.map(Int.init), let key = row[1].string, book.alive.contains(slot) else { return }
+            index.labels[key]?.members.insert(slot)
+        }
+        book.setPart(name, index)
+    }
+
+    public func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? {
+        let replace = try checked(doc, "labels")
+        let add = try checked(doc, "add_labels")
+        let remove = try checked(doc, "remove_labels")
+        guard replace != nil || add != nil || remove != nil else { return nil }
+        return Change(replace: replace, add: add ?? [], remove: remove ?? [])
+    }
+
+    public func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {
+        guard let change = change as? Change else { return }
+        var index = context.book.takePart(name, as: Index.self) ?? Index()
+        defer { context.book.setPart(name, index) }
+        var wanted: [String: String] = [:]  // key → display name
+        if let replace = change.replace {
+            for label in replace { wanted[label.lowercased()] = label }
+        } else {
+            for (key, entry) in index.labels where entry.members.contains(slot) { wanted[key] = entry.name }
+        }
+        for label in change.add { wanted[label.lowercased()] = wanted[label.lowercased()] ?? label }
+        for label in change.remove { wanted.removeValue(forKey: label.lowercased()) }
+
+        let slotArg = SQLValue.integer(Int64(slot))
+        for (key, entry) in index.labels where entry.members.contains(slot) && wanted[key] == nil {
+            try context.sql.execute("DELETE FROM contact_label WHERE contact_id = ? AND key = ?", [slotArg, .text(key)])
+            index.labels[key]?.members.remove(slot)
+            context.touched.insert(slot)
+        }
+        for (key, display) in wanted.sorted(by: { $0.key < $1.key }) where index.labels[key]?.members.contains(slot) != true {
+            if index.labels[key] == nil {
+                index.labels[key] = Entry(name: display)
+            }
+            try context.sql.execute(
+                "INSERT INTO label(key, name, last_added_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET last_added_at = excluded.last_added_at",
+                [.text(key), .text(index.labels[key]!.name), .real(context.now)])
+            try context.sql.execute("INSERT OR IGNORE INTO contact_label(contact_id, key) VALUES (?, ?)", [slotArg, .text(key)])
+            index.labels[key]!.members.insert(slot)
+            index.labels[key]!.lastAddedAt = context.now
+            context.touched.insert(slot)
+        }
+    }
+
+    public func remove(slot: Int, context: inout WriteContext) throws {
+        try context.sql.execute("DELETE FROM contact_label WHERE contact_id = ?", [.integer(Int64(slot))])
+        var index = context.book.takePart(name, as: Index.self) ?? Index()
+        for key in index.labels.keys where index.labels[key]!.members.contains(slot) {
+            index.labels[key]!.members.remove(slot)
+        }
+        context.book.setPart(name, index)
+    }
+
+    public func compile(_ filter: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> any ContactPredicate {
+        try filter.rejectUnknownKeys(allowed: ["dimension", "op", "value"])
+        let op = try filter.op(of: name, allowed: ["contains", "contains_any", "not_contains"])
+        let labels = op == "contains_any" ? try filter.nonEmptyStrings() : try filter.stringOrList()
+        for (i, label) in labels.enumerated() where label.trimmingWhitespace.isEmpty {
+            throw .invalidParams(path: labels.count == 1 && filter.object["value"]?.stringValue != nil
+                ? filter.path.member("value") : filter.path.member("value").index(i), "a label cannot be empty")
+        }
+        let mode: LabelPredicate.Mode = op == "contains" ? .all : op == "contains_any" ? .any : .none
+        return LabelPredicate(dimension: name, keys: labels.map { $0.trimmingWhitespace.lowercased() }, mode: mode)
+    }
+
+    public func render(slot: Int, book: Book) -> [String: JSONValue] {
+        let index = book.part(name, as: Index.self) ?? Index()
+        return ["labels": .array(index.labels(of: slot).map { .string($0) })]
+    }
+
+    public func column(_ column: String, book: Book) -> ColumnReader? {
+        guard column == "labels" else { return nil }
+        let index = book.part(name, as: Index.self) ?? Index()
+        let entries = index.labels.values.sorted { $0.name < $1.name }
+        return ColumnReader { slot in .array(entries.filter { $0.members.contains(slot) }.map { .string($0.name) }) }
+    }
+}
+
+extension String {
+    var trimmingWhitespace: String {
+        var s = Substring(self)
+        while let c = s.first, c.isWhitespace { s.removeFirst() }
+        while let c = s.last, c.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,126 @@
+import SegmentCore
+import WireJSON
+
+/// The subscription status of a contact: `active`, `pending`, `unsubscribed`, `hard_bounce`.
+///
+/// New contacts are `active` unless their document says otherwise. The send audience
+/// (status `active` and not suppressed) is defined through this dimension's filters.
+public struct StatusDimension: DimensionProvider {
+    public static let statuses = ["active", "pending", "unsubscribed", "hard_bounce"]
+    public let name = "status"
+    public var contactKeys: [String] { ["status"] }
+    public var isDashboardDimension: Bool { true }
+
+    public init() {}
+
+    public var descriptor: DimensionDescriptor {
+        DimensionDescriptor(
+            name: name, summary: "Subscription status: \(Self.statuses.joined(separator: ", ")).",
+            operators: [
+                .init("equals", value: "string", "the contact's status is the value"),
+                .init("not_equals", value: "string", "the contact's status is not the value"),
+                .init("in", value: "[string]", "the contact's status is one of the values"),
+            ])
+    }
+
+    public var migrations: [StoreMigration] {
+        [StoreMigration("status.v1", sql: "CREATE TABLE contact_status (contact_id INTEGER PRIMARY KEY, status INTEGER NOT NULL)")]
+    }
+
+    struct Change: ContactChange { let code: UInt8 }
+
+    func code(_ text: String, path: String) throws(SegmentError) -> UInt8 {
+        guard let i = Self.statuses.firstIndex(of: text) else {
+            throw .invalidParams(path: path, "unknown status \"\(text)\"; expected one of \(Self.statuses.joined(separator: ", "))")
+        }
+        return UInt8(i)
+    }
+
+    func index(_ book: Book) -> CodeColumn {
+        book.part(name, as: CodeColumn.self) ?? CodeColumn(codeCount: Self.statuses.count)
+    }
+
+    public func load(from sql: any SQLExecutor, into book: inout Book) throws {
+        var column = CodeColumn(codeCount: Self.statuses.count)
+        try sql.forEachRow("SELECT contact_id, status FROM contact_status", []) { row in
+            guard let slot = row[0].int64, let code = row[1].int64, book.alive.contains(Int(slot)) else { return }
+            column.set(UInt8(code), at: Int(slot))
+        }
+        book.setPart(name, column)
+    }
+
+    public func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? {
+        guard doc.has("status") else { return nil }
+        return Change(code: try code(try doc.string("status"), path: doc.path.member("status")))
+    }
+
+    public func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {
+        let new: UInt8
+        if let change = change as? Change { new = change.code } else if isNew { new = 0 } else { return }
+        var column = context.book.takePart(name, as: CodeColumn.self) ?? CodeColumn(codeCount: Self.statuses.count)
+        defer { context.book.setPart(name, column) }
+        if column.code(at: slot) == new { return }
+        try context.sql.execute(
+            "INSERT OR REPLACE INTO contact_status(contact_id, status) VALUES (?, ?)", [.integer(Int64(slot)), .integer(Int64(new))])
+        column.set(new, at: slot)
+        context.touched.insert(slot)
+    }
+
+    public func remove(slot: Int, context: inout WriteContext) throws {
+        try context.sql.execute("DELETE FROM contact_status WHERE contact_id = ?", [.integer(Int64(slot))])
+        var column = context.book.takePart(name, as: CodeColumn.self) ?? CodeColumn(codeCount: Self.statuses.count)
+        column.set(CodeColumn.none, at: slot)
+        context.book.setPart(name, column)
+    }
+
+    public func compile(_ filter: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> any ContactPredicate {
+        try filter.rejectUnknownKeys(allowed: ["dimension", "op", "value"])
+        let op = try filter.op(of: name, allowed: ["equals", "not_equals", "in"])
+        let values = op == "in" ? try filter.nonEmptyStrings() : [try filter.string("value")]
+        var codes: [UInt8] = []
+        for (i, v) in values.enumerated() {
+            codes.append(try code(v, path: op == "in" ? filter.path.member("value").index(i) : filter.path.member("value")))
+        }
+        return StatusPredicate(dimension: name, codes: codes, negated: op == "not_equals")
+    }
+
+    public func render(slot: Int, book: Book) -> [String: JSONValue] {
+        let c = index(book).code(at: slot)
+        return ["status": c == CodeColumn.none ? .null : .string(Self.statuses[Int(c)])]
+    }
+
+    public func column(_ column: String, book: Book) -> ColumnReader? {
+        guard column == "status" else { return nil }
+        let codes = index(book)
+        return ColumnReader { slot in
+            let c = codes.code(at: slot)
+            return c == CodeColumn.none ? .null : .string(Self.statuses[Int(c)])
+        }
+    }
+}
+
+struct StatusPredicate: ContactPredicate {
+    let dimension: String
+    let codes: [UInt8]
+    let negated: Bool
+    var aspects: Set<String> { ["status"] }
+
+    func resolve(in book: Book, at now: Double) -> ContactSet {
+        let column = book.part(dimension, as: CodeColumn.self) ?? CodeColumn(codeCount: StatusDimension.statuses.count)
+        let hit = column.union(of: codes)
+        return negated ? book.alive.subtracting(hit) : hit
+    }
+
+    func matches(slot: Int, in book: Book, at now: Double) -> Bool {
+        let code = book.part(dimension, as: CodeColumn.self)?.code(at: slot) ?? CodeColumn.none
+        return codes.contains(code) != negated
+    }
+
+    func explain(slot: Int, in book: Book, at now: Double) -> String {
+        let code = book.part(dimension, as: CodeColumn.self)?.code(at: slot) ?? CodeColumn.none
+        let status = code == CodeColumn.none ? "none" : StatusDimension.statuses[Int(code)]
+        let wanted = codes.map { StatusDimension.statuses[Int($0)] }.joined(separator: ", ")
+        let ok = matches(slot: slot, in: book, at: now)
+        return "status \(status) \(ok ? "is" : "is not") \(negated ? "other than " : "")\(wanted)"
+    }
+}

@@ -1,0 +1,93 @@
+/// One immutable state of the Contact Book: what every read works on.
+///
+/// The book is a value. The writer mutates a copy and publishes it after the commit, so a
+/// reader holding a snapshot sees one consistent state for as long as it keeps it (an
+/// export keeps its snapshot while writes go on). Arrays are copy-on-write: a write copies
+/// only the columns it touches.
+///
+/// Slots are the contacts' SQLite rowids. Core columns (email, creation time, liveness) live
+/// here; everything else lives in the providers' parts, keyed by dimension name.
+public struct Book: Sendable {
+    /// Monotonic count of committed writes; persisted, so a restart answers with the same version.
+    public internal(set) var version: Int64 = 0
+    /// Every slot that holds a contact.
+    public internal(set) var alive = ContactSet()
+    /// Slot → email as given (empty for a free slot).
+    public internal(set) var emails: [String] = []
+    /// Slot → creation time.
+    public internal(set) var createdAt: [Double] = []
+    /// Lower-cased email → slot.
+    public internal(set) var slotByEmail: [String: Int] = [:]
+    /// Lower-cased suppressed addresses (account level; they need not be contacts).
+    public internal(set) var suppressedEmails: Set<String> = []
+    /// Slots of contacts whose address is suppressed.
+    public internal(set) var suppressed = ContactSet()
+    /// Stored segments by id.
+    public internal(set) var segments: [Int64: Segment] = [:]
+    /// The providers' indexes, keyed by dimension name.
+    var parts: [String: any Sendable] = [:]
+
+    public init() {}
+
+    /// One past the highest slot: the length every per-slot column must have.
+    public var slotCount: Int { emails.count }
+
+    public var contactCount: Int { slotByEmail.count }
+
+    /// The slot of `email`, compared case-insensitively.
+    public func slot(of email: String) -> Int? { slotByEmail[email.lowercased()] }
+
+    /// The index a provider keeps in this book, or `nil` before it was first stored.
+    public func part<Index: Sendable>(_ name: String, as type: Index.Type) -> Index? {
+        parts[name] as? Index
+    }
+
+    /// Stores a provider's index.
+    public mutating func setPart<Index: Sendable>(_ name: String, _ index: Index) {
+        parts[name] = index
+    }
+
+    /// Takes a provider's index out of the book so it can be mutated without a second
+    /// reference forcing a copy; put it back with `setPart`.
+    public mutating func takePart<Index: Sendable>(_ name: String, as type: Index.Type) -> Index? {
+        parts.removeValue(forKey: name) as? Index
+    }
+}
+
+extension Book {
+    /// Adds a contact at `slot` (the rowid SQLite assigned).
+    public mutating func addContact(slot: Int, email: String, createdAt time: Double) {
+        if slot >= emails.count {
+            let grow = slot + 1 - emails.count
+            emails.append(contentsOf: repeatElement("", count: grow))
+            createdAt.append(contentsOf: repeatElement(.nan, count: grow))
+        }
+        emails[slot] = email
+        createdAt[slot] = time
+        slotByEmail[email.lowercased()] = slot
+        alive.insert(slot)
+        suppressed.update(slot, member: suppressedEmails.contains(email.lowercased()))
+    }
+
+    /// Frees `slot`; providers clear their own parts.
+    public mutating func removeContact(slot: Int) {
+        guard slot < emails.count, alive.contains(slot) else { return }
+        slotByEmail.removeValue(forKey: emails[slot].lowercased())
+        emails[slot] = ""
+        createdAt[slot] = .nan
+        alive.remove(slot)
+        suppressed.remove(slot)
+    }
+
+    public mutating func setSuppressed(_ email: String, _ isSuppressed: Bool) {
+        let key = email.lowercased()
+        if isSuppressed { suppressedEmails.insert(key) } else { suppressedEmails.remove(key) }
+        if let slot = slotByEmail[key] { suppressed.update(slot, member: isSuppressed) }
+    }
+
+    public mutating func setSegment(_ segment: Segment) { segments[segment.id] = segment }
+
+    public mutating func removeSegment(id: Int64) { segments.removeValue(forKey: id) }
+
+    public mutating func bumpVersion(to v: Int64) { version = v }
+}

@@ -1,0 +1,67 @@
+import WireJSON
+
+/// A segment rule compiled against a registry: filters ANDed, `any` groups ORed.
+public struct CompiledRule: Sendable {
+    public indirect enum Node: Sendable {
+        case all([Node])
+        case any([Node], path: String)
+        case leaf(any ContactPredicate, dimension: String, path: String)
+    }
+
+    public let root: Node
+    /// The rule uses an `any` group or a dimension outside the dashboard's five.
+    public let reviewNeeded: Bool
+
+    public init(root: Node, reviewNeeded: Bool) {
+        self.root = root
+        self.reviewNeeded = reviewNeeded
+    }
+
+    /// Every live contact the rule matches.
+    public func resolve(in book: Book, at now: Double) -> ContactSet {
+        var set = Self.resolve(root, book: book, now: now)
+        set.formIntersection(book.alive)
+        return set
+    }
+
+    public func matches(slot: Int, in book: Book, at now: Double) -> Bool {
+        book.alive.contains(slot) && Self.matches(root, slot: slot, book: book, now: now)
+    }
+
+    public var isTimeDependent: Bool { Self.leaves(root).contains { $0.isTimeDependent } }
+
+    public var aspects: Set<String> { Self.leaves(root).reduce(into: []) { $0.formUnion($1.aspects) } }
+
+    private static func resolve(_ node: Node, book: Book, now: Double) -> ContactSet {
+        switch node {
+        case .leaf(let p, _, _):
+            return p.resolve(in: book, at: now)
+        case .all(let children):
+            var set = book.alive
+            for child in children {
+                set.formIntersection(resolve(child, book: book, now: now))
+                if set.isEmpty { break }
+            }
+            return set
+        case .any(let children, _):
+            var set = ContactSet(capacity: book.slotCount)
+            for child in children { set.formUnion(resolve(child, book: book, now: now)) }
+            return set
+        }
+    }
+
+    private static func matches(_ node: Node, slot: Int, book: Book, now: Double) -> Bool {
+        switch node {
+        case .leaf(let p, _, _): return p.matches(slot: slot, in: book, at: now)
+        case .all(let children): return children.allSatisfy { matches($0, slot: slot, book: book, now: now) }
+        case .any(let children, _): return children.contains { matches($0, slot: slot, book: book, now: now) }
+        }
+    }
+
+    private static func leaves(_ node: Node) -> [any ContactPredicate] {
+        switch node {
+        case .leaf(let p, _, _): return [p]
+        case .all(let c), .any(let c, _): return c.flatMap(leaves)
+        }
+    }
+}

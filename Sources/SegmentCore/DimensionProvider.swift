@@ -1,0 +1,122 @@
+import WireJSON
+
+/// A filter dimension: one slice of what a contact is, and the filters over it.
+///
+/// A provider owns the keys it accepts in a contact document, its tables (as named
+/// migrations), its index inside the `Book`, the compilation of its filters, and optionally
+/// its own RPC methods. The five built-in dimensions live under `Plugins/`, each a module
+/// depending on SegmentCore only; a new dimension is one more conformance and one
+/// registration line.
+///
+/// ```swift
+/// struct VIPDimension: DimensionProvider {
+///     let name = "vip"
+///     var descriptor: DimensionDescriptor { DimensionDescriptor(name: name, summary: "VIP flag", operators: [...]) }
+///     var contactKeys: [String] { ["vip"] }
+///     func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? { ... }
+///     func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws { ... }
+///     func compile(_ filter: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> any ContactPredicate { ... }
+///     func render(slot: Int, book: Book) -> [String: JSONValue] { ["vip": ...] }
+/// }
+/// registry.register(VIPDimension())
+/// ```
+public protocol DimensionProvider: Sendable {
+    /// The `dimension` value in filters (`"label"`).
+    var name: String { get }
+    var descriptor: DimensionDescriptor { get }
+    /// Keys this provider reads from a contact document (`labels`, `add_labels`, …).
+    var contactKeys: [String] { get }
+    /// Its schema, applied in order after the core's.
+    var migrations: [StoreMigration] { get }
+    /// Whether the dashboard can show its filters; others make a segment `review_needed`.
+    var isDashboardDimension: Bool { get }
+
+    /// Builds its index from its tables, after the core has loaded every contact's slot.
+    func load(from sql: any SQLExecutor, into book: inout Book) throws
+
+    /// Validates the provider's keys of one contact document (only those present) and
+    /// returns the typed change, or `nil` when the document has none of its keys.
+    func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)?
+
+    /// Applies a prepared change inside the write transaction: its SQL and its index. Called
+    /// for every new contact, with a `nil` change when the document had none of its keys,
+    /// so the provider can set defaults.
+    func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws
+
+    /// Removes everything it knows of a deleted contact (SQL rows and index entries).
+    func remove(slot: Int, context: inout WriteContext) throws
+
+    /// Compiles one filter object (`{"dimension": …, "op": …, …}`) into a predicate, with
+    /// errors naming the offending path.
+    func compile(_ filter: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> any ContactPredicate
+
+    /// The provider's part of `contacts.get`.
+    func render(slot: Int, book: Book) -> [String: JSONValue]
+
+    /// Named values for exports (`columns`); `nil` for a column it does not own.
+    func column(_ name: String, book: Book) -> ColumnReader?
+
+    /// Extra RPC methods (`labels.list`, `fields.define`, `engagement.record`).
+    var methods: [DimensionMethod] { get }
+}
+
+extension DimensionProvider {
+    public var migrations: [StoreMigration] { [] }
+    public var isDashboardDimension: Bool { false }
+    public var methods: [DimensionMethod] { [] }
+    public func load(from sql: any SQLExecutor, into book: inout Book) throws {}
+    public func remove(slot: Int, context: inout WriteContext) throws {}
+    public func column(_ name: String, book: Book) -> ColumnReader? { nil }
+}
+
+/// A provider's typed, validated part of one contact document.
+public protocol ContactChange: Sendable {}
+
+/// Reads one export column for a slot.
+public struct ColumnReader: Sendable {
+    public var read: @Sendable (Int) -> JSONValue
+    public init(_ read: @escaping @Sendable (Int) -> JSONValue) { self.read = read }
+}
+
+/// What a provider gets inside a write transaction.
+public struct WriteContext {
+    /// The book being written: a private copy until the transaction commits.
+    public var book: Book
+    /// SQL on the open transaction.
+    public let sql: any SQLExecutor
+    /// The write's time (from the engine's clock).
+    public let now: Double
+    public let time: ISOTime
+    /// Slots changed by this write, for triggers.
+    public var touched = ContactSet()
+
+    public init(book: Book, sql: any SQLExecutor, now: Double, time: ISOTime) {
+        self.book = book
+        self.sql = sql
+        self.now = now
+        self.time = time
+    }
+}
+
+/// An RPC method a provider adds (`engagement.record`). The engine runs `write` methods on
+/// its single writer inside one transaction and `read` methods on a snapshot.
+public struct DimensionMethod: Sendable {
+    public enum Body: Sendable {
+        case read(@Sendable (_ params: ParamReader, _ book: Book) throws -> JSONValue)
+        case write(@Sendable (_ params: ParamReader, _ context: inout WriteContext) throws -> JSONValue)
+    }
+
+    public var name: String
+    public var summary: String
+    public var paramsSchema: JSONValue
+    public var resultSchema: JSONValue
+    public var body: Body
+
+    public init(name: String, summary: String, paramsSchema: JSONValue, resultSchema: JSONValue, body: Body) {
+        self.name = name
+        self.summary = summary
+        self.paramsSchema = paramsSchema
+        self.resultSchema = resultSchema
+        self.body = body
+    }
+}

@@ -1,0 +1,90 @@
+import WireJSON
+
+/// The dimensions this server knows, registered explicitly at start, in one place.
+///
+/// ```swift
+/// var registry = DimensionRegistry()
+/// registry.register(StatusDimension())
+/// registry.register(LabelDimension())
+/// let rule = try registry.compile(filters: filtersJSON, book: book, time: ISOTime())
+/// ```
+public struct DimensionRegistry: Sendable {
+    public private(set) var providers: [any DimensionProvider] = []
+    private var byName: [String: Int] = [:]
+    private var keyOwner: [String: Int] = [:]
+
+    /// The most filters one rule may hold, groups included, and the deepest group nesting.
+    public static let maxFilters = 1_000
+    public static let maxDepth = 8
+
+    public init() {}
+
+    /// Adds a dimension. Two providers may not share a name or a contact-document key.
+    public mutating func register(_ provider: some DimensionProvider) {
+        precondition(byName[provider.name] == nil, "dimension \(provider.name) registered twice")
+        for key in provider.contactKeys {
+            precondition(keyOwner[key] == nil && !Self.coreKeys.contains(key), "contact key \(key) claimed twice")
+            keyOwner[key] = providers.count
+        }
+        byName[provider.name] = providers.count
+        providers.append(provider)
+    }
+
+    public func provider(named name: String) -> (any DimensionProvider)? {
+        byName[name].map { providers[$0] }
+    }
+
+    /// Keys of a contact document the core reads itself.
+    public static let coreKeys: Set<String> = ["email"]
+
+    /// Every key a contact document may hold.
+    public var contactKeys: Set<String> {
+        Self.coreKeys.union(keyOwner.keys)
+    }
+
+    /// Compiles a rule (a JSON array of filters, ANDed) with errors naming the filter's path.
+    public func compile(
+        filters: JSONValue, path: String = "filters", book: Book, time: ISOTime
+    ) throws(SegmentError) -> CompiledRule {
+        guard let items = filters.arrayValue else {
+            throw .invalidParams(path: path, "expected an array of filters, got \(filters.typeName)")
+        }
+        var budget = Self.maxFilters
+        var review = false
+        var nodes: [CompiledRule.Node] = []
+        for (i, item) in items.enumerated() {
+            nodes.append(try compileNode(item, path: path.index(i), depth: 1, budget: &budget, review: &review, book: book, time: time))
+        }
+        return CompiledRule(root: .all(nodes), reviewNeeded: review)
+    }
+
+    private func compileNode(
+        _ item: JSONValue, path: String, depth: Int, budget: inout Int, review: inout Bool, book: Book, time: ISOTime
+    ) throws(SegmentError) -> CompiledRule.Node {
+        budget -= 1
+        guard budget >= 0 else { throw .invalidParams(path: path, "a rule may hold at most \(Self.maxFilters) filters") }
+        let filter = try ParamReader(item, path: path)
+        if filter.object["any"] != nil {
+            review = true
+            guard depth < Self.maxDepth else {
+                throw .invalidParams(path: path, "groups may nest at most \(Self.maxDepth) deep")
+            }
+            try filter.rejectUnknownKeys(allowed: ["any"])
+            let children = try filter.array("any")
+            guard !children.isEmpty else { throw .invalidParams(path: path.member("any"), "an any group needs at least one filter") }
+            var nodes: [CompiledRule.Node] = []
+            for (i, child) in children.enumerated() {
+                nodes.append(try compileNode(child, path: path.member("any").index(i), depth: depth + 1, budget: &budget, review: &review, book: book, time: time))
+            }
+            return .any(nodes, path: path)
+        }
+        let name = try filter.string("dimension")
+        guard let provider = provider(named: name) else {
+            let known = providers.map(\.name).joined(separator: ", ")
+            throw .invalidParams(path: path.member("dimension"), "unknown dimension \"\(name)\"; known: \(known)")
+        }
+        if !provider.isDashboardDimension { review = true }
+        let predicate = try provider.compile(filter, book: book, time: time)
+        return .leaf(predicate, dimension: name, path: path)
+    }
+}

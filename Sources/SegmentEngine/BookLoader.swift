@@ -1,0 +1,35 @@
+import SegmentCore
+import WireJSON
+
+/// Rebuilds a `Book` from SQLite at start: the core's tables, then each provider's.
+struct BookLoader {
+    let registry: DimensionRegistry
+
+    func load(_ sql: any SQLExecutor) throws -> Book {
+        var book = Book()
+        try sql.forEachRow("SELECT value FROM meta WHERE key = 'version'", []) { row in
+            book.bumpVersion(to: row[0].int64 ?? 0)
+        }
+        try sql.forEachRow("SELECT id, email, created_at FROM contact ORDER BY id", []) { row in
+            guard let id = row[0].int64, let email = row[1].string else { return }
+            book.addContact(slot: Int(id), email: email, createdAt: row[2].double ?? 0)
+        }
+        try sql.forEachRow("SELECT email FROM suppression", []) { row in
+            if let email = row[0].string { book.setSuppressed(email, true) }
+        }
+        try sql.forEachRow(
+            "SELECT id, name, description, filters, review_needed, created_at, updated_at, last_used_at FROM segment", []
+        ) { row in
+            guard let id = row[0].int64, let name = row[1].string, let text = row[3].string else { return }
+            let filters = (try? JSONParser.parse(text)) ?? .array([])
+            book.setSegment(Segment(
+                id: id, name: name, description: row[2].string ?? "", filters: filters,
+                reviewNeeded: row[4].int64 == 1, createdAt: row[5].double ?? 0, updatedAt: row[6].double ?? 0,
+                lastUsedAt: row[7].double))
+        }
+        for provider in registry.providers {
+            try provider.load(from: sql, into: &book)
+        }
+        return book
+    }
+}

@@ -1,0 +1,167 @@
+import SegmentCore
+import WireJSON
+
+/// The outcome of `contacts.upsert`.
+public struct UpsertResult: Sendable, Equatable {
+    public var created = 0
+    public var updated = 0
+    /// Items that were refused, by index in the batch, with what is wrong.
+    public var failed: [(index: Int, error: SegmentError)] = []
+
+    public static func == (a: UpsertResult, b: UpsertResult) -> Bool {
+        a.created == b.created && a.updated == b.updated && a.failed.map(\.index) == b.failed.map(\.index)
+    }
+
+    public var json: JSONValue {
+        [
+            "created": .int(Int64(created)), "updated": .int(Int64(updated)),
+            "failed": .array(failed.map { ["index": .int(Int64($0.index)), "error": .string($0.error.description)] }),
+        ]
+    }
+}
+
+/// One validated contact document, ready to write.
+struct PreparedContact: Sendable {
+    let email: String
+    let changes: [(provider: Int, change: any ContactChange)]
+}
+
+extension Engine {
+    /// Creates or updates contacts by email. Each invalid item fails alone with its index,
+    /// unless `atomic`, when any invalid item refuses the whole batch and nothing is written.
+    public func upsert(contacts: [JSONValue], atomic: Bool = false) async throws -> UpsertResult {
+        guard contacts.count <= configuration.maxBatch else {
+            throw SegmentError(.tooLarge, "at most \(configuration.maxBatch) contacts per call, got \(contacts.count)", path: "contacts")
+        }
+        let book = snapshot
+        var result = UpsertResult()
+        var prepared: [PreparedContact] = []
+        prepared.reserveCapacity(contacts.count)
+        for (i, item) in contacts.enumerated() {
+            do {
+                prepared.append(try prepare(item, path: "contacts".index(i), book: book))
+            } catch {
+                result.failed.append((i, error))
+            }
+        }
+        if atomic, let first = result.failed.first {
+            throw SegmentError(
+                .invalidParams, "atomic batch refused, nothing written: \(result.failed.count) invalid item(s); first: \(first.error.message)",
+                path: first.error.path)
+        }
+        guard !prepared.isEmpty else { return result }
+        let items = prepared
+        let providers = registry.providers
+        let (created, updated) = try await write { context in
+            var created = 0, updated = 0
+            for item in items {
+                let key = item.email.lowercased()
+                if let slot = context.book.slot(of: key) {
+                    for (p, change) in item.changes {
+                        try providers[p].apply(change, slot: slot, isNew: false, context: &context)
+                    }
+                    updated += 1
+                } else {
+                    var slot = 0
+                    try context.sql.execute(
+                        "INSERT INTO contact(email, email_key, created_at) VALUES (?, ?, ?)",
+                        [.text(item.email), .text(key), .real(context.now)])
+                    try context.sql.forEachRow("SELECT last_insert_rowid()", []) { slot = Int($0[0].int64 ?? 0) }
+                    context.book.addContact(slot: slot, email: item.email, createdAt: context.now)
+                    context.touched.insert(slot)
+                    for (p, provider) in providers.enumerated() {
+                        let change = item.changes.first { $0.provider == p }?.change
+                        try provider.apply(change, slot: slot, isNew: true, context: &context)
+                    }
+                    created += 1
+                }
+            }
+            return (created, updated)
+        }
+        result.created = created
+        result.updated = updated
+        return result
+    }
+
+    func prepare(_ item: JSONValue, path: String, book: Book) throws(SegmentError) -> PreparedContact {
+        let doc = try ParamReader(item, path: path)
+        try doc.rejectUnknownKeys(allowed: registry.contactKeys)
+        let email = try doc.string("email").trimmingSpaces
+        try Self.checkEmail(email, path: path.member("email"))
+        var changes: [(Int, any ContactChange)] = []
+        for (p, provider) in registry.providers.enumerated() {
+            if let change = try provider.prepare(doc, book: book, time: time) { changes.append((p, change)) }
+        }
+        return PreparedContact(email: email, changes: changes)
+    }
+
+    /// A deliberately plain check: one `@`, a non-empty local part, a dotted domain, no
+    /// spaces or control characters, at most 254 characters.
+    static func checkEmail(_ email: String, path: String) throws(SegmentError) {
+        let parts = email.split(separator: "@", omittingEmptySubsequences: false)
+        let ok = email.utf8.count <= 254 && parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".")
+            && !parts[1].hasPrefix(".") && !parts[1].hasSuffix(".")
+            && !email.unicodeScalars.contains { $0.properties.isWhitespace || $0.properties.generalCategory == .control }
+        guard ok else { throw .invalidParams(path: path, "not an email address: \"\(email)\"") }
+    }
+
+    /// The whole contact, every provider's part, or `nil` if there is none with that email.
+    public func contact(email: String, in book: Book? = nil) -> JSONValue? {
+        let book = book ?? snapshot
+        guard let slot = book.slot(of: email) else { return nil }
+        return render(slot: slot, book: book)
+    }
+
+    func render(slot: Int, book: Book) -> JSONValue {
+        var out: [String: JSONValue] = [
+            "email": .string(book.emails[slot]),
+            "created_at": .string(ISOTime.format(book.createdAt[slot])),
+            "suppressed": .bool(book.suppressed.contains(slot)),
+        ]
+        for provider in registry.providers {
+            out.merge(provider.render(slot: slot, book: book)) { _, new in new }
+        }
+        return .object(out)
+    }
+
+    /// Deletes contacts by email (unknown emails are skipped); returns how many were deleted.
+    public func delete(emails: [String]) async throws -> Int {
+        guard emails.count <= configuration.maxBatch else {
+            throw SegmentError(.tooLarge, "at most \(configuration.maxBatch) emails per call, got \(emails.count)", path: "emails")
+        }
+        let providers = registry.providers
+        return try await write { context in
+            var deleted = 0
+            for email in emails {
+                guard let slot = context.book.slot(of: email) else { continue }
+                for provider in providers { try provider.remove(slot: slot, context: &context) }
+                try context.sql.execute("DELETE FROM contact WHERE id = ?", [.integer(Int64(slot))])
+                context.book.removeContact(slot: slot)
+                context.touched.insert(slot)
+                deleted += 1
+            }
+            return deleted
+        }
+    }
+
+    /// Contacts in total and by status.
+    public func countContacts() -> (total: Int, byStatus: [String: Int]) {
+        let book = snapshot
+        var byStatus: [String: Int] = [:]
+        if let status = registry.providers.lazy.compactMap({ $0.column("status", book: book) }).first {
+            book.alive.forEach { slot in
+                if let s = status.read(slot).stringValue { byStatus[s, default: 0] += 1 }
+            }
+        }
+        return (book.contactCount, byStatus)
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        var s = Substring(self)
+        while let c = s.first, c == " " || c == "\t" { s.removeFirst() }
+        while let c = s.last, c == " " || c == "\t" { s.removeLast() }
+        return String(s)
+    }
+}

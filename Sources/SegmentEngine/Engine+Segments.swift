@@ -1,0 +1,127 @@
+import SegmentCore
+import WireJSON
+
+/// The answer of `segments.validate`.
+public struct ValidationResult: Sendable {
+    public var errors: [SegmentError]
+    public var reviewNeeded: Bool
+    public var valid: Bool { errors.isEmpty }
+}
+
+extension Engine {
+    /// Compiles a rule against the current book, with errors naming the filter's path.
+    public func compile(filters: JSONValue, path: String = "filters", book: Book? = nil) throws(SegmentError) -> CompiledRule {
+        try registry.compile(filters: filters, path: path, book: book ?? snapshot, time: time)
+    }
+
+    /// Checks every top-level filter and reports all errors, not only the first.
+    public func validate(filters: JSONValue) -> ValidationResult {
+        let book = snapshot
+        guard let items = filters.arrayValue else {
+            return ValidationResult(errors: [.invalidParams(path: "filters", "expected an array of filters, got \(filters.typeName)")], reviewNeeded: false)
+        }
+        var errors: [SegmentError] = []
+        var review = false
+        for (i, item) in items.enumerated() {
+            do {
+                let rule = try registry.compile(filters: .array([item]), path: "filters", book: book, time: time)
+                review = review || rule.reviewNeeded
+            } catch {
+                var e = error
+                e.path = e.path.map { "filters".index(i) + $0.dropFirst("filters[0]".count) }
+                errors.append(e)
+            }
+        }
+        return ValidationResult(errors: errors, reviewNeeded: review)
+    }
+
+    /// The stored segment with `id`.
+    public func segment(id: Int64, in book: Book? = nil) throws(SegmentError) -> Segment {
+        guard let segment = (book ?? snapshot).segments[id] else { throw .notFound("no segment with id \(id)") }
+        return segment
+    }
+
+    /// Every stored segment, by id.
+    public func segments() -> [Segment] { snapshot.segments.values.sorted { $0.id < $1.id } }
+
+    /// Stores a new segment; names are unique (case-insensitively).
+    public func createSegment(name: String, description: String = "", filters: JSONValue) async throws -> Segment {
+        let name = try Self.checkSegmentName(name)
+        let rule = try compile(filters: filters)
+        let text = filters.serialized()
+        return try await write { context in
+            if context.book.segments.values.contains(where: { $0.name.lowercased() == name.lowercased() }) {
+                throw SegmentError.conflict("a segment named \"\(name)\" already exists")
+            }
+            try context.sql.execute(
+                "INSERT INTO segment(name, name_key, description, filters, review_needed, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [.text(name), .text(name.lowercased()), .text(description), .text(text), .integer(rule.reviewNeeded ? 1 : 0),
+                 .real(context.now), .real(context.now)])
+            var id: Int64 = 0
+            try context.sql.forEachRow("SELECT last_insert_rowid()", []) { id = $0[0].int64 ?? 0 }
+            let segment = Segment(
+                id: id, name: name, description: description, filters: filters, reviewNeeded: rule.reviewNeeded,
+                createdAt: context.now, updatedAt: context.now)
+            context.book.setSegment(segment)
+            return segment
+        }
+    }
+
+    /// Changes a segment's name, description or rule. A new rule recomputes `review_needed`;
+    /// `reviewNeeded: false` clears it explicitly (a reviewer signed the rule off).
+    public func updateSegment(
+        id: Int64, name: String? = nil, description: String? = nil, filters: JSONValue? = nil, reviewNeeded: Bool? = nil
+    ) async throws -> Segment {
+        let name = try name.map(Self.checkSegmentName)
+        let rule = try filters.map { f throws(SegmentError) in try compile(filters: f) }
+        let text = filters?.serialized()
+        return try await write { context in
+            guard var segment = context.book.segments[id] else { throw SegmentError.notFound("no segment with id \(id)") }
+            if let name {
+                if context.book.segments.values.contains(where: { $0.id != id && $0.name.lowercased() == name.lowercased() }) {
+                    throw SegmentError.conflict("a segment named \"\(name)\" already exists")
+                }
+                segment.name = name
+            }
+            if let description { segment.description = description }
+            if let filters, let rule { segment.filters = filters; segment.reviewNeeded = rule.reviewNeeded }
+            if let reviewNeeded { segment.reviewNeeded = reviewNeeded }
+            segment.updatedAt = context.now
+            try context.sql.execute(
+                "UPDATE segment SET name = ?, name_key = ?, description = ?, filters = COALESCE(?, filters), review_needed = ?, updated_at = ? WHERE id = ?",
+                [.text(segment.name), .text(segment.name.lowercased()), .text(segment.description), text.map(SQLValue.text) ?? .null,
+                 .integer(segment.reviewNeeded ? 1 : 0), .real(context.now), .integer(id)])
+            context.book.setSegment(segment)
+            return segment
+        }
+    }
+
+    /// Deletes a segment; returns it as it was.
+    public func deleteSegment(id: Int64) async throws -> Segment {
+        try await write { context in
+            guard let segment = context.book.segments[id] else { throw SegmentError.notFound("no segment with id \(id)") }
+            try context.sql.execute("DELETE FROM segment WHERE id = ?", [.integer(id)])
+            context.book.removeSegment(id: id)
+            return segment
+        }
+    }
+
+    /// Counts a stored segment.
+    public func count(segment id: Int64, audience: Audience = .send) throws(SegmentError) -> CountResult {
+        let book = snapshot
+        let rule = try compile(filters: try segment(id: id, in: book).filters, book: book)
+        return count(rule: rule, audience: audience, book: book)
+    }
+
+    /// Counts an ad-hoc rule.
+    public func count(filters: JSONValue, audience: Audience = .send) throws(SegmentError) -> CountResult {
+        let book = snapshot
+        return count(rule: try compile(filters: filters, book: book), audience: audience, book: book)
+    }
+
+    static func checkSegmentName(_ raw: String) throws(SegmentError) -> String {
+        let name = raw.trimmingSpaces
+        guard !name.isEmpty, name.count <= 200 else { throw .invalidParams(path: "name", "a segment name has 1 to 200 characters") }
+        return name
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import Logging
+import SegmentCore
+import SegmentStore
+import Synchronization
+import WireJSON
+
+/// The segment engine: one writer, published immutable snapshots, exact resolution.
+///
+/// Writes run one at a time inside a SQLite transaction; the new `Book` is published only
+/// after the commit, so an answer never describes an unacknowledged state. Reads take the
+/// current snapshot and work on it without locks while writes go on.
+///
+/// ```swift
+/// var registry = DimensionRegistry()
+/// registry.register(StatusDimension())
+/// let engine = try Engine(configuration: .init(databasePath: "segmentd.sqlite"), registry: registry)
+/// _ = try await engine.upsert(contacts: [["email": "ana@example.com"]])
+/// try engine.count(filters: [], audience: .send).sendable
+/// ```
+public final class Engine: Sendable {
+    public struct Configuration: Sendable {
+        public var databasePath: String
+        public var clock: any TimeSource
+        public var timeZone: TimeZone
+        /// The most contacts one upsert takes.
+        public var maxBatch: Int
+
+        public init(
+            databasePath: String, clock: any TimeSource = SystemTime(),
+            timeZone: TimeZone = TimeZone(identifier: "UTC")!, maxBatch: Int = 10_000
+        ) {
+            self.databasePath = databasePath
+            self.clock = clock
+            self.timeZone = timeZone
+            self.maxBatch = maxBatch
+        }
+    }
+
+    public let configuration: Configuration
+    public let registry: DimensionRegistry
+    public let time: ISOTime
+    let store: Store
+    let logger: Logger
+    private let published: Mutex<Book>
+
+    /// Opens the database (creating and migrating it if needed) and rebuilds the book from it.
+    public init(configuration: Configuration, registry: DimensionRegistry, logger: Logger = Logger(label: "segmentd.engine")) throws {
+        self.configuration = configuration
+        self.registry = registry
+        self.time = ISOTime(timeZone: configuration.timeZone)
+        self.logger = logger
+        store = try Store(path: configuration.databasePath, migrations: CoreSchema.migrations + registry.providers.flatMap(\.migrations))
+        let book = try store.readNow { sql in try BookLoader(registry: registry).load(sql) }
+        published = Mutex(book)
+        logger.info("book loaded", metadata: ["book.contacts": "\(book.contactCount)", "book.version": "\(book.version)"])
+    }
+
+    /// The current state of the book: an immutable value, safe to keep while writes go on.
+    public var snapshot: Book { published.withLock { $0 } }
+
+    public var now: Double { configuration.clock.now() }
+
+    /// Runs one write: `body` mutates a private copy of the book and writes SQL in one
+    /// transaction; the copy is published only after the commit. If `body` throws, nothing
+    /// is written and nothing is published.
+    func write<T: Sendable>(_ body: @escaping @Sendable (inout WriteContext) throws -> T) async throws -> T {
+        let now = self.now
+        let time = self.time
+        let (result, _) = try await store.write({ [self] sql in
+            var context = WriteContext(book: self.snapshot, sql: sql, now: now, time: time)
+            let result = try body(&context)
+            let version = context.book.version + 1
+            try sql.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('version', ?)", [.integer(version)])
+            context.book.bumpVersion(to: version)
+            return (result, context.book)
+        }, afterCommit: { [self] (output: (T, Book)) in
+            self.published.withLock { $0 = output.1 }
+        })
+        return result
+    }
+
+    /// Writes a consistent copy of the database to `path` while the engine keeps running.
+    public func backup(to path: String) throws { try store.backup(to: path) }
+
+    /// Flushes and closes the database.
+    public func close() throws { try store.close() }
+}
