@@ -102,7 +102,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["SegmentdApp", "LineRPC", "WireJSON", "SegmentEngine"],
+            dependencies: ["SegmentdApp", "LineRPC", "WireJSON", "SegmentEngine", "SegmentCore", "segmentd"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -95,7 +95,7 @@ struct FieldPredicate: ContactPredicate {
     func explain(slot: Int, in book: Book, at now: Double) -> String {
         let shown = value(slot: slot, book: book, lowered: false)
         let text = shown.map { describe(FieldDimension.json($0)) } ?? "no value"
-        return "\(field) is \(text)"
+        return shown == nil ? "\(field) has no value" : "\(field) is \(text)"
     }
 }
 

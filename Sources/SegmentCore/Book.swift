@@ -24,6 +24,8 @@ public struct Book: Sendable {
     public internal(set) var suppressed = ContactSet()
     /// Stored segments by id.
     public internal(set) var segments: [Int64: Segment] = [:]
+    /// Automation triggers by id, with their membership baselines.
+    public var triggers: [Int64: Trigger] = [:]
     /// The providers' indexes, keyed by dimension name.
     var parts: [String: any Sendable] = [:]
 

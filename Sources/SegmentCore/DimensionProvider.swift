@@ -58,6 +58,9 @@ public protocol DimensionProvider: Sendable {
 
     /// Extra RPC methods (`labels.list`, `fields.define`, `engagement.record`).
     var methods: [DimensionMethod] { get }
+
+    /// Lint findings about one of its (valid) filters, such as a label nobody carries.
+    func lint(_ filter: ParamReader, book: Book, now: Double, settings: LintSettings) -> [LintWarning]
 }
 
 extension DimensionProvider {
@@ -67,6 +70,7 @@ extension DimensionProvider {
     public func load(from sql: any SQLExecutor, into book: inout Book) throws {}
     public func remove(slot: Int, context: inout WriteContext) throws {}
     public func column(_ name: String, book: Book) -> ColumnReader? { nil }
+    public func lint(_ filter: ParamReader, book: Book, now: Double, settings: LintSettings) -> [LintWarning] { [] }
 }
 
 /// A provider's typed, validated part of one contact document.

@@ -4,6 +4,7 @@ import WireJSON
 /// Rebuilds a `Book` from SQLite at start: the core's tables, then each provider's.
 struct BookLoader {
     let registry: DimensionRegistry
+    let time: ISOTime
 
     func load(_ sql: any SQLExecutor) throws -> Book {
         var book = Book()
@@ -30,6 +31,24 @@ struct BookLoader {
         for provider in registry.providers {
             try provider.load(from: sql, into: &book)
         }
+        try loadTriggers(sql, into: &book)
         return book
+    }
+
+    /// Triggers come back with their persisted baselines, so a restart fires nothing.
+    private func loadTriggers(_ sql: any SQLExecutor, into book: inout Book) throws {
+        var members: [Int64: ContactSet] = [:]
+        try sql.forEachRow("SELECT trigger_id, contact_id FROM trigger_member", []) { row in
+            guard let id = row[0].int64, let slot = row[1].int64.map(Int.init) else { return }
+            members[id, default: ContactSet(capacity: book.slotCount)].insert(slot)
+        }
+        try sql.forEachRow("SELECT id, segment_id, on_enter, on_exit, created_at FROM trigger", []) { row in
+            guard let id = row[0].int64, let segmentID = row[1].int64, let segment = book.segments[segmentID],
+                let rule = try? registry.compile(filters: segment.filters, book: book, time: time)
+            else { return }
+            book.triggers[id] = Trigger(
+                id: id, segmentID: segmentID, onEnter: row[2].int64 == 1, onExit: row[3].int64 == 1,
+                createdAt: row[4].double ?? 0, rule: rule, members: members[id] ?? ContactSet())
+        }
     }
 }

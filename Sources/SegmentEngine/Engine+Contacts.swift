@@ -52,7 +52,7 @@ extension Engine {
         guard !prepared.isEmpty else { return result }
         let items = prepared
         let providers = registry.providers
-        let (created, updated) = try await write { context in
+        let (created, updated) = try await write(cause: "contacts.upsert") { context in
             var created = 0, updated = 0
             for item in items {
                 let key = item.email.lowercased()
@@ -130,7 +130,7 @@ extension Engine {
             throw SegmentError(.tooLarge, "at most \(configuration.maxBatch) emails per call, got \(emails.count)", path: "emails")
         }
         let providers = registry.providers
-        return try await write { context in
+        return try await write(cause: "contacts.delete") { context in
             var deleted = 0
             for email in emails {
                 guard let slot = context.book.slot(of: email) else { continue }

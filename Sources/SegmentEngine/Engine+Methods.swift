@@ -12,7 +12,7 @@ extension Engine {
         case .read(let body):
             return try body(reader, snapshot)
         case .write(let body):
-            return try await write { context in try body(reader, &context) }
+            return try await write(cause: method.name) { context in try body(reader, &context) }
         }
     }
 }

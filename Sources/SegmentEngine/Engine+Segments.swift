@@ -49,7 +49,7 @@ extension Engine {
         let name = try Self.checkSegmentName(name)
         let rule = try compile(filters: filters)
         let text = filters.serialized()
-        return try await write { context in
+        return try await write(cause: "segments.create") { context in
             if context.book.segments.values.contains(where: { $0.name.lowercased() == name.lowercased() }) {
                 throw SegmentError.conflict("a segment named \"\(name)\" already exists")
             }
@@ -72,10 +72,20 @@ extension Engine {
     public func updateSegment(
         id: Int64, name: String? = nil, description: String? = nil, filters: JSONValue? = nil, reviewNeeded: Bool? = nil
     ) async throws -> Segment {
+        try await updateSegmentAndTriggers(id: id, name: name, description: description, filters: filters, reviewNeeded: reviewNeeded).segment
+    }
+
+    /// `updateSegment`, also saying which triggers took the new rule as their baseline: a
+    /// rule change re-baselines the segment's triggers without firing (the old membership
+    /// answered a different question).
+    public func updateSegmentAndTriggers(
+        id: Int64, name: String? = nil, description: String? = nil, filters: JSONValue? = nil, reviewNeeded: Bool? = nil
+    ) async throws -> (segment: Segment, rebaselined: [Int64]) {
+        let registry = self.registry, time = self.time
         let name = try name.map(Self.checkSegmentName)
         let rule = try filters.map { f throws(SegmentError) in try compile(filters: f) }
         let text = filters?.serialized()
-        return try await write { context in
+        return try await write(cause: "segments.update") { context in
             guard var segment = context.book.segments[id] else { throw SegmentError.notFound("no segment with id \(id)") }
             if let name {
                 if context.book.segments.values.contains(where: { $0.id != id && $0.name.lowercased() == name.lowercased() }) {
@@ -92,14 +102,28 @@ extension Engine {
                 [.text(segment.name), .text(segment.name.lowercased()), .text(segment.description), text.map(SQLValue.text) ?? .null,
                  .integer(segment.reviewNeeded ? 1 : 0), .real(context.now), .integer(id)])
             context.book.setSegment(segment)
-            return segment
+            let rebaselined = filters == nil ? [] : try Self.rebaseline(segment: segment, context: &context, registry: registry, time: time)
+            return (segment, rebaselined)
         }
     }
 
-    /// Deletes a segment; returns it as it was.
-    public func deleteSegment(id: Int64) async throws -> Segment {
-        try await write { context in
+    /// Deletes a segment; returns it as it was. A segment with triggers is refused unless
+    /// `force`, which deletes its triggers too.
+    public func deleteSegment(id: Int64, force: Bool = false) async throws -> Segment {
+        try await write(cause: "segments.delete") { context in
             guard let segment = context.book.segments[id] else { throw SegmentError.notFound("no segment with id \(id)") }
+            let triggers = context.book.triggers.values.filter { $0.segmentID == id }.map(\.id).sorted()
+            if !triggers.isEmpty {
+                guard force else {
+                    throw SegmentError.conflict(
+                        "segment \(id) has triggers \(triggers.map(String.init).joined(separator: ", ")); delete them first or pass force: true")
+                }
+                for trigger in triggers {
+                    context.book.triggers.removeValue(forKey: trigger)
+                    try context.sql.execute("DELETE FROM trigger_member WHERE trigger_id = ?", [.integer(trigger)])
+                    try context.sql.execute("DELETE FROM trigger WHERE id = ?", [.integer(trigger)])
+                }
+            }
             try context.sql.execute("DELETE FROM segment WHERE id = ?", [.integer(id)])
             context.book.removeSegment(id: id)
             return segment

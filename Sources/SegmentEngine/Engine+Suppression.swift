@@ -6,7 +6,7 @@ extension Engine {
     public func suppress(emails: [String], reason: String?) async throws -> Int {
         try checkBatch(emails)
         for (i, email) in emails.enumerated() { try Self.checkEmail(email.trimmingSpaces, path: "emails".index(i)) }
-        return try await write { context in
+        return try await write(cause: "suppression.add") { context in
             var added = 0
             for email in emails.map(\.trimmingSpaces) where !context.book.suppressedEmails.contains(email.lowercased()) {
                 try context.sql.execute(
@@ -23,7 +23,7 @@ extension Engine {
     /// Removes addresses from the suppression list.
     public func unsuppress(emails: [String]) async throws -> Int {
         try checkBatch(emails)
-        return try await write { context in
+        return try await write(cause: "suppression.remove") { context in
             var removed = 0
             for email in emails.map(\.trimmingSpaces) where context.book.suppressedEmails.contains(email.lowercased()) {
                 try context.sql.execute("DELETE FROM suppression WHERE email_key = ?", [.text(email.lowercased())])

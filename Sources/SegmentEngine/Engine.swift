@@ -25,6 +25,13 @@ public final class Engine: Sendable {
         public var timeZone: TimeZone
         /// The most contacts one upsert takes.
         public var maxBatch: Int
+        public var lint = LintSettings()
+        /// Events a subscriber may have waiting before it is dropped as too slow.
+        public var subscriberQueueLimit = 10_000
+        /// Events older than this are pruned.
+        public var eventRetentionSeconds: Double = 30 * 86_400
+        /// At most this many events are kept.
+        public var eventRetentionCount = 1_000_000
 
         public init(
             databasePath: String, clock: any TimeSource = SystemTime(),
@@ -42,6 +49,8 @@ public final class Engine: Sendable {
     public let time: ISOTime
     let store: Store
     let logger: Logger
+    /// Live event delivery to subscribers.
+    let hub: EventHub
     private let published: Mutex<Book>
 
     /// Opens the database (creating and migrating it if needed) and rebuilds the book from it.
@@ -51,7 +60,9 @@ public final class Engine: Sendable {
         self.time = ISOTime(timeZone: configuration.timeZone)
         self.logger = logger
         store = try Store(path: configuration.databasePath, migrations: CoreSchema.migrations + registry.providers.flatMap(\.migrations))
-        let book = try store.readNow { sql in try BookLoader(registry: registry).load(sql) }
+        let time = self.time
+        let book = try store.readNow { sql in try BookLoader(registry: registry, time: time).load(sql) }
+        hub = EventHub(queueLimit: configuration.subscriberQueueLimit)
         published = Mutex(book)
         logger.info("book loaded", metadata: ["book.contacts": "\(book.contactCount)", "book.version": "\(book.version)"])
     }
@@ -61,21 +72,27 @@ public final class Engine: Sendable {
 
     public var now: Double { configuration.clock.now() }
 
+    var lintSettings: LintSettings { configuration.lint }
+
     /// Runs one write: `body` mutates a private copy of the book and writes SQL in one
-    /// transaction; the copy is published only after the commit. If `body` throws, nothing
-    /// is written and nothing is published.
-    func write<T: Sendable>(_ body: @escaping @Sendable (inout WriteContext) throws -> T) async throws -> T {
+    /// transaction; the contacts it touched are re-checked against the triggers and their
+    /// events appended in the same transaction; the copy is published only after the commit.
+    /// If `body` throws, nothing is written and nothing is published.
+    func write<T: Sendable>(cause: String, _ body: @escaping @Sendable (inout WriteContext) throws -> T) async throws -> T {
         let now = self.now
         let time = self.time
-        let (result, _) = try await store.write({ [self] sql in
-            var context = WriteContext(book: self.snapshot, sql: sql, now: now, time: time)
+        let (result, _, _) = try await store.write({ [self] sql in
+            let base = self.snapshot
+            var context = WriteContext(book: base, sql: sql, now: now, time: time)
             let result = try body(&context)
+            let events = try TriggerEvaluator(cause: cause).evaluate(&context, base: base)
             let version = context.book.version + 1
             try sql.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('version', ?)", [.integer(version)])
             context.book.bumpVersion(to: version)
-            return (result, context.book)
-        }, afterCommit: { [self] (output: (T, Book)) in
+            return (result, context.book, events)
+        }, afterCommit: { [self] (output: (T, Book, [TriggerEvent])) in
             self.published.withLock { $0 = output.1 }
+            if !output.2.isEmpty { self.hub.publish(output.2) }
         })
         return result
     }

@@ -2,7 +2,9 @@ import SegmentCore
 
 /// The tables the core owns; providers add their own after these.
 public enum CoreSchema {
-    public static let migrations: [StoreMigration] = [
+    public static var migrations: [StoreMigration] { base + [triggerMigration] }
+
+    static let base: [StoreMigration] = [
         StoreMigration("core.v1", sql: """
             CREATE TABLE meta (key TEXT PRIMARY KEY, value);
             -- AUTOINCREMENT: a deleted contact's id (its slot) is never handed to another contact,
@@ -15,4 +17,16 @@ public enum CoreSchema {
                 created_at REAL NOT NULL, updated_at REAL NOT NULL, last_used_at REAL);
             """)
     ]
+}
+
+extension CoreSchema {
+    /// Triggers, their persisted membership baselines and the durable event log.
+    static let triggerMigration = StoreMigration("triggers.v1", sql: """
+        CREATE TABLE trigger (id INTEGER PRIMARY KEY AUTOINCREMENT, segment_id INTEGER NOT NULL, on_enter INTEGER NOT NULL,
+            on_exit INTEGER NOT NULL, created_at REAL NOT NULL);
+        CREATE TABLE trigger_member (trigger_id INTEGER NOT NULL, contact_id INTEGER NOT NULL, PRIMARY KEY (trigger_id, contact_id)) WITHOUT ROWID;
+        CREATE TABLE event (cursor INTEGER PRIMARY KEY AUTOINCREMENT, trigger_id INTEGER NOT NULL, segment_id INTEGER NOT NULL,
+            email TEXT NOT NULL, type TEXT NOT NULL, at REAL NOT NULL, cause TEXT NOT NULL);
+        CREATE INDEX event_by_at ON event(at);
+        """)
 }

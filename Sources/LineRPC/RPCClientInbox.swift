@@ -1,0 +1,160 @@
+import NIOCore
+import Synchronization
+import WireJSON
+
+/// The client's side of the conversation: pending calls by id, their stream notifications,
+/// and raw lines for transcript replays.
+final class RPCClientInbox: Sendable {
+    typealias NotificationHandler = @Sendable (String, JSONValue) async throws -> Void
+
+    private struct Pending {
+        var continuation: CheckedContinuation<JSONValue, any Error>?
+        var outcome: Result<JSONValue, any Error>?
+        var onNotification: NotificationHandler?
+        var notificationError: (any Error)?
+    }
+
+    private struct State {
+        var lastID: Int64 = 0
+        var pending: [Int64: Pending] = [:]
+        var closedError: (any Error)?
+        var rawMode = false
+        /// An error reply with id null (parse error, "too many connections"): reported to
+        /// calls that fail because the connection then closes.
+        var unsolicitedError: RPCError?
+    }
+
+    private let state = Mutex(State())
+    let rawLines = LineQueue(capacity: 4096)
+
+    /// Reserves an id for a call; throws once the connection is closed.
+    func register(onNotification: NotificationHandler?) throws -> Int64 {
+        try state.withLock { state in
+            if let error = state.closedError { throw error }
+            state.lastID += 1
+            state.pending[state.lastID] = Pending(onNotification: onNotification)
+            return state.lastID
+        }
+    }
+
+    /// Forgets a call whose request could not be sent.
+    func abandon(_ id: Int64) {
+        _ = state.withLock { $0.pending.removeValue(forKey: id) }
+    }
+
+    /// Waits for the final reply of call `id`; `onCancel` runs if the calling task is cancelled
+    /// (the reply, normally `-32800`, is still awaited).
+    func wait(for id: Int64, onCancel: @escaping @Sendable () -> Void) async throws -> JSONValue {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let ready = state.withLock { state -> Result<JSONValue, any Error>? in
+                    guard var pending = state.pending[id] else {
+                        return .failure(state.closedError ?? RPCClientError.connectionClosed)
+                    }
+                    if let outcome = pending.outcome {
+                        state.pending[id] = nil
+                        return outcome
+                    }
+                    pending.continuation = continuation
+                    state.pending[id] = pending
+                    return nil
+                }
+                if let ready { continuation.resume(with: ready) }
+            }
+        } onCancel: {
+            onCancel()
+        }
+    }
+
+    /// Switches to raw mode: from now on every received line goes to ``rawLines``.
+    func enterRawMode() { state.withLock { $0.rawMode = true } }
+
+    /// Reads the connection until it ends, routing replies and notifications.
+    func consume(_ inbound: NIOAsyncChannelInboundStream<LineFrame>) async throws {
+        for try await frame in inbound {
+            guard case .line(let buffer) = frame else { continue }
+            if state.withLock({ $0.rawMode }) {
+                await rawLines.push(String(buffer: buffer))
+                continue
+            }
+            let parsed = buffer.withUnsafeReadableBytes { bytes in try? JSONParser.parse(bytes) }
+            guard case .object? = parsed, let message = parsed else { continue }
+            await route(message)
+        }
+    }
+
+    private func route(_ message: JSONValue) async {
+        if case .string(let method)? = message["method"] {
+            let params = message["params"] ?? .null
+            guard let id = params["id"]?.intValue,
+                let handler = state.withLock({ $0.pending[id]?.onNotification })
+            else { return }
+            do {
+                try await handler(method, params)
+            } catch {
+                state.withLock { state in
+                    if state.pending[id]?.notificationError == nil { state.pending[id]?.notificationError = error }
+                }
+            }
+            return
+        }
+        guard let idValue = message["id"] else { return }
+        guard let id = idValue.intValue else {
+            if idValue.isNull, let error = message["error"].flatMap(RPCError.init(json:)) {
+                state.withLock { $0.unsolicitedError = error }
+            }
+            return
+        }
+        var outcome: Result<JSONValue, any Error>
+        if let error = message["error"] {
+            outcome = .failure(RPCError(json: error) ?? RPCError.internalError("malformed error reply: \(error)"))
+        } else {
+            outcome = .success(message["result"] ?? .null)
+        }
+        let continuation = state.withLock { state -> CheckedContinuation<JSONValue, any Error>? in
+            guard var pending = state.pending[id] else { return nil }
+            if let error = pending.notificationError { outcome = .failure(error) }
+            if let continuation = pending.continuation {
+                state.pending[id] = nil
+                return continuation
+            }
+            pending.outcome = outcome
+            state.pending[id] = pending
+            return nil
+        }
+        continuation?.resume(with: outcome)
+    }
+
+    /// Fails every pending call and ends the raw line queue.
+    func close(error: (any Error)?) {
+        let waiting = state.withLock { state -> [CheckedContinuation<JSONValue, any Error>] in
+            let failure = error ?? state.unsolicitedError ?? RPCClientError.connectionClosed
+            if state.closedError == nil { state.closedError = failure }
+            var waiting: [CheckedContinuation<JSONValue, any Error>] = []
+            for (id, pending) in state.pending {
+                if let continuation = pending.continuation {
+                    waiting.append(continuation)
+                    state.pending[id] = nil
+                } else if pending.outcome == nil {
+                    state.pending[id]?.outcome = .failure(failure)
+                }
+            }
+            return waiting
+        }
+        let failure: any Error = state.withLock { $0.closedError } ?? RPCClientError.connectionClosed
+        for continuation in waiting { continuation.resume(throwing: failure) }
+        rawLines.finish()
+    }
+}
+
+/// Client-side failures that are not error replies.
+public struct RPCClientError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+
+    public init(_ message: String) { self.message = message }
+
+    /// The connection closed before the reply arrived.
+    public static let connectionClosed = RPCClientError("connection closed")
+
+    public var description: String { message }
+}

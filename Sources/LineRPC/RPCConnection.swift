@@ -1,0 +1,167 @@
+import Logging
+import NIOCore
+import WireJSON
+
+/// Serves one connection: reads frames, answers inline what can be answered at once, runs
+/// handlers as child tasks, and watches for idleness and shutdown.
+///
+/// Everything here is async code over `NIOAsyncChannel`; the channel handlers only frame.
+/// Requests run concurrently and may reply out of order. When the peer goes away, the task
+/// group is cancelled and with it every in-flight handler.
+struct RPCConnection: Sendable {
+    let state: RPCConnectionState
+    let dispatcher: RPCDispatcher
+    let writer: ReplyWriter
+    let channel: any Channel
+    let logger: Logger
+
+    var limits: RPCLimits { dispatcher.configuration.limits }
+
+    /// Reads until EOF, error, a close request, or the watchdog closes the channel.
+    func run(inbound: NIOAsyncChannelInboundStream<LineFrame>) async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await watchdog() }
+            do {
+                for try await frame in inbound {
+                    state.touch()
+                    try await handle(frame, group: &group)
+                    if state.isCloseRequested { break }
+                }
+            } catch {
+                logger.debug("connection ended: \(error)")
+            }
+            group.cancelAll()
+        }
+    }
+
+    private func handle(_ frame: LineFrame, group: inout DiscardingTaskGroup) async throws {
+        switch frame {
+        case .oversized:
+            dispatcher.stats.error("too_large")
+            let error = RPCError.tooLarge(
+                "line exceeds the \(limits.maxLineBytes)-byte limit and was discarded",
+                extra: ["max_line_bytes": .int(Int64(limits.maxLineBytes))]
+            )
+            try await writer.write(RPCEnvelope.failure(id: nil, error: error))
+        case .line(let buffer):
+            dispatcher.stats.bytesIn(buffer.readableBytes + 1)
+            let parsed = buffer.withUnsafeReadableBytes { bytes -> Result<JSONValue, JSONParseError> in
+                do throws(JSONParseError) {
+                    return .success(try JSONParser.parse(bytes))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            switch parsed {
+            case .failure(let error):
+                dispatcher.stats.error("parse_error")
+                try await writer.write(RPCEnvelope.failure(id: nil, error: .parseError("invalid JSON: \(error)")))
+            case .success(.array(let elements)):
+                try await handleBatch(elements, group: &group)
+            case .success(let message):
+                try await handleSingle(message, group: &group)
+            }
+        }
+    }
+
+    private func handleSingle(_ message: JSONValue, group: inout DiscardingTaskGroup) async throws {
+        switch dispatcher.prepare(message, connection: state, writer: writer, inBatch: false) {
+        case .reply(let reply?):
+            try await writer.write(reply)
+        case .reply(nil):
+            break
+        case .run(let job):
+            group.addTask {
+                if let reply = await dispatcher.execute(job) {
+                    try? await writer.write(reply)
+                }
+                state.finish(id: job.request.id, handle: job.handle)
+            }
+        }
+    }
+
+    /// A batch answers with one array line, in element order; notifications add no entry and
+    /// an all-notification batch writes nothing. Its slots are released once that line is out.
+    private func handleBatch(_ elements: [JSONValue], group: inout DiscardingTaskGroup) async throws {
+        guard !elements.isEmpty else {
+            dispatcher.stats.error("invalid_request")
+            try await writer.write(RPCEnvelope.failure(id: nil, error: .invalidRequest("empty batch")))
+            return
+        }
+        guard elements.count <= limits.maxBatch else {
+            dispatcher.stats.error("too_large")
+            let error = RPCError.tooLarge(
+                "batch of \(elements.count) requests exceeds the limit of \(limits.maxBatch)",
+                extra: ["max_batch": .int(Int64(limits.maxBatch))]
+            )
+            try await writer.write(RPCEnvelope.failure(id: nil, error: error))
+            return
+        }
+        let steps = elements.map { dispatcher.prepare($0, connection: state, writer: writer, inBatch: true) }
+        let jobs = steps.enumerated().compactMap { index, step -> (Int, RPCDispatcher.Job)? in
+            if case .run(let job) = step { return (index, job) }
+            return nil
+        }
+        guard !jobs.isEmpty else {
+            let replies = steps.compactMap { step -> JSONValue? in
+                if case .reply(let reply) = step { return reply }
+                return nil
+            }
+            if !replies.isEmpty { try await writer.write(.array(replies)) }
+            return
+        }
+        group.addTask {
+            var replies = steps.map { step -> JSONValue? in
+                if case .reply(let reply) = step { return reply }
+                return nil
+            }
+            await withTaskGroup(of: (Int, JSONValue?).self) { runs in
+                for (index, job) in jobs {
+                    runs.addTask { (index, await dispatcher.execute(job)) }
+                }
+                for await (index, reply) in runs { replies[index] = reply }
+            }
+            let present = replies.compactMap { $0 }
+            if !present.isEmpty { try? await writer.write(.array(present)) }
+            for (_, job) in jobs { state.finish(id: job.request.id, handle: job.handle) }
+        }
+    }
+
+    // MARK: Idle timeout and graceful shutdown
+
+    /// Closes the connection when it idles too long, or drains it when the server shuts down.
+    private func watchdog() async {
+        let shutdown = dispatcher.shutdownSignal
+        while !Task.isCancelled {
+            let deadline = state.idleDeadline(timeout: limits.idleTimeout) ?? .now + limits.idleTimeout
+            _ = await withDeadline(max(.zero, deadline - .now)) { await shutdown.wait() }
+            if Task.isCancelled { return }
+            if shutdown.isFired {
+                await drain()
+                return
+            }
+            if let idleSince = state.idleDeadline(timeout: limits.idleTimeout), idleSince <= .now {
+                logger.info("closing idle connection", metadata: ["rpc.connection": "\(state.info)"])
+                channel.close(promise: nil)
+                return
+            }
+        }
+    }
+
+    /// Lets in-flight requests finish within the drain timeout, cancels the rest (each still
+    /// replies), flushes, then closes. New requests meanwhile get `-32006`.
+    private func drain() async {
+        let state = self.state
+        let drainTimeout = dispatcher.configuration.drainTimeout
+        if await withDeadline(drainTimeout, { await state.waitUntilIdle() }) == nil {
+            let count = state.cancelAll()
+            logger.warning("drain timeout: cancelled \(count) in-flight requests", metadata: ["rpc.connection": "\(state.info)"])
+            if await withDeadline(.seconds(5), { await state.waitUntilIdle() }) == nil {
+                logger.error("requests ignored cancellation; closing anyway", metadata: ["rpc.connection": "\(state.info)"])
+            }
+        }
+        let channel = self.channel
+        _ = await withDeadline(.seconds(2)) { try? await channel.writeAndFlush(ByteBuffer()).get() }
+        channel.close(promise: nil)
+    }
+}

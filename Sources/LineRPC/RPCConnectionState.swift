@@ -1,0 +1,124 @@
+import Synchronization
+import WireJSON
+
+/// What one connection's reader and its request tasks share: in-flight requests (for limits,
+/// `rpc.cancel` and draining), TCP authentication, and the last activity time (for idling).
+final class RPCConnectionState: Sendable {
+    /// The outcome of asking to start a request.
+    enum Admission {
+        case admitted(RequestHandle)
+        case duplicateID
+        case overloaded
+    }
+
+    private struct State {
+        var byID: [JSONValue: RequestHandle] = [:]
+        var anonymous: [ObjectIdentifier: RequestHandle] = [:]
+        var inFlight = 0
+        var authenticated: Bool
+        var failedHellos = 0
+        var closeRequested = false
+        var lastActivity = ContinuousClock.now
+        var nextWaiter = 0
+        var idleWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+    }
+
+    let info: RPCConnectionInfo
+    private let state: Mutex<State>
+
+    init(info: RPCConnectionInfo, authenticated: Bool) {
+        self.info = info
+        self.state = Mutex(State(authenticated: authenticated))
+    }
+
+    // MARK: In-flight requests
+
+    /// Takes an in-flight slot for a request (`id`) or a notification (`nil`).
+    func admit(id: JSONValue?, limit: Int) -> Admission {
+        state.withLock { state in
+            if let id, state.byID[id] != nil { return .duplicateID }
+            guard state.inFlight < limit else { return .overloaded }
+            let handle = RequestHandle()
+            if let id { state.byID[id] = handle } else { state.anonymous[ObjectIdentifier(handle)] = handle }
+            state.inFlight += 1
+            return .admitted(handle)
+        }
+    }
+
+    /// Releases the slot taken by ``admit(id:limit:)`` once the reply is written.
+    func finish(id: JSONValue?, handle: RequestHandle) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            if let id { state.byID[id] = nil } else { state.anonymous[ObjectIdentifier(handle)] = nil }
+            state.inFlight -= 1
+            state.lastActivity = .now
+            guard state.inFlight == 0 else { return [] }
+            defer { state.idleWaiters = [:] }
+            return Array(state.idleWaiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Cancels the in-flight request `id`; returns whether there was one.
+    func cancel(id: JSONValue) -> Bool {
+        guard let handle = state.withLock({ $0.byID[id] }) else { return false }
+        handle.cancel()
+        return true
+    }
+
+    /// Cancels every in-flight request (drain timeout).
+    func cancelAll() -> Int {
+        let handles = state.withLock { Array($0.byID.values) + Array($0.anonymous.values) }
+        for handle in handles { handle.cancel() }
+        return handles.count
+    }
+
+    var inFlightCount: Int { state.withLock { $0.inFlight } }
+
+    /// Returns when nothing is in flight (or the calling task is cancelled).
+    func waitUntilIdle() async {
+        let id = state.withLock { state -> Int in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { state -> Bool in
+                    if state.inFlight == 0 || Task.isCancelled { return true }
+                    state.idleWaiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.idleWaiters.removeValue(forKey: id) }?.resume()
+        }
+    }
+
+    // MARK: Activity
+
+    func touch() { state.withLock { $0.lastActivity = .now } }
+
+    /// When the connection will have been idle for `timeout`, or `nil` while requests run.
+    func idleDeadline(timeout: Duration) -> ContinuousClock.Instant? {
+        state.withLock { $0.inFlight > 0 ? nil : $0.lastActivity + timeout }
+    }
+
+    // MARK: Authentication and closing
+
+    var isAuthenticated: Bool { state.withLock { $0.authenticated } }
+
+    func authenticate() { state.withLock { $0.authenticated = true } }
+
+    /// Counts a failed `rpc.hello`; returns how many there were.
+    func recordFailedHello() -> Int {
+        state.withLock { state in
+            state.failedHellos += 1
+            return state.failedHellos
+        }
+    }
+
+    /// Asks the reader to close the connection after the current line.
+    func requestClose() { state.withLock { $0.closeRequested = true } }
+
+    var isCloseRequested: Bool { state.withLock { $0.closeRequested } }
+}

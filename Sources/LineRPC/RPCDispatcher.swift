@@ -1,0 +1,155 @@
+import Logging
+import WireJSON
+
+/// Turns request messages into replies: envelope checks, authentication, shutdown, limits,
+/// built-in methods, and running registered handlers.
+///
+/// It holds no per-connection state (that is ``RPCConnectionState``) and no I/O beyond the
+/// ``ReplyWriter`` handed to streaming requests.
+final class RPCDispatcher: Sendable {
+    /// What to do with one request: answer at once (or not at all), or run a handler.
+    enum Step: Sendable {
+        case reply(JSONValue?)
+        case run(Job)
+    }
+
+    /// A request admitted to run: its method, the request and its in-flight slot.
+    struct Job: Sendable {
+        let method: RPCMethod
+        let request: RPCRequest
+        let handle: RequestHandle
+    }
+
+    let configuration: RPCServerConfiguration
+    let methods: [String: RPCMethod]
+    let stats: StatisticsRecorder
+    let shutdownSignal: AsyncSignal
+    let logger: Logger
+    /// `rpc.discover`'s result, generated once from the registered methods.
+    let discoverDocument: JSONValue
+
+    init(
+        configuration: RPCServerConfiguration,
+        methods: [RPCMethod],
+        stats: StatisticsRecorder,
+        shutdownSignal: AsyncSignal,
+        logger: Logger
+    ) {
+        var table: [String: RPCMethod] = [:]
+        for method in methods {
+            precondition(BuiltinMethod(rawValue: method.name) == nil, "\(method.name) is a built-in method of LineRPC")
+            precondition(table[method.name] == nil, "method \(method.name) is registered twice")
+            table[method.name] = method
+        }
+        self.configuration = configuration
+        self.methods = table
+        self.stats = stats
+        self.shutdownSignal = shutdownSignal
+        self.logger = logger
+        self.discoverDocument = OpenRPCDocument.make(
+            methods: BuiltinMethod.descriptors + methods,
+            configuration: configuration
+        )
+    }
+
+    /// Decides what to do with one request object (or batch element).
+    func prepare(_ message: JSONValue, connection: RPCConnectionState, writer: ReplyWriter, inBatch: Bool) -> Step {
+        let envelope: RPCEnvelope
+        switch RPCEnvelope.parse(message) {
+        case .failure(let rejection):
+            stats.error(rejection.error.type)
+            return .reply(rejection.reply ? RPCEnvelope.failure(id: rejection.id, error: rejection.error) : nil)
+        case .success(let parsed):
+            envelope = parsed
+        }
+        let builtin = BuiltinMethod(rawValue: envelope.method)
+        let method = methods[envelope.method]
+        stats.request(builtin != nil || method != nil ? envelope.method : "(unknown)")
+
+        if connection.info.transport == .tcp, builtin != .hello, !connection.isAuthenticated {
+            return answer(envelope, .unauthorized("not authenticated: call rpc.hello with the token first"))
+        }
+        if shutdownSignal.isFired, builtin != .cancel {
+            return answer(envelope, .shuttingDown())
+        }
+        if let builtin {
+            return .reply(runBuiltin(builtin, envelope, connection: connection))
+        }
+        guard let method else { return answer(envelope, .methodNotFound(envelope.method)) }
+        if method.streaming {
+            if inBatch {
+                return answer(envelope, .invalidRequest("streaming method \(method.name) cannot be called inside a batch"))
+            }
+            if envelope.isNotification {
+                logger.debug("streaming method called as a notification: not run", metadata: ["rpc.method": "\(method.name)"])
+                return .reply(nil)
+            }
+        }
+        switch connection.admit(id: envelope.id, limit: configuration.limits.maxInFlightPerConnection) {
+        case .duplicateID:
+            return answer(envelope, .invalidRequest("a request with id \(envelope.id ?? .null) is already in flight on this connection"))
+        case .overloaded:
+            let limit = configuration.limits.maxInFlightPerConnection
+            return answer(envelope, .overloaded("too many requests in flight on this connection (max \(limit))"))
+        case .admitted(let handle):
+            var sink: (@Sendable (JSONValue) async throws -> Void)?
+            if !envelope.isNotification {
+                sink = { @Sendable message in try await writer.write(message) }
+            }
+            let request = RPCRequest(
+                id: envelope.id, method: envelope.method, params: envelope.params,
+                connection: connection.info, notificationSink: sink
+            )
+            stats.inFlight(1)
+            return .run(Job(method: method, request: request, handle: handle))
+        }
+    }
+
+    /// Runs an admitted job's handler and returns its reply (`nil` for a notification).
+    ///
+    /// The handler runs in its own task so that `rpc.cancel` can cancel just this request;
+    /// cancelling the calling task (disconnect, shutdown) cancels it too.
+    func execute(_ job: Job) async -> JSONValue? {
+        let method = job.method
+        let request = job.request
+        let task = Task { try await method.handler(request) }
+        job.handle.attach { task.cancel() }
+        let result = await withTaskCancellationHandler {
+            await task.result
+        } onCancel: {
+            job.handle.cancel()
+        }
+        stats.inFlight(-1)
+        switch result {
+        case .success(let value):
+            guard let id = request.id else { return nil }
+            return RPCEnvelope.success(id: id, result: value)
+        case .failure(let error):
+            let rpcError = wireError(for: error, cancelled: job.handle.isCancelled, request: request)
+            guard let id = request.id else { return nil }
+            stats.error(rpcError.type)
+            return RPCEnvelope.failure(id: id, error: rpcError)
+        }
+    }
+
+    /// An error reply for `envelope`, or nothing for a notification.
+    func answer(_ envelope: RPCEnvelope, _ error: RPCError) -> Step {
+        guard let id = envelope.id else { return .reply(nil) }
+        stats.error(error.type)
+        return .reply(RPCEnvelope.failure(id: id, error: error))
+    }
+
+    /// What a handler's error looks like on the wire; unknown errors are logged, not sent.
+    private func wireError(for error: any Error, cancelled: Bool, request: RPCRequest) -> RPCError {
+        if let rpcError = error as? RPCError { return rpcError }
+        if error is CancellationError || cancelled { return .cancelled() }
+        logger.error(
+            "request failed: \(String(reflecting: error))",
+            metadata: [
+                "rpc.method": "\(request.method)", "rpc.id": "\(request.id ?? .null)",
+                "rpc.connection": "\(request.connection.id)",
+            ]
+        )
+        return .internalError()
+    }
+}

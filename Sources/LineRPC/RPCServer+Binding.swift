@@ -1,0 +1,84 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+extension RPCServer {
+    /// Binds the configured Unix socket and TCP listener (closing what was bound on failure).
+    func bindListeners() async throws -> [Listener] {
+        var listeners: [Listener] = []
+        do {
+            if let path = configuration.unixSocketPath {
+                try UnixSocketFile.prepare(path: path)
+                let channel = try await bootstrap().bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false) {
+                    self.initializeConnection($0)
+                }
+                do {
+                    let file = try UnixSocketFile.claim(path: path, mode: configuration.socketMode)
+                    listeners.append(Listener(channel: channel, transport: .unix, socketFile: file))
+                } catch {
+                    try? await channel.channel.close()
+                    throw error
+                }
+            }
+            if let tcp = configuration.tcp {
+                if !["127.0.0.1", "::1", "localhost"].contains(tcp.host) {
+                    logger.warning("TCP listener on a non-loopback address; only the token protects it", metadata: ["rpc.host": "\(tcp.host)"])
+                }
+                let channel = try await bootstrap()
+                    .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                    .bind(host: tcp.host, port: tcp.port) { self.initializeConnection($0) }
+                listeners.append(Listener(channel: channel, transport: .tcp, socketFile: nil))
+            }
+        } catch {
+            for listener in listeners {
+                try? await listener.channel.channel.close()
+                listener.socketFile?.remove()
+            }
+            throw error
+        }
+        return listeners
+    }
+
+    private func bootstrap() -> ServerBootstrap {
+        let logger = self.logger
+        return ServerBootstrap(group: eventLoopGroup)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptErrorHandler(logger: logger))
+                }
+            }
+    }
+
+    /// The per-connection pipeline: line timeout, then line framing, then the async bridge.
+    private func initializeConnection(_ channel: any Channel) -> EventLoopFuture<NIOAsyncChannel<LineFrame, ByteBuffer>> {
+        let limits = configuration.limits
+        return channel.eventLoop.makeCompletedFuture {
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(LineTimeoutHandler(timeout: TimeAmount(limits.lineTimeout)))
+            try sync.addHandler(ByteToMessageHandler(LineFrameDecoder(maxLineBytes: limits.maxLineBytes)))
+            return try NIOAsyncChannel<LineFrame, ByteBuffer>(wrappingChannelSynchronously: channel)
+        }
+    }
+}
+
+/// Keeps accept errors (EMFILE, ECONNABORTED, …) from ending the listener's inbound stream:
+/// they are logged and the server keeps accepting.
+final class AcceptErrorHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = any Channel
+
+    let logger: Logger
+
+    init(logger: Logger) { self.logger = logger }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.warning("accept failed: \(error)")
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

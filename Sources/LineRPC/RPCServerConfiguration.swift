@@ -1,0 +1,99 @@
+import WireJSON
+
+/// Where and how an ``RPCServer`` listens, its limits, and what it says about itself.
+///
+/// ```swift
+/// var configuration = RPCServerConfiguration(unixSocketPath: "/run/segmentd/segmentd.sock")
+/// configuration.tcp = .init(host: "127.0.0.1", port: 7411)
+/// configuration.token = secret   // required whenever tcp is set
+/// ```
+public struct RPCServerConfiguration: Sendable {
+    /// A TCP listener address. Port 0 picks a free port (read it from ``RPCServer/tcpPort``).
+    public struct TCPListener: Sendable, Equatable {
+        public var host: String
+        public var port: Int
+
+        public init(host: String = "127.0.0.1", port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    /// The Unix socket path (at most 107 bytes), or `nil` for none. A stale socket file
+    /// there is replaced; a live one (a server answers) or a non-socket file is an error.
+    public var unixSocketPath: String?
+    /// Permissions of the socket file (default `0o600`: the owner only).
+    public var socketMode: UInt16
+    /// An optional TCP listener (off by default); requires ``token``.
+    public var tcp: TCPListener?
+    /// The shared secret a TCP client must present in `rpc.hello` before anything else.
+    public var token: String?
+    public var limits: RPCLimits
+    /// On graceful shutdown, how long in-flight requests may run before they are cancelled.
+    public var drainTimeout: Duration
+    public var serverName: String
+    public var serverVersion: String
+    public var protocolVersion: String
+    /// Extra members merged into `rpc.hello`'s result (the app adds `dimensions`).
+    public var helloExtras: @Sendable () -> [String: JSONValue]
+
+    public init(
+        unixSocketPath: String? = "./segmentd.sock",
+        socketMode: UInt16 = 0o600,
+        tcp: TCPListener? = nil,
+        token: String? = nil,
+        limits: RPCLimits = RPCLimits(),
+        drainTimeout: Duration = .seconds(10),
+        serverName: String = "segmentd",
+        serverVersion: String = "0.1.0",
+        protocolVersion: String = "1",
+        helloExtras: @escaping @Sendable () -> [String: JSONValue] = { [:] }
+    ) {
+        self.unixSocketPath = unixSocketPath
+        self.socketMode = socketMode
+        self.tcp = tcp
+        self.token = token
+        self.limits = limits
+        self.drainTimeout = drainTimeout
+        self.serverName = serverName
+        self.serverVersion = serverVersion
+        self.protocolVersion = protocolVersion
+        self.helloExtras = helloExtras
+    }
+
+    /// Checks what can be checked before binding; throws ``RPCServerError``.
+    func validate() throws(RPCServerError) {
+        if unixSocketPath == nil, tcp == nil {
+            throw RPCServerError("no listener configured: set unixSocketPath and/or tcp")
+        }
+        if let path = unixSocketPath {
+            if path.isEmpty { throw RPCServerError("the Unix socket path is empty") }
+            if path.utf8.count > UnixSocketFile.maxPathBytes {
+                throw RPCServerError(
+                    "Unix socket path is \(path.utf8.count) bytes, longer than the \(UnixSocketFile.maxPathBytes)-byte limit of sockaddr_un: \(path)"
+                )
+            }
+        }
+        if let tcp {
+            guard let token, !token.isEmpty else {
+                throw RPCServerError("a TCP listener (\(tcp.host):\(tcp.port)) requires a token; set the token or disable TCP")
+            }
+            guard (0...65535).contains(tcp.port) else { throw RPCServerError("invalid TCP port \(tcp.port)") }
+        }
+        let limits = self.limits
+        if limits.maxLineBytes < 64 || limits.maxBatch < 1 || limits.maxInFlightPerConnection < 1 || limits.maxConnections < 1
+            || limits.maxFailedHellos < 1
+        {
+            throw RPCServerError("invalid limits: \(limits)")
+        }
+    }
+}
+
+/// A server that cannot start: bad configuration or a socket path that is in use.
+public struct RPCServerError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+
+    public init(_ message: String) { self.message = message }
+
+    public var description: String { message }
+}

@@ -1,0 +1,92 @@
+import SegmentCore
+import WireJSON
+
+extension Engine {
+    /// The cursor of the newest event (0 when the log is empty).
+    public func lastCursor() async throws -> Int64 {
+        try await store.read { sql in
+            var last: Int64 = 0
+            try sql.forEachRow("SELECT seq FROM sqlite_sequence WHERE name = 'event'", []) { last = $0[0].int64 ?? 0 }
+            return last
+        }
+    }
+
+    /// The lowest cursor a reader may resume after: events up to it were pruned.
+    func prunedThrough() async throws -> Int64 {
+        try await store.read { sql in
+            var value: Int64 = 0
+            try sql.forEachRow("SELECT value FROM meta WHERE key = 'events_pruned_through'", []) { value = $0[0].int64 ?? 0 }
+            return value
+        }
+    }
+
+    /// Refuses a cursor from the future or from before the retention horizon.
+    public func checkCursor(_ after: Int64) async throws {
+        let last = try await lastCursor()
+        guard after <= last else {
+            throw SegmentError(.invalidParams, "cursor \(after) is in the future: the newest event is \(last)", path: "after")
+        }
+        let pruned = try await prunedThrough()
+        guard after >= pruned else {
+            throw SegmentError(
+                .invalidParams,
+                "cursor \(after) is older than the oldest kept event: events up to \(pruned) were pruned by retention; resume from \(pruned)",
+                path: "after")
+        }
+    }
+
+    /// Events after `after`, oldest first, at most `limit`, optionally for some triggers only.
+    public func readEvents(after: Int64, limit: Int, triggers: Set<Int64>? = nil) async throws -> [TriggerEvent] {
+        try await checkCursor(after)
+        return try await store.read { sql in
+            var events: [TriggerEvent] = []
+            var cursor = after
+            // Pages over the log so a trigger filter never loads more than `limit` rows at once.
+            while events.count < limit {
+                var page = 0
+                try sql.forEachRow(
+                    "SELECT cursor, trigger_id, segment_id, email, type, at, cause FROM event WHERE cursor > ? ORDER BY cursor LIMIT ?",
+                    [.integer(cursor), .integer(Int64(limit))]
+                ) { row in
+                    page += 1
+                    cursor = row[0].int64 ?? cursor
+                    let event = TriggerEvent(
+                        cursor: cursor, trigger: row[1].int64 ?? 0, segment: row[2].int64 ?? 0, email: row[3].string ?? "",
+                        type: row[4].string ?? "", at: row[5].double ?? 0, cause: row[6].string ?? "")
+                    if events.count < limit, triggers?.contains(event.trigger) ?? true { events.append(event) }
+                }
+                if page < limit { break }
+            }
+            return events
+        }
+    }
+
+    /// Registers a live subscriber; replay the log after this call (see `EventHub`).
+    func subscribeLive(triggers: Set<Int64>?) -> AsyncThrowingStream<TriggerEvent, any Error> {
+        hub.subscribe(triggers: triggers)
+    }
+
+    /// Prunes events older than the retention age or beyond the retention count; returns how
+    /// many were removed.
+    @discardableResult
+    public func pruneEvents() async throws -> Int {
+        let horizon = now - configuration.eventRetentionSeconds
+        let keep = Int64(configuration.eventRetentionCount)
+        return try await write(cause: "retention") { context in
+            var last: Int64 = 0
+            try context.sql.forEachRow("SELECT seq FROM sqlite_sequence WHERE name = 'event'", []) { last = $0[0].int64 ?? 0 }
+            var through: Int64 = 0
+            try context.sql.forEachRow("SELECT MAX(cursor) FROM event WHERE at < ? OR cursor <= ?", [.real(horizon), .integer(last - keep)]) {
+                through = $0[0].int64 ?? 0
+            }
+            guard through > 0 else { return 0 }
+            var removed = 0
+            try context.sql.forEachRow("SELECT COUNT(*) FROM event WHERE cursor <= ?", [.integer(through)]) { removed = Int($0[0].int64 ?? 0) }
+            try context.sql.execute("DELETE FROM event WHERE cursor <= ?", [.integer(through)])
+            try context.sql.execute(
+                "INSERT INTO meta(key, value) VALUES ('events_pruned_through', ?) ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
+                [.integer(through)])
+            return removed
+        }
+    }
+}

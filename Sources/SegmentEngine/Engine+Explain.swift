@@ -1,0 +1,52 @@
+import SegmentCore
+import WireJSON
+
+extension Engine {
+    /// Why one contact is in or out of a rule: every filter and group with whether it matched
+    /// and the value it looked at, and whether the contact is sendable and if not why.
+    public func explain(rule: CompiledRule, email: String, book: Book? = nil) throws(SegmentError) -> JSONValue {
+        let book = book ?? snapshot
+        guard let slot = book.slot(of: email) else { throw .notFound("no contact \(email)") }
+        let now = self.now
+        let matches = rule.matches(slot: slot, in: book, at: now)
+        var reasons: [JSONValue] = []
+        if let active = statusSet("active", book: book, now: now), !active.contains(slot) {
+            let status = registry.providers.lazy.compactMap { $0.column("status", book: book) }.first?.read(slot).stringValue ?? "unknown"
+            reasons.append(.string("status is \(status), not active"))
+        }
+        if book.suppressed.contains(slot) { reasons.append("the address is on the suppression list") }
+        let filters: [JSONValue]
+        if case .all(let children) = rule.root {
+            filters = children.enumerated().map { explain($0.element, index: $0.offset, slot: slot, book: book, now: now) }
+        } else {
+            filters = [explain(rule.root, index: 0, slot: slot, book: book, now: now)]
+        }
+        return [
+            "email": .string(book.emails[slot]), "matches": .bool(matches), "sendable": .bool(reasons.isEmpty),
+            "in_send_audience": .bool(matches && reasons.isEmpty),
+            "not_sendable_because": .array(reasons), "filters": .array(filters),
+            "as_of": .string(ISOTime.format(now)), "version": .int(book.version),
+        ]
+    }
+
+    private func explain(_ node: CompiledRule.Node, index: Int, slot: Int, book: Book, now: Double) -> JSONValue {
+        switch node {
+        case .leaf(let predicate, let dimension, let path):
+            return [
+                "index": .int(Int64(index)), "path": .string(path), "dimension": .string(dimension),
+                "matches": .bool(predicate.matches(slot: slot, in: book, at: now)),
+                "detail": .string(predicate.explain(slot: slot, in: book, at: now)),
+            ]
+        case .any(let children, let path):
+            let parts = children.enumerated().map { explain($0.element, index: $0.offset, slot: slot, book: book, now: now) }
+            return [
+                "index": .int(Int64(index)), "path": .string(path), "any": .array(parts),
+                "matches": .bool(parts.contains { $0["matches"] == true }),
+                "detail": .string("at least one of \(children.count) must match"),
+            ]
+        case .all(let children):
+            let parts = children.enumerated().map { explain($0.element, index: $0.offset, slot: slot, book: book, now: now) }
+            return ["index": .int(Int64(index)), "all": .array(parts), "matches": .bool(parts.allSatisfy { $0["matches"] == true })]
+        }
+    }
+}

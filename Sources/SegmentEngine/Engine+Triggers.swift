@@ -1,0 +1,85 @@
+import SegmentCore
+import WireJSON
+
+extension Engine {
+    /// Creates a trigger on a segment. Its baseline is the segment's current membership:
+    /// existing members fire `enter` now only when `includeExisting` is set.
+    public func createTrigger(segment: Int64, onEnter: Bool, onExit: Bool, includeExisting: Bool) async throws -> Trigger {
+        guard onEnter || onExit else { throw SegmentError.invalidParams(path: "on", "give at least one of enter, exit") }
+        let registry = self.registry, time = self.time
+        let trigger = try await write(cause: "triggers.create") { context in
+            guard let seg = context.book.segments[segment] else { throw SegmentError.notFound("no segment with id \(segment)") }
+            let rule = try registry.compile(filters: seg.filters, book: context.book, time: time)
+            try context.sql.execute(
+                "INSERT INTO trigger(segment_id, on_enter, on_exit, created_at) VALUES (?, ?, ?, ?)",
+                [.integer(segment), .integer(onEnter ? 1 : 0), .integer(onExit ? 1 : 0), .real(context.now)])
+            var id: Int64 = 0
+            try context.sql.forEachRow("SELECT last_insert_rowid()", []) { id = $0[0].int64 ?? 0 }
+            let members = rule.resolve(in: context.book, at: context.now)
+            let trigger = Trigger(
+                id: id, segmentID: segment, onEnter: onEnter, onExit: onExit, createdAt: context.now, rule: rule,
+                members: includeExisting ? ContactSet() : members)
+            try Self.saveBaseline(trigger, context: context)
+            context.book.triggers[id] = trigger
+            if includeExisting {
+                // Existing members enter through the ordinary evaluation, as if they had just matched.
+                context.touched.formUnion(members)
+            }
+            return trigger
+        }
+        await markUsed(segment: segment)
+        return snapshot.triggers[trigger.id] ?? trigger
+    }
+
+    /// Every trigger, by id.
+    public func triggers() -> [Trigger] { snapshot.triggers.values.sorted { $0.id < $1.id } }
+
+    /// Deletes a trigger and its baseline (its past events stay in the log).
+    public func deleteTrigger(id: Int64) async throws -> Trigger {
+        try await write(cause: "triggers.delete") { context in
+            guard let trigger = context.book.triggers.removeValue(forKey: id) else { throw SegmentError.notFound("no trigger with id \(id)") }
+            try context.sql.execute("DELETE FROM trigger_member WHERE trigger_id = ?", [.integer(id)])
+            try context.sql.execute("DELETE FROM trigger WHERE id = ?", [.integer(id)])
+            return trigger
+        }
+    }
+
+    /// Re-resolves the time-dependent triggers at the clock's now and records each transition
+    /// with cause `clock`. Returns how many events it recorded.
+    @discardableResult
+    public func reevaluateClock() async throws -> Int {
+        guard snapshot.triggers.values.contains(where: { $0.rule.isTimeDependent }) else { return 0 }
+        let before = try await lastCursor()
+        try await write(cause: "clock") { context in
+            for trigger in context.book.triggers.values where trigger.rule.isTimeDependent {
+                let now = trigger.rule.resolve(in: context.book, at: context.now)
+                context.touched.formUnion(now.subtracting(trigger.members))
+                context.touched.formUnion(trigger.members.subtracting(now))
+            }
+        }
+        return Int(try await lastCursor() - before)
+    }
+
+    /// Writes a trigger's whole baseline (after creation or a rule change).
+    static func saveBaseline(_ trigger: Trigger, context: WriteContext) throws {
+        try context.sql.execute("DELETE FROM trigger_member WHERE trigger_id = ?", [.integer(trigger.id)])
+        try trigger.members.forEach { slot in
+            try context.sql.execute(
+                "INSERT INTO trigger_member(trigger_id, contact_id) VALUES (?, ?)", [.integer(trigger.id), .integer(Int64(slot))])
+        }
+    }
+
+    /// After a segment's rule changed: each of its triggers takes the new rule and the new
+    /// membership as its baseline, silently. Returns the ids re-baselined.
+    static func rebaseline(segment: Segment, context: inout WriteContext, registry: DimensionRegistry, time: ISOTime) throws -> [Int64] {
+        var ids: [Int64] = []
+        for (id, var trigger) in context.book.triggers where trigger.segmentID == segment.id {
+            trigger.rule = try registry.compile(filters: segment.filters, book: context.book, time: time)
+            trigger.members = trigger.rule.resolve(in: context.book, at: context.now)
+            try saveBaseline(trigger, context: context)
+            context.book.triggers[id] = trigger
+            ids.append(id)
+        }
+        return ids.sorted()
+    }
+}

@@ -1,0 +1,47 @@
+import SegmentCore
+
+/// Re-checks the contacts a write touched against every trigger and appends each transition
+/// to the event log, inside the write's own transaction.
+struct TriggerEvaluator {
+    let cause: String
+
+    /// `base` is the book before the write: it still knows the email of a deleted contact.
+    func evaluate(_ context: inout WriteContext, base: Book) throws -> [TriggerEvent] {
+        guard !context.touched.isEmpty, !context.book.triggers.isEmpty else { return [] }
+        var events: [TriggerEvent] = []
+        let touched = context.touched.slots
+        for id in context.book.triggers.keys.sorted() {
+            var trigger = context.book.triggers[id]!
+            var changed = false
+            for slot in touched {
+                let was = trigger.members.contains(slot)
+                let now = trigger.rule.matches(slot: slot, in: context.book, at: context.now)
+                guard was != now else { continue }
+                changed = true
+                trigger.members.update(slot, member: now)
+                let slotArg = SQLValue.integer(Int64(slot))
+                if now {
+                    try context.sql.execute("INSERT OR IGNORE INTO trigger_member(trigger_id, contact_id) VALUES (?, ?)", [.integer(id), slotArg])
+                } else {
+                    try context.sql.execute("DELETE FROM trigger_member WHERE trigger_id = ? AND contact_id = ?", [.integer(id), slotArg])
+                }
+                guard now ? trigger.onEnter : trigger.onExit else { continue }
+                let email = slot < context.book.emails.count && !context.book.emails[slot].isEmpty ? context.book.emails[slot] : base.emails[slot]
+                events.append(try append(trigger: trigger, email: email, type: now ? "enter" : "exit", context: context))
+            }
+            if changed { context.book.triggers[id] = trigger }
+        }
+        return events
+    }
+
+    /// Appends one event and returns it with its cursor.
+    func append(trigger: Trigger, email: String, type: String, context: WriteContext) throws -> TriggerEvent {
+        try context.sql.execute(
+            "INSERT INTO event(trigger_id, segment_id, email, type, at, cause) VALUES (?, ?, ?, ?, ?, ?)",
+            [.integer(trigger.id), .integer(trigger.segmentID), .text(email), .text(type), .real(context.now), .text(cause)])
+        var cursor: Int64 = 0
+        try context.sql.forEachRow("SELECT last_insert_rowid()", []) { cursor = $0[0].int64 ?? 0 }
+        return TriggerEvent(
+            cursor: cursor, trigger: trigger.id, segment: trigger.segmentID, email: email, type: type, at: context.now, cause: cause)
+    }
+}

@@ -1,0 +1,133 @@
+import LineRPC
+import SegmentCore
+import SegmentEngine
+import WireJSON
+
+extension SegmentMethods {
+    var segmentMethods: [RPCMethod] {
+        let engine = self.engine
+        let segment: JSONValue = Schema.object([
+            "id": Schema.integer, "name": Schema.string, "description": Schema.string, "filters": filtersSchema,
+            "review_needed": Schema.boolean, "created_at": Schema.timestamp, "updated_at": Schema.timestamp,
+            "last_used_at": ["type": ["string", "null"]], "warnings": Schema.array(["type": "object"]),
+        ])
+        let id = Param.required("id", Schema.integer)
+        let target = [Param.optional("id", Schema.integer), .optional("filters", filtersSchema)]
+        let audience = Param.optional("audience", Schema.enumeration(["send", "all"]))
+        return [
+            method(
+                "segments.create", "Stores a named rule; names are unique (case-insensitively).",
+                params: [.required("name", Schema.string), .required("filters", filtersSchema), .optional("description", Schema.string)],
+                result: segment
+            ) { p, _ in
+                let s = try await engine.createSegment(
+                    name: try p.string("name"), description: try p.optionalString("description") ?? "", filters: try p.value("filters"))
+                return withWarnings(s, engine.lint(filters: s.filters, name: s.name))
+            },
+            method(
+                "segments.update", "Changes a segment's name, description or rule; review_needed: false signs a rule off.",
+                params: [id, .optional("name", Schema.string), .optional("description", Schema.string), .optional("filters", filtersSchema),
+                         .optional("review_needed", Schema.boolean)],
+                result: segment
+            ) { p, _ in
+                let s = try await engine.updateSegment(
+                    id: try p.int("id"), name: try p.optionalString("name"), description: try p.optionalString("description"),
+                    filters: p.has("filters") ? try p.value("filters") : nil, reviewNeeded: try p.optionalBool("review_needed"))
+                return withWarnings(s, engine.lint(filters: s.filters, name: s.name))
+            },
+            method("segments.get", "One stored segment.", params: [id], result: segment) { p, _ in
+                try engine.segment(id: try p.int("id")).json
+            },
+            method("segments.delete", "Deletes a stored segment.", params: [id], result: Schema.object(["deleted": Schema.integer])) { p, _ in
+                ["deleted": .int(try await engine.deleteSegment(id: try p.int("id")).id)]
+            },
+            method("segments.list", "Every stored segment, by id.", result: Schema.object(["segments": Schema.array(segment)])) { _, _ in
+                ["segments": .array(engine.segments().map(\.json))]
+            },
+            method(
+                "segments.validate", "Checks a rule without storing it; reports every error with its path.",
+                params: [.required("filters", ["type": "array"])],
+                result: Schema.object(["valid": Schema.boolean, "errors": Schema.array(Schema.object(["path": Schema.string, "message": Schema.string])),
+                                       "warnings": Schema.array(["type": "object"]), "review_needed": Schema.boolean])
+            ) { p, _ in
+                let filters = try p.value("filters")
+                let v = engine.validate(filters: filters)
+                return [
+                    "valid": .bool(v.valid), "review_needed": .bool(v.reviewNeeded),
+                    "warnings": v.valid ? .array(engine.lint(filters: filters).map(\.json)) : [],
+                    "errors": .array(v.errors.map { ["path": .string($0.path ?? ""), "message": .string($0.message)] }),
+                ]
+            },
+            method(
+                "segments.count", "Counts a stored (id) or ad-hoc (filters) rule: matched, sendable and why the rest is excluded.",
+                params: target + [audience],
+                result: Schema.object([
+                    "matched": Schema.integer, "sendable": Schema.integer, "size": Schema.integer, "audience": Schema.string,
+                    "excluded": Schema.object(["unsubscribed": Schema.integer, "hard_bounce": Schema.integer, "pending": Schema.integer, "suppressed": Schema.integer]),
+                    "as_of": Schema.timestamp, "version": Schema.integer,
+                ])
+            ) { p, _ in
+                let audience = try Self.audience(p)
+                switch try Self.target(p) {
+                case .id(let id):
+                    let result = try engine.count(segment: id, audience: audience).json
+                    if audience == .send { await engine.markUsed(segment: id) }
+                    return result
+                case .filters(let filters): return try engine.count(filters: filters, audience: audience).json
+                }
+            },
+            method(
+                "segments.explain", "Why one contact is in or out: each filter with the value it looked at, and sendability.",
+                params: target + [.required("email", Schema.string)],
+                result: Schema.object([
+                    "matches": Schema.boolean, "sendable": Schema.boolean, "in_send_audience": Schema.boolean,
+                    "not_sendable_because": Schema.array(Schema.string),
+                    "filters": Schema.array(Schema.object(["index": Schema.integer, "path": Schema.string, "matches": Schema.boolean, "detail": Schema.string])),
+                ])
+            ) { p, _ in
+                let book = engine.snapshot
+                let filters: JSONValue
+                switch try Self.target(p) {
+                case .id(let id): filters = try engine.segment(id: id, in: book).filters
+                case .filters(let f): filters = f
+                }
+                return try engine.explain(rule: try engine.compile(filters: filters, book: book), email: try p.string("email"), book: book)
+            },
+            method(
+                "segments.lint", "Lint warnings for one segment (id) or every segment: overly_broad, stale_label, unused, suppression_by_segment, generic_name.",
+                params: [.optional("id", Schema.integer)],
+                result: Schema.object(["segments": Schema.array(Schema.object(["id": Schema.integer, "name": Schema.string, "warnings": Schema.array(["type": "object"])]))])
+            ) { p, _ in
+                let segments = try p.optionalInt("id").map { id throws(SegmentError) in [try engine.segment(id: id)] } ?? engine.segments()
+                return ["segments": .array(segments.map { s in
+                    ["id": .int(s.id), "name": .string(s.name), "warnings": .array(engine.lint(segment: s).map(\.json))]
+                })]
+            },
+        ]
+    }
+
+    enum Target { case id(Int64), filters(JSONValue) }
+
+    /// A request names a stored segment by `id` or gives ad-hoc `filters`: exactly one of them.
+    static func target(_ p: ParamReader) throws(SegmentError) -> Target {
+        switch (p.has("id"), p.has("filters")) {
+        case (true, false): return .id(try p.int("id"))
+        case (false, true): return .filters(try p.value("filters"))
+        case (true, true): throw .invalidParams(path: "filters", "give id or filters, not both")
+        case (false, false): throw .invalidParams(path: "id", "required: id or filters")
+        }
+    }
+
+    static func audience(_ p: ParamReader) throws(SegmentError) -> Audience {
+        guard let raw = try p.optionalString("audience") else { return .send }
+        guard let a = Audience(rawValue: raw) else { throw .invalidParams(path: "audience", "expected send or all, got \"\(raw)\"") }
+        return a
+    }
+}
+
+/// A segment's JSON with its lint warnings.
+func withWarnings(_ segment: Segment, _ warnings: [LintWarning]) -> JSONValue {
+    guard case .object(var o) = segment.json else { return segment.json }
+    o["warnings"] = .array(warnings.map(\.json))
+    return .object(o)
+}

@@ -1,0 +1,30 @@
+import Foundation
+import LineRPC
+import SegmentCore
+
+/// Everything `segmentd serve` can be told; the defaults are the embedded setup: a SQLite
+/// file and a Unix socket in the working directory.
+public struct AppConfiguration: Sendable {
+    public var databasePath = "segmentd.sqlite"
+    public var socketPath = "segmentd.sock"
+    public var socketMode: UInt16 = 0o600
+    /// `HOST:PORT` to listen on TCP as well (loopback by default; requires `token`).
+    public var tcp: String?
+    public var token: String?
+    public var timeZone = TimeZone(identifier: "UTC")!
+    public var clock: any TimeSource = SystemTime()
+    public var limits = RPCLimits()
+    public var drainTimeout: Duration = .seconds(10)
+
+    public init() {}
+
+    /// Parses `HOST:PORT` (`127.0.0.1:7070`, `[::1]:7070`, or `:7070` for loopback).
+    static func parseTCP(_ text: String) throws(SegmentError) -> (host: String, port: Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65_535).contains(port) else {
+            throw SegmentError.invalidParams(path: "tcp", "expected HOST:PORT such as 127.0.0.1:7070, got \"\(text)\"")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "127.0.0.1" : host, port)
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+/// The segmentd command line: a thin layer over SegmentdApp and the LineRPC client.
+@main
+struct Segmentd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "segmentd",
+        abstract: "An audience segmentation sidecar: a Contact Book, stored segments, exact answers over JSON-RPC.",
+        subcommands: [Serve.self, Call.self])
+}
