@@ -77,7 +77,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "segmentd",
-            dependencies: ["SegmentdApp", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["SegmentdApp", "SegmentCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 

@@ -86,7 +86,7 @@ extension EngagementDimension {
             let items = try filter.array("value")
             guard items.count == 2 else { throw .invalidParams(path: path, "between takes [low, high], got \(items.count) values") }
             let lo = try date(items[0], path.index(0), time), hi = try date(items[1], path.index(1), time)
-            guard lo.start <= hi.start else { throw .invalidParams(path: path, "low is later than high") }
+            guard hi.timeIsAtOrBeforeEnd(lo.start) else { throw .invalidParams(path: path, "low is later than high") }
             test = .between(lo, hi)
         default:
             let x = try date(try filter.value("value"), path, time)

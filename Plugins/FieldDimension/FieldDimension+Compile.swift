@@ -36,11 +36,11 @@ extension FieldDimension {
             guard items.count == 2 else { throw .invalidParams(path: path, "between takes [low, high], got \(items.count) values") }
             if type == .number {
                 let lo = try number(items[0], path.index(0)), hi = try number(items[1], path.index(1))
-                guard lo <= hi else { throw .invalidParams(path: path, "low \(lo) is greater than high \(hi)") }
+                guard lo <= hi else { throw .invalidParams(path: path, "low \(describe(.double(lo))) is greater than high \(describe(.double(hi)))") }
                 return .numberBetween(lo, hi)
             }
             let lo = try date(items[0], path.index(0), time), hi = try date(items[1], path.index(1), time)
-            guard lo.start <= hi.start else { throw .invalidParams(path: path, "low is later than high") }
+            guard hi.timeIsAtOrBeforeEnd(lo.start) else { throw .invalidParams(path: path, "low is later than high") }
             return .dateBetween(lo, hi)
         default:
             break

@@ -67,7 +67,7 @@ public struct FieldDimension: DimensionProvider {
 
     public func load(from sql: any SQLExecutor, into book: inout Book) throws {
         var index = Index()
-        try sql.forEachRow("SELECT name, type FROM field_def ORDER BY created_at, name", []) { row in
+        try sql.forEachRow("SELECT name, type FROM field_def ORDER BY rowid", []) { row in
             guard let name = row[0].string, let type = row[1].string.flatMap(FieldType.init(rawValue:)) else { return }
             index.definitions[name] = FieldDefinition(name: name, type: type, system: false)
             index.order.append(name)

@@ -106,7 +106,7 @@ func describe(_ value: JSONValue) -> String {
     case .null: return "null"
     case .bool(let b): return String(b)
     case .int(let i): return String(i)
-    case .double(let d): return String(d)
+    case .double(let d): return d.rounded() == d && abs(d) < 1e15 ? String(Int64(d)) : String(d)
     case .array(let a): return "[" + a.map(describe).joined(separator: ", ") + "]"
     case .object: return "{…}"
     }

@@ -176,7 +176,7 @@ struct FunnelPredicate: ContactPredicate {
         if let codes {
             let wanted = codes.map { FunnelDimension.stages[Int($0)] }.joined(separator: ", ")
             let ok = codes.contains(c) != negated
-            parts.append("\(stage) \(ok ? "is" : "is not") \(negated ? "other than " : "")\(wanted)")
+            parts.append("\(stage) \(ok ? "is" : "is not") \(negated ? "other than " : codes.count > 1 ? "one of " : "")\(wanted)")
         }
         if let lost {
             parts.append("lost is \(index.lost.contains(slot)) (wanted \(lost))")

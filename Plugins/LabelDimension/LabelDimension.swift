@@ -47,7 +47,7 @@ public struct LabelDimension: DimensionProvider {
         public var labels: [String: Entry] = [:]
 
         public func labels(of slot: Int) -> [String] {
-            labels.values.filter { $0.members.contains(slot) }.map(\.name).sorted()
+            labels.values.filter { $0.members.contains(slot) }.map(\.name).sorted { $0.lowercased() < $1.lowercased() }
         }
     }
 
@@ -152,7 +152,7 @@ public struct LabelDimension: DimensionProvider {
     public func column(_ column: String, book: Book) -> ColumnReader? {
         guard column == "labels" else { return nil }
         let index = book.part(name, as: Index.self) ?? Index()
-        let entries = index.labels.values.sorted { $0.name < $1.name }
+        let entries = index.labels.values.sorted { $0.name.lowercased() < $1.name.lowercased() }
         return ColumnReader { slot in .array(entries.filter { $0.members.contains(slot) }.map { .string($0.name) }) }
     }
 }

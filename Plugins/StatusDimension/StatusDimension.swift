@@ -121,6 +121,6 @@ struct StatusPredicate: ContactPredicate {
         let status = code == CodeColumn.none ? "none" : StatusDimension.statuses[Int(code)]
         let wanted = codes.map { StatusDimension.statuses[Int($0)] }.joined(separator: ", ")
         let ok = matches(slot: slot, in: book, at: now)
-        return "status \(status) \(ok ? "is" : "is not") \(negated ? "other than " : "")\(wanted)"
+        return "status \(status) \(ok ? "is" : "is not") \(negated ? "other than " : codes.count > 1 ? "one of " : "")\(wanted)"
     }
 }

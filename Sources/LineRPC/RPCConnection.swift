@@ -68,7 +68,7 @@ struct RPCConnection: Sendable {
         switch dispatcher.prepare(message, connection: state, writer: writer, inBatch: false) {
         case .reply(let reply?):
             try await writer.write(reply)
-        case .reply(nil):
+        case .reply(.none):
             break
         case .run(let job):
             group.addTask {

@@ -58,7 +58,9 @@ final class RPCDispatcher: Sendable {
         switch RPCEnvelope.parse(message) {
         case .failure(let rejection):
             stats.error(rejection.error.type)
-            return .reply(rejection.reply ? RPCEnvelope.failure(id: rejection.id, error: rejection.error) : nil)
+            // Spelled out: `JSONValue` is nil-literal convertible, so a bare `nil` here would be JSON null.
+            guard rejection.reply else { return .reply(.none) }
+            return .reply(.some(RPCEnvelope.failure(id: rejection.id, error: rejection.error)))
         case .success(let parsed):
             envelope = parsed
         }
@@ -82,7 +84,7 @@ final class RPCDispatcher: Sendable {
             }
             if envelope.isNotification {
                 logger.debug("streaming method called as a notification: not run", metadata: ["rpc.method": "\(method.name)"])
-                return .reply(nil)
+                return .reply(.none)
             }
         }
         switch connection.admit(id: envelope.id, limit: configuration.limits.maxInFlightPerConnection) {
@@ -134,7 +136,7 @@ final class RPCDispatcher: Sendable {
 
     /// An error reply for `envelope`, or nothing for a notification.
     func answer(_ envelope: RPCEnvelope, _ error: RPCError) -> Step {
-        guard let id = envelope.id else { return .reply(nil) }
+        guard let id = envelope.id else { return .reply(.none) }
         stats.error(error.type)
         return .reply(RPCEnvelope.failure(id: id, error: error))
     }

@@ -6,8 +6,8 @@ import Synchronization
 /// Events are published on the writer queue right after their commit, in cursor order. A
 /// subscriber whose queue is full is finished with `SubscriberTooSlow`: it resumes from its
 /// last cursor, and the durable log guarantees it misses nothing.
-final class EventHub: Sendable {
-    struct SubscriberTooSlow: Error {}
+public final class EventHub: Sendable {
+    public struct SubscriberTooSlow: Error {}
 
     private struct Subscriber {
         let continuation: AsyncThrowingStream<TriggerEvent, any Error>.Continuation

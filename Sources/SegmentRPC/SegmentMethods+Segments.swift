@@ -10,6 +10,7 @@ extension SegmentMethods {
             "id": Schema.integer, "name": Schema.string, "description": Schema.string, "filters": filtersSchema,
             "review_needed": Schema.boolean, "created_at": Schema.timestamp, "updated_at": Schema.timestamp,
             "last_used_at": ["type": ["string", "null"]], "warnings": Schema.array(["type": "object"]),
+            "rebaselined_triggers": ["type": "array", "description": "update only: triggers that took the new rule as their baseline"],
         ])
         let id = Param.required("id", Schema.integer)
         let target = [Param.optional("id", Schema.integer), .optional("filters", filtersSchema)]
@@ -30,16 +31,21 @@ extension SegmentMethods {
                          .optional("review_needed", Schema.boolean)],
                 result: segment
             ) { p, _ in
-                let s = try await engine.updateSegment(
+                let (s, rebaselined) = try await engine.updateSegmentAndTriggers(
                     id: try p.int("id"), name: try p.optionalString("name"), description: try p.optionalString("description"),
                     filters: p.has("filters") ? try p.value("filters") : nil, reviewNeeded: try p.optionalBool("review_needed"))
-                return withWarnings(s, engine.lint(filters: s.filters, name: s.name))
+                guard case .object(var o) = withWarnings(s, engine.lint(filters: s.filters, name: s.name)) else { return .null }
+                o["rebaselined_triggers"] = .array(rebaselined.map { .int($0) })
+                return .object(o)
             },
             method("segments.get", "One stored segment.", params: [id], result: segment) { p, _ in
                 try engine.segment(id: try p.int("id")).json
             },
-            method("segments.delete", "Deletes a stored segment.", params: [id], result: Schema.object(["deleted": Schema.integer])) { p, _ in
-                ["deleted": .int(try await engine.deleteSegment(id: try p.int("id")).id)]
+            method(
+                "segments.delete", "Deletes a stored segment; one with triggers needs force: true (which deletes them too).",
+                params: [id, .optional("force", Schema.boolean)], result: Schema.object(["deleted": Schema.integer])
+            ) { p, _ in
+                ["deleted": .int(try await engine.deleteSegment(id: try p.int("id"), force: try p.optionalBool("force") ?? false).id)]
             },
             method("segments.list", "Every stored segment, by id.", result: Schema.object(["segments": Schema.array(segment)])) { _, _ in
                 ["segments": .array(engine.segments().map(\.json))]

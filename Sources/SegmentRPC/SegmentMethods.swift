@@ -16,7 +16,7 @@ public struct SegmentMethods: Sendable {
 
     /// Every method: the engine's, then each provider's own.
     public var all: [RPCMethod] {
-        contactMethods + segmentMethods + suppressionMethods + engine.providerMethods.map(providerMethod)
+        contactMethods + segmentMethods + suppressionMethods + triggerMethods + engine.providerMethods.map(providerMethod)
     }
 
     /// What `rpc.hello` adds: the registered dimensions and their operators.

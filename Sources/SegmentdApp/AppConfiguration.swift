@@ -15,6 +15,11 @@ public struct AppConfiguration: Sendable {
     public var clock: any TimeSource = SystemTime()
     public var limits = RPCLimits()
     public var drainTimeout: Duration = .seconds(10)
+    /// How often time-dependent triggers are re-evaluated (and the event log pruned).
+    public var reevaluateEvery: Duration = .seconds(60)
+    public var eventRetentionDays: Double = 30
+    public var eventRetentionCount = 1_000_000
+    public var subscriberQueueLimit = 10_000
 
     public init() {}
 

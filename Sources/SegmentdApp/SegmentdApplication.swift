@@ -26,6 +26,7 @@ import WireJSON
 public struct SegmentdApplication: Sendable {
     public let engine: Engine
     public let server: RPCServer
+    let clock: ClockService
     public let logger: Logger
 
     /// The built-in dimensions, registered explicitly, in one place.
@@ -42,9 +43,11 @@ public struct SegmentdApplication: Sendable {
     public static func build(
         _ config: AppConfiguration, registry: DimensionRegistry = builtInRegistry(), logger: Logger = Logger(label: "segmentd")
     ) throws -> SegmentdApplication {
-        let engine = try Engine(
-            configuration: .init(databasePath: config.databasePath, clock: config.clock, timeZone: config.timeZone),
-            registry: registry, logger: logger)
+        var engineConfig = Engine.Configuration(databasePath: config.databasePath, clock: config.clock, timeZone: config.timeZone)
+        engineConfig.eventRetentionSeconds = config.eventRetentionDays * 86_400
+        engineConfig.eventRetentionCount = config.eventRetentionCount
+        engineConfig.subscriberQueueLimit = config.subscriberQueueLimit
+        let engine = try Engine(configuration: engineConfig, registry: registry, logger: logger)
         let methods = SegmentMethods(engine: engine)
         var rpc = RPCServerConfiguration()
         rpc.unixSocketPath = config.socketPath
@@ -66,7 +69,8 @@ public struct SegmentdApplication: Sendable {
         ) { _ in
             let book = engine.snapshot
             var out: [String: JSONValue] = [
-                "contacts": .int(Int64(book.contactCount)), "segments": .int(Int64(book.segments.count)), "triggers": 0,
+                "contacts": .int(Int64(book.contactCount)), "segments": .int(Int64(book.segments.count)),
+                "triggers": .int(Int64(book.triggers.count)),
                 "version": .int(book.version), "resident_bytes": .int(Self.residentBytes()),
                 "uptime_seconds": .double((ContinuousClock.now - started) / .milliseconds(1) / 1000),
             ]
@@ -75,13 +79,17 @@ public struct SegmentdApplication: Sendable {
         }
         let server = try RPCServer(configuration: rpc, methods: methods.all + [stats], logger: logger)
         serverRef.set(server)
-        return SegmentdApplication(engine: engine, server: server, logger: logger)
+        return SegmentdApplication(
+            engine: engine, server: server, clock: ClockService(engine: engine, every: config.reevaluateEvery, logger: logger), logger: logger)
     }
 
     /// Serves until SIGTERM/SIGINT (or `server.shutdown()`), drains, then closes the store.
     public func run() async throws {
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [
+                .init(service: server, successTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: clock, successTerminationBehavior: .ignore),
+            ], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {

@@ -4,6 +4,9 @@
 /// deterministic (transcripts and tests compare lines). Integers that fit in `Int64` stay
 /// integers; every other number is a `Double`.
 ///
+/// It is deliberately not `ExpressibleByNilLiteral`: `nil` must stay an absent optional, never
+/// silently become JSON `null`.
+///
 /// ```swift
 /// let filter: JSONValue = ["dimension": "label", "op": "contains", "value": "vip"]
 /// filter["op"]?.stringValue  // "contains"
@@ -70,6 +73,12 @@ extension JSONValue {
         return nil
     }
 
+    /// The element at `index` of an array; `nil` out of range or for a non-array.
+    public subscript(index: Int) -> JSONValue? {
+        if case .array(let a) = self, a.indices.contains(index) { return a[index] }
+        return nil
+    }
+
     /// A short name of the value's JSON type, for error messages ("expected string, got number").
     public var typeName: String {
         switch self {
@@ -83,11 +92,10 @@ extension JSONValue {
     }
 }
 
-extension JSONValue: ExpressibleByNilLiteral, ExpressibleByBooleanLiteral, ExpressibleByIntegerLiteral,
+extension JSONValue: ExpressibleByBooleanLiteral, ExpressibleByIntegerLiteral,
     ExpressibleByFloatLiteral, ExpressibleByStringLiteral, ExpressibleByArrayLiteral,
     ExpressibleByDictionaryLiteral
 {
-    public init(nilLiteral: ()) { self = .null }
     public init(booleanLiteral value: Bool) { self = .bool(value) }
     public init(integerLiteral value: Int64) { self = .int(value) }
     public init(floatLiteral value: Double) { self = .double(value) }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SegmentCore
 import SegmentdApp
 
 /// `segmentd serve`: runs the server until SIGTERM or SIGINT.
@@ -14,6 +15,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Token TCP clients must send in rpc.hello (default: $SEGMENTD_TOKEN).") var token: String?
     @Option(help: "Time zone for dates without a zone (IANA name).") var timeZone = "UTC"
     @Option(help: "Seconds in-flight requests get to finish on SIGTERM.") var drainSeconds = 10
+    @Option(help: "Seconds between re-evaluations of time-dependent triggers.") var reevaluateEvery = 60
+    @Option(help: "Days trigger events are kept.") var eventRetentionDays = 30.0
+    @Option(help: "Most trigger events kept.") var eventRetentionCount = 1_000_000
+    @Option(help: "Freeze the clock at this ISO 8601 time (reproducible demos and docs; never in production).") var frozenClock: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
     func run() async throws {
@@ -33,6 +38,14 @@ struct Serve: AsyncParsableCommand {
         guard let zone = TimeZone(identifier: timeZone) else { throw ValidationError("unknown time zone \(timeZone)") }
         config.timeZone = zone
         config.drainTimeout = .seconds(drainSeconds)
+        guard reevaluateEvery > 0 else { throw ValidationError("--reevaluate-every must be at least 1 second") }
+        config.reevaluateEvery = .seconds(reevaluateEvery)
+        config.eventRetentionDays = eventRetentionDays
+        config.eventRetentionCount = eventRetentionCount
+        if let frozenClock {
+            guard let t = ISOTime().parseInstant(frozenClock) else { throw ValidationError("--frozen-clock needs a full ISO 8601 time") }
+            config.clock = ManualTime(t)
+        }
         let app = try SegmentdApplication.build(config)
         app.logger.info("serving", metadata: ["socket": "\(socket)", "db": "\(db)", "tcp": "\(tcp ?? "off")"])
         try await app.run()

@@ -1,0 +1,96 @@
+import Foundation
+import LineRPC
+import SegmentCore
+import SegmentdApp
+import WireJSON
+
+/// A real segmentd on a Unix socket in a fresh temporary directory, with a hand-moved clock.
+final class TestServer: Sendable {
+    static let epoch = ISOTime().parseInstant("2026-01-15T12:00:00Z")!
+
+    let directory: String
+    let app: SegmentdApplication
+    let clock: ManualTime
+    let running: Task<Void, any Error>
+
+    var socketPath: String { directory + "/segmentd.sock" }
+
+    static func start(configure: (inout AppConfiguration) -> Void = { _ in }) async throws -> TestServer {
+        let directory = try makeTemporaryDirectory()
+        let clock = ManualTime(epoch)
+        var config = AppConfiguration()
+        config.databasePath = directory + "/segmentd.sqlite"
+        config.socketPath = directory + "/segmentd.sock"
+        config.clock = clock
+        configure(&config)
+        let app = try SegmentdApplication.build(config)
+        try await app.server.start()
+        let running = Task { try await app.run() }
+        return TestServer(directory: directory, app: app, clock: clock, running: running)
+    }
+
+    private init(directory: String, app: SegmentdApplication, clock: ManualTime, running: Task<Void, any Error>) {
+        self.directory = directory
+        self.app = app
+        self.clock = clock
+        self.running = running
+    }
+
+    func client() async throws -> RPCClient { try await RPCClient.connect(unixPath: socketPath) }
+
+    /// Graceful stop: drains, removes the socket, closes the store.
+    func stop() async throws {
+        app.server.shutdown()
+        try await running.value
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    static func makeTemporaryDirectory() throws -> String {
+        // Short paths: a Unix socket path is limited to 107 bytes.
+        let path = "/tmp/segd-" + String(UInt64.random(in: 0..<UInt64.max), radix: 36)
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+}
+
+/// Where the package lives, for tests that read README.md and proto-docs/.
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// The directory of the built products (the `segmentd` executable sits beside the test bundle).
+func productsDirectory() -> URL {
+    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("segmentd").path) {
+        url.deleteLastPathComponent()
+    }
+    return url
+}
+
+/// Runs a process to completion with a deadline; returns exit status, stdout and stderr.
+func runProcess(_ executable: String, _ arguments: [String], cwd: String? = nil, environment: [String: String]? = nil,
+                timeout: TimeInterval = 60) async throws -> (status: Int32, out: String, err: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+    if let environment { process.environment = environment }
+    // Files, not pipes: a chatty child can never block on a full pipe.
+    let base = NSTemporaryDirectory() + "segd-proc-" + UUID().uuidString
+    FileManager.default.createFile(atPath: base + ".out", contents: nil)
+    FileManager.default.createFile(atPath: base + ".err", contents: nil)
+    defer {
+        try? FileManager.default.removeItem(atPath: base + ".out")
+        try? FileManager.default.removeItem(atPath: base + ".err")
+    }
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: base + ".out"))
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: base + ".err"))
+    try process.run()
+    let deadline = Date().addingTimeInterval(timeout)
+    // Polls with Task.sleep: blocking a thread of the small cooperative pool could starve the
+    // in-process server the child is talking to.
+    while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+    if process.isRunning { process.terminate() }
+    process.waitUntilExit()
+    let out = (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
+    let err = (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? ""
+    return (process.terminationStatus, out, err)
+}

@@ -1,0 +1,170 @@
+import Foundation
+import LineRPC
+import Synchronization
+import Testing
+import WireJSON
+
+/// Concurrency, streams, cancellation and limits over a real Unix socket.
+@Suite struct EndToEndTests {
+    @Test func twentyConnectionsCallConcurrently() async throws {
+        let server = try await TestServer()
+        try await withTimeout(10) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for connection in 0..<20 {
+                    group.addTask {
+                        let client = try await server.client()
+                        try await withThrowingTaskGroup(of: Void.self) { calls in
+                            for call in 0..<10 {
+                                calls.addTask {
+                                    let value = JSONValue.string("\(connection)-\(call)")
+                                    let result = try await client.call("test.echo", ["value": value])
+                                    #expect(result == ["value": value])
+                                }
+                            }
+                            try await calls.waitForAll()
+                        }
+                        try await client.close()
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        #expect(server.probe["echo"] == 200)
+        let stats = server.server.statistics()
+        #expect(stats.requestsByMethod["test.echo"] == 200)
+        #expect(stats.connectionsTotal == 20)
+        #expect(await eventually { server.server.statistics().connectionsOpen == 0 })
+        try await server.stop()
+    }
+
+    @Test func repliesMayOvertakeEachOther() async throws {
+        let server = try await TestServer()
+        let client = try await server.client()
+        try await client.sendLine(#"{"jsonrpc":"2.0","id":"slow","method":"test.sleep","params":{"ms":300}}"#)
+        try await client.sendLine(#"{"jsonrpc":"2.0","id":"fast","method":"test.echo","params":{"value":"x"}}"#)
+        let first = try await withTimeout { try json(try await client.readLine()) }
+        let second = try await withTimeout { try json(try await client.readLine()) }
+        #expect(first["id"] == "fast")
+        #expect(second["id"] == "slow")
+        try await client.close()
+        try await server.stop()
+    }
+
+    @Test func streamSendsNotificationsThenOneReply() async throws {
+        let server = try await TestServer()
+        let client = try await server.client()
+        let received = Mutex<[JSONValue]>([])
+        let result = try await withTimeout {
+            try await client.call("test.stream", ["n": 500]) { method, params in
+                #expect(method == "test.item")
+                received.withLock { $0.append(params) }
+            }
+        }
+        #expect(result == ["count": 500])
+        let items = received.withLock { $0 }
+        #expect(items.count == 500)
+        #expect(items.map { $0["index"]?.intValue } == (0..<500).map { Int64($0) })
+        #expect(items.allSatisfy { $0["id"] == 1 })  // the first call on this client has id 1
+        try await client.close()
+        try await server.stop()
+    }
+
+    @Test func streamOnTheWire() async throws {
+        let server = try await TestServer()
+        let client = try await server.client()
+        try await client.sendLine(#"{"jsonrpc":"2.0","id":"s","method":"test.stream","params":{"n":2}}"#)
+        var lines: [String] = []
+        for _ in 0..<3 { lines.append(try await withTimeout { try await client.readLine() ?? "" }) }
+        #expect(lines == [
+            #"{"jsonrpc":"2.0","method":"test.item","params":{"id":"s","index":0}}"#,
+            #"{"jsonrpc":"2.0","method":"test.item","params":{"id":"s","index":1}}"#,
+            #"{"id":"s","jsonrpc":"2.0","result":{"count":2}}"#,
+        ])
+        try await client.close()
+        try await server.stop()
+    }
+
+    @Test func inFlightLimitAnswersOverloaded() async throws {
+        let server = try await TestServer { $0.limits.maxInFlightPerConnection = 2 }
+        let client = try await server.client()
+        let sleepers = (0..<2).map { _ in Task { try await client.call("test.sleep", ["ms": 400]) } }
+        #expect(await eventually { server.probe["sleep.started"] == 2 })
+        let error = await #expect(throws: RPCError.self) { try await withTimeout { try await client.call("test.echo", ["value": "x"]) } }
+        #expect(error?.code == -32004)
+        #expect(error?.type == "overloaded")
+        for sleeper in sleepers { #expect(try await sleeper.value == ["slept": 400]) }
+        // Slots are released: the connection works again.
+        #expect(try await client.call("test.echo", ["value": "y"]) == ["value": "y"])
+        try await client.close()
+        try await server.stop()
+    }
+
+    @Test func rpcCancelStopsASleepingRequest() async throws {
+        let server = try await TestServer()
+        let client = try await server.client()
+        let sleeper = Task { try await client.call("test.sleep", ["ms": 10_000]) }  // id 1
+        #expect(await eventually { server.probe["sleep.started"] == 1 })
+        let answer = try await client.call("rpc.cancel", ["id": 1])
+        #expect(answer == ["cancelled": true])
+        let error = await #expect(throws: RPCError.self) { try await withTimeout { try await sleeper.value } }
+        #expect(error == RPCError.cancelled())
+        #expect(server.probe["sleep.cancelled"] == 1)
+        #expect(try await client.call("rpc.cancel", ["id": 1]) == ["cancelled": false])
+        let bad = await #expect(throws: RPCError.self) { try await client.call("rpc.cancel", [:]) }
+        #expect(bad?.data == ["type": "invalid_params", "path": "id"])
+        try await client.close()
+        try await server.stop()
+    }
+
+    @Test func cancellingTheCallingTaskSendsRPCCancel() async throws {
+        let server = try await TestServer()
+        let client = try await server.client()
+        let sleeper = Task { try await client.call("test.sleep", ["ms": 10_000]) }
+        #expect(await eventually { server.probe["sleep.started"] == 1 })
+        sleeper.cancel()
+        let error = await #expect(throws: RPCError.self) { try await withTimeout { try await sleeper.value } }
+        #expect(error?.code == -32800)
+        #expect(server.probe["sleep.cancelled"] == 1)
+        try await client.close()
+        try await server.stop()
+    }
+
+    @Test func disconnectCancelsInFlightHandlers() async throws {
+        let server = try await TestServer()
+        let client = try await server.client()
+        for _ in 0..<3 { try await client.notify("test.sleep", ["ms": 10_000]) }
+        try await client.sendLine(#"{"jsonrpc":"2.0","id":1,"method":"test.sleep","params":{"ms":10000}}"#)
+        #expect(await eventually { server.probe["sleep.started"] == 4 })
+        try await client.close()
+        #expect(await eventually { server.probe["sleep.cancelled"] == 4 })
+        #expect(await eventually { server.server.statistics().requestsInFlight == 0 })
+        try await server.stop()
+    }
+
+    @Test func handlerErrorsReachTheClient() async throws {
+        let server = try await TestServer()
+        let client = try await server.client()
+        let crash = await #expect(throws: RPCError.self) { try await client.call("test.crash") }
+        #expect(crash == RPCError.internalError())
+        let missing = await #expect(throws: RPCError.self) { try await client.call("test.missing") }
+        #expect(missing == RPCError.notFound("no such thing", extra: ["id": 7]))
+        let unknown = await #expect(throws: RPCError.self) { try await client.call("nope") }
+        #expect(unknown?.code == -32601)
+        #expect(server.server.statistics().errorsByType == ["internal": 1, "not_found": 1, "method_not_found": 1])
+        try await client.close()
+        try await server.stop()
+    }
+
+    @Test func idleConnectionsAreClosedButBusyOnesAreNot() async throws {
+        let server = try await TestServer { $0.limits.idleTimeout = .milliseconds(300) }
+        let idle = try await server.client()
+        let busy = try await server.client()
+        let call = Task { try await busy.call("test.sleep", ["ms": 700]) }
+        let closed = try await withTimeout { try await idle.readLine() }
+        #expect(closed == nil)
+        #expect(try await withTimeout { try await call.value } == ["slept": 700])
+        try await idle.close()
+        try await busy.close()
+        try await server.stop()
+    }
+}

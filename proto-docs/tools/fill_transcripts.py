@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Fills the expected reply lines of proto-docs transcripts from a live server.
+
+    swift build && python3 proto-docs/tools/fill_transcripts.py proto-docs/segments.md
+
+For each ```transcript block, the `> ` lines are sent to a fresh server (one per file, clock
+frozen at 2026-01-15T12:00:00Z, exactly like the test suite) and the `< ` lines after each are
+replaced by what the server answered within a short wait. Read the result before committing:
+the test suite then holds the server to it. Expected values may be replaced by "<any>" by hand.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN = subprocess.run(["swift", "build", "--show-bin-path"], capture_output=True, text=True).stdout.strip() + "/segmentd"
+
+
+def replay(path):
+    with open(path) as f:
+        lines = f.read().split("\n")
+    tmp = tempfile.mkdtemp(prefix="segd-doc-", dir="/tmp")
+    server = subprocess.Popen([BIN, "serve", "--frozen-clock", "2026-01-15T12:00:00Z", "--log-level", "error"], cwd=tmp)
+    sock_path = os.path.join(tmp, "segmentd.sock")
+    for _ in range(100):
+        if os.path.exists(sock_path):
+            break
+        time.sleep(0.05)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(sock_path)
+    sock.settimeout(0.4)
+    buf = b""
+    out, inside = [], False
+    for line in lines:
+        if line.startswith("```"):
+            inside = line == "```transcript"
+            out.append(line)
+            continue
+        if inside and line.startswith("< "):
+            continue
+        out.append(line)
+        if inside and line.startswith("> "):
+            sock.sendall(line[2:].encode() + b"\n")
+            deadline = time.time() + 0.4
+            while time.time() < deadline:
+                try:
+                    chunk = sock.recv(1 << 20)
+                except socket.timeout:
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+            while b"\n" in buf:
+                reply, buf = buf.split(b"\n", 1)
+                out.append("< " + reply.decode())
+    sock.close()
+    server.terminate()
+    server.wait(10)
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+
+
+if __name__ == "__main__":
+    for p in sys.argv[1:]:
+        replay(p)
