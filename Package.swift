@@ -27,6 +27,10 @@ let package = Package(
         // core (filters are JSON) and LineRPC (which must not know the core).
         .target(name: "WireJSON", swiftSettings: swiftSettings),
         .target(name: "SegmentCore", dependencies: ["WireJSON"], swiftSettings: swiftSettings),
+        // System zlib (zlib1g-dev), for gzip streams and imports.
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        // Encodings shared by the engine's exports and the CLI: gzip, SHA-256, RFC 4180 CSV.
+        .target(name: "StreamCodec", dependencies: ["CZlib"], swiftSettings: swiftSettings),
 
         .target(name: "StatusDimension", dependencies: ["SegmentCore"], path: "Plugins/StatusDimension", swiftSettings: swiftSettings),
         .target(name: "FieldDimension", dependencies: ["SegmentCore"], path: "Plugins/FieldDimension", swiftSettings: swiftSettings),
@@ -41,7 +45,7 @@ let package = Package(
         ),
         .target(
             name: "SegmentEngine",
-            dependencies: ["SegmentCore", "SegmentStore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["SegmentCore", "SegmentStore", "StreamCodec", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -58,7 +62,7 @@ let package = Package(
         ),
         .target(
             name: "SegmentRPC",
-            dependencies: ["SegmentEngine", "LineRPC", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["SegmentEngine", "LineRPC", "StreamCodec", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         // Wires the five built-in plugins, the engine and the server: what `segmentd serve`
@@ -77,11 +81,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "segmentd",
-            dependencies: ["SegmentdApp", "SegmentCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["SegmentdApp", "SegmentCore", "StreamCodec", "LineRPC", "WireJSON", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 
         .testTarget(name: "WireJSONTests", dependencies: ["WireJSON"], swiftSettings: swiftSettings),
+        .testTarget(name: "StreamCodecTests", dependencies: ["StreamCodec"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SegmentEngineTests",
             dependencies: [

@@ -11,12 +11,17 @@ import WireJSON
 /// ```
 public struct SegmentMethods: Sendable {
     public let engine: Engine
+    /// Where `segments.export {path}` writes; paths outside it are refused.
+    public let exportDirectory: String
 
-    public init(engine: Engine) { self.engine = engine }
+    public init(engine: Engine, exportDirectory: String) {
+        self.engine = engine
+        self.exportDirectory = exportDirectory
+    }
 
     /// Every method: the engine's, then each provider's own.
     public var all: [RPCMethod] {
-        contactMethods + segmentMethods + suppressionMethods + triggerMethods + engine.providerMethods.map(providerMethod)
+        contactMethods + segmentMethods + streamMethods + suppressionMethods + triggerMethods + engine.providerMethods.map(providerMethod)
     }
 
     /// What `rpc.hello` adds: the registered dimensions and their operators.

@@ -8,6 +8,8 @@ public struct AppConfiguration: Sendable {
     public var databasePath = "segmentd.sqlite"
     public var socketPath = "segmentd.sock"
     public var socketMode: UInt16 = 0o600
+    /// Where `segments.export {path}` may write (created at start if missing).
+    public var exportDirectory = "exports"
     /// `HOST:PORT` to listen on TCP as well (loopback by default; requires `token`).
     public var tcp: String?
     public var token: String?

@@ -48,7 +48,8 @@ public struct SegmentdApplication: Sendable {
         engineConfig.eventRetentionCount = config.eventRetentionCount
         engineConfig.subscriberQueueLimit = config.subscriberQueueLimit
         let engine = try Engine(configuration: engineConfig, registry: registry, logger: logger)
-        let methods = SegmentMethods(engine: engine)
+        try FileManager.default.createDirectory(atPath: config.exportDirectory, withIntermediateDirectories: true)
+        let methods = SegmentMethods(engine: engine, exportDirectory: config.exportDirectory)
         var rpc = RPCServerConfiguration()
         rpc.unixSocketPath = config.socketPath
         rpc.socketMode = config.socketMode
