@@ -1,3 +1,4 @@
+import Foundation
 import SegmentCore
 import WireJSON
 
@@ -42,7 +43,7 @@ extension EngagementDimension {
             do {
                 let item = try ParamReader(raw, path: "events".index(i))
                 try item.rejectUnknownKeys(allowed: ["email", "type", "at"])
-                let email = try item.string("email")
+                let email = try item.string("email").trimmingCharacters(in: .whitespaces)
                 let type = try item.string("type")
                 guard let event = Self.events.firstIndex(of: type) else {
                     throw SegmentError.invalidParams(path: item.path.member("type"), "unknown event type \"\(type)\"; expected open, click or send")

@@ -43,49 +43,42 @@ struct TextColumn: Sendable {
 }
 
 /// One field's values for every slot.
-enum FieldColumn: Sendable {
-    case text(TextColumn)
+///
+/// A struct with one storage per type rather than an enum with payloads: mutating an enum's
+/// payload in place copies the whole column on every write, which made bulk upserts
+/// quadratic.
+struct FieldColumn: Sendable {
+    let type: FieldType
+    var text = TextColumn()
     /// Numbers and dates (seconds since 1970); NaN where the contact has no value.
-    case number([Double])
-    case date([Double])
+    var numbers: [Double] = []
     /// 0 false, 1 true, 2 no value.
-    case boolean([UInt8])
+    var booleans: [UInt8] = []
 
-    init(type: FieldType) {
-        switch type {
-        case .text: self = .text(TextColumn())
-        case .number: self = .number([])
-        case .date: self = .date([])
-        case .boolean: self = .boolean([])
-        }
-    }
+    init(type: FieldType) { self.type = type }
 
     mutating func set(_ value: FieldValue?, at slot: Int) {
-        switch (self, value) {
-        case (.text(var c), _):
-            if case .text(let s)? = value { c.set(s, at: slot) } else { c.set(nil, at: slot) }
-            self = .text(c)
-        case (.number(var c), _):
-            Self.grow(&c, slot, Double.nan)
-            if case .number(let d)? = value { c[slot] = d } else { c[slot] = .nan }
-            self = .number(c)
-        case (.date(var c), _):
-            Self.grow(&c, slot, Double.nan)
-            if case .date(let d)? = value { c[slot] = d } else { c[slot] = .nan }
-            self = .date(c)
-        case (.boolean(var c), _):
-            Self.grow(&c, slot, 2)
-            if case .boolean(let b)? = value { c[slot] = b ? 1 : 0 } else { c[slot] = 2 }
-            self = .boolean(c)
+        switch type {
+        case .text:
+            if case .text(let s)? = value { text.set(s, at: slot) } else { text.set(nil, at: slot) }
+        case .number, .date:
+            Self.grow(&numbers, slot, Double.nan)
+            switch value {
+            case .number(let d)?, .date(let d)?: numbers[slot] = d
+            default: numbers[slot] = .nan
+            }
+        case .boolean:
+            Self.grow(&booleans, slot, 2)
+            if case .boolean(let b)? = value { booleans[slot] = b ? 1 : 0 } else { booleans[slot] = 2 }
         }
     }
 
     func value(at slot: Int) -> FieldValue? {
-        switch self {
-        case .text(let c): return c.value(at: slot).map(FieldValue.text)
-        case .number(let c): return slot < c.count && !c[slot].isNaN ? .number(c[slot]) : nil
-        case .date(let c): return slot < c.count && !c[slot].isNaN ? .date(c[slot]) : nil
-        case .boolean(let c): return slot < c.count && c[slot] != 2 ? .boolean(c[slot] == 1) : nil
+        switch type {
+        case .text: return text.value(at: slot).map(FieldValue.text)
+        case .number: return slot < numbers.count && !numbers[slot].isNaN ? .number(numbers[slot]) : nil
+        case .date: return slot < numbers.count && !numbers[slot].isNaN ? .date(numbers[slot]) : nil
+        case .boolean: return slot < booleans.count && booleans[slot] != 2 ? .boolean(booleans[slot] == 1) : nil
         }
     }
 

@@ -51,7 +51,7 @@ public struct FieldDimension: DimensionProvider {
         var definitions: [String: FieldDefinition] = [:]
         var order: [String] = []
         /// Columns of `name` and of every custom field.
-        var columns: [String: FieldColumn] = ["name": .text(TextColumn())]
+        var columns: [String: FieldColumn] = ["name": FieldColumn(type: .text)]
 
         func definition(_ field: String) -> FieldDefinition? {
             FieldDimension.systemFields.first { $0.name == field } ?? definitions[field]

@@ -57,7 +57,7 @@ struct FieldPredicate: ContactPredicate {
             return .date(book.createdAt[slot])
         default:
             let column = FieldDimension.index(book, dimension).columns[field]
-            if lowered, case .text(let c)? = column { return c.lowerValue(at: slot).map(FieldValue.text) }
+            if lowered, let column, column.type == .text { return column.text.lowerValue(at: slot).map(FieldValue.text) }
             return column?.value(at: slot)
         }
     }
@@ -68,8 +68,10 @@ struct FieldPredicate: ContactPredicate {
 
     func resolve(in book: Book, at now: Double) -> ContactSet {
         let test = self.test
-        switch FieldDimension.index(book, dimension).columns[field] {
-        case .text(let c)?:
+        let column = FieldDimension.index(book, dimension).columns[field]
+        switch column?.type {
+        case .text?:
+            let c = column!.text
             // Each distinct value is tested once; contacts then only look up their value's answer.
             let answers = c.lower.map { test.test(.text($0)) }
             let missing = test.test(nil)
@@ -77,15 +79,13 @@ struct FieldPredicate: ContactPredicate {
                 guard slot < c.ids.count, c.ids[slot] != TextColumn.missing else { return missing }
                 return answers[Int(c.ids[slot])]
             }
-        case .number(let c)?:
+        case .number?, .date?:
+            let c = column!.numbers
+            let isDate = column!.type == .date
             let missing = test.test(nil)
             return ContactSet.build(capacity: book.slotCount) { slot in
-                slot < c.count && !c[slot].isNaN ? test.test(.number(c[slot])) : missing
-            }
-        case .date(let c)?:
-            let missing = test.test(nil)
-            return ContactSet.build(capacity: book.slotCount) { slot in
-                slot < c.count && !c[slot].isNaN ? test.test(.date(c[slot])) : missing
+                guard slot < c.count, !c[slot].isNaN else { return missing }
+                return test.test(isDate ? .date(c[slot]) : .number(c[slot]))
             }
         default:
             return ContactSet.build(capacity: book.slotCount) { matches(slot: $0, in: book, at: now) }

@@ -104,7 +104,10 @@ public struct LabelDimension: DimensionProvider {
         for label in change.remove { wanted.removeValue(forKey: label.lowercased()) }
 
         let slotArg = SQLValue.integer(Int64(slot))
-        for (key, entry) in index.labels where entry.members.contains(slot) && wanted[key] == nil {
+        // Keys are collected first: mutating a bitmap while iterating the dictionary that
+        // holds it would copy the bitmap on every removal.
+        let dropped = index.labels.compactMap { key, entry in entry.members.contains(slot) && wanted[key] == nil ? key : nil }
+        for key in dropped {
             try context.sql.execute("DELETE FROM contact_label WHERE contact_id = ? AND key = ?", [slotArg, .text(key)])
             index.labels[key]?.members.remove(slot)
             context.touched.insert(slot)
@@ -126,9 +129,8 @@ public struct LabelDimension: DimensionProvider {
     public func remove(slot: Int, context: inout WriteContext) throws {
         try context.sql.execute("DELETE FROM contact_label WHERE contact_id = ?", [.integer(Int64(slot))])
         var index = context.book.takePart(name, as: Index.self) ?? Index()
-        for key in index.labels.keys where index.labels[key]!.members.contains(slot) {
-            index.labels[key]!.members.remove(slot)
-        }
+        let carried = index.labels.compactMap { key, entry in entry.members.contains(slot) ? key : nil }
+        for key in carried { index.labels[key]!.members.remove(slot) }
         context.book.setPart(name, index)
     }
 

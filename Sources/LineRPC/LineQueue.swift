@@ -53,6 +53,20 @@ final class LineQueue: Sendable {
         }
     }
 
+    /// Appends a line without waiting; drops it if the queue is full or finished.
+    func offer(_ line: String) {
+        let consumer = state.withLock { state -> CheckedContinuation<String?, any Error>? in
+            if state.finished { return nil }
+            if let consumer = state.consumer {
+                state.consumer = nil
+                return consumer
+            }
+            if state.count < capacity { state.lines.append(line) }
+            return nil
+        }
+        consumer?.resume(returning: line)
+    }
+
     /// The next line, `nil` once finished and empty; throws `CancellationError` if cancelled.
     func pop() async throws -> String? {
         enum Outcome { case line(String?), cancelled, wait }

@@ -22,6 +22,10 @@ public final class RPCClient: Sendable {
     private let inbox: RPCClientInbox
     private let reader: Task<Void, Never>
 
+    /// After the calling task is cancelled, how long a call waits for the server's final
+    /// reply before it throws `CancellationError` itself.
+    public static let cancellationGrace: Duration = .seconds(2)
+
     private init(
         channel: any Channel,
         writer: NIOAsyncChannelOutboundWriter<ByteBuffer>,
@@ -101,11 +105,13 @@ public final class RPCClient: Sendable {
         inbox.enterRawMode()
         var bytes = Array(line.utf8)
         if bytes.last != 0x0A { bytes.append(0x0A) }
-        try await writer.write(ByteBuffer(bytes: bytes))
+        try await write(ByteBuffer(bytes: bytes))
     }
 
     /// The next received line without its terminator, or `nil` once the connection closed.
     /// Switches to raw mode like ``sendLine(_:)``; throws `CancellationError` if cancelled.
+    /// Lines that arrived earlier and were not replies to a call (an id-null error such as
+    /// "too many connections") are kept, up to a bound, and returned first.
     public func readLine() async throws -> String? {
         inbox.enterRawMode()
         return try await inbox.rawLines.pop()
@@ -132,14 +138,30 @@ public final class RPCClient: Sendable {
             throw error
         }
         let writer = self.writer
+        let inbox = self.inbox
         return try await inbox.wait(for: id) {
+            // The server still sends one final reply (normally -32800); wait for it a little,
+            // but never hang on an unresponsive server.
             let cancel: JSONValue = ["jsonrpc": "2.0", "method": "rpc.cancel", "params": ["id": .int(id)]]
-            Task { try? await writer.write(ByteBuffer(bytes: cancel.serializedLine())) }
+            Task {
+                try? await writer.write(ByteBuffer(bytes: cancel.serializedLine()))
+                try? await Task.sleep(for: Self.cancellationGrace)
+                inbox.fail(id, with: CancellationError())
+            }
         }
     }
 
     private func send(_ message: JSONValue) async throws {
-        try await writer.write(ByteBuffer(bytes: message.serializedLine()))
+        try await write(ByteBuffer(bytes: message.serializedLine()))
+    }
+
+    /// Writes with backpressure; a closed connection is reported as ``RPCClientError/connectionClosed``.
+    private func write(_ buffer: ByteBuffer) async throws {
+        do {
+            try await writer.write(buffer)
+        } catch let error as ChannelError {
+            throw error == .ioOnClosedChannel || error == .alreadyClosed ? RPCClientError.connectionClosed : error
+        }
     }
 
     private static func initialize(

@@ -42,6 +42,16 @@ final class RPCClientInbox: Sendable {
         _ = state.withLock { $0.pending.removeValue(forKey: id) }
     }
 
+    /// Fails call `id` now if it is still waiting (a late reply is then ignored).
+    func fail(_ id: Int64, with error: any Error) {
+        let continuation = state.withLock { state -> CheckedContinuation<JSONValue, any Error>? in
+            guard let continuation = state.pending[id]?.continuation else { return nil }
+            state.pending[id] = nil
+            return continuation
+        }
+        continuation?.resume(throwing: error)
+    }
+
     /// Waits for the final reply of call `id`; `onCancel` runs if the calling task is cancelled
     /// (the reply, normally `-32800`, is still awaited).
     func wait(for id: Int64, onCancel: @escaping @Sendable () -> Void) async throws -> JSONValue {
@@ -78,17 +88,20 @@ final class RPCClientInbox: Sendable {
                 continue
             }
             let parsed = buffer.withUnsafeReadableBytes { bytes in try? JSONParser.parse(bytes) }
-            guard case .object? = parsed, let message = parsed else { continue }
-            await route(message)
+            if case .object? = parsed, let message = parsed, await route(message) { continue }
+            // Not for a pending call (an id-null error, say): keep it for readLine() without
+            // ever blocking the calls (bounded; the oldest lines win).
+            rawLines.offer(String(buffer: buffer))
         }
     }
 
-    private func route(_ message: JSONValue) async {
+    /// Delivers a reply or stream notification to its call; returns whether one took it.
+    private func route(_ message: JSONValue) async -> Bool {
         if case .string(let method)? = message["method"] {
             let params = message["params"] ?? .null
             guard let id = params["id"]?.intValue,
                 let handler = state.withLock({ $0.pending[id]?.onNotification })
-            else { return }
+            else { return false }
             do {
                 try await handler(method, params)
             } catch {
@@ -96,14 +109,14 @@ final class RPCClientInbox: Sendable {
                     if state.pending[id]?.notificationError == nil { state.pending[id]?.notificationError = error }
                 }
             }
-            return
+            return true
         }
-        guard let idValue = message["id"] else { return }
+        guard let idValue = message["id"] else { return false }
         guard let id = idValue.intValue else {
             if idValue.isNull, let error = message["error"].flatMap(RPCError.init(json:)) {
                 state.withLock { $0.unsolicitedError = error }
             }
-            return
+            return false
         }
         var outcome: Result<JSONValue, any Error>
         if let error = message["error"] {
@@ -111,18 +124,19 @@ final class RPCClientInbox: Sendable {
         } else {
             outcome = .success(message["result"] ?? .null)
         }
-        let continuation = state.withLock { state -> CheckedContinuation<JSONValue, any Error>? in
-            guard var pending = state.pending[id] else { return nil }
+        let (known, continuation) = state.withLock { state -> (Bool, CheckedContinuation<JSONValue, any Error>?) in
+            guard var pending = state.pending[id] else { return (false, nil) }
             if let error = pending.notificationError { outcome = .failure(error) }
             if let continuation = pending.continuation {
                 state.pending[id] = nil
-                return continuation
+                return (true, continuation)
             }
             pending.outcome = outcome
             state.pending[id] = pending
-            return nil
+            return (true, nil)
         }
         continuation?.resume(with: outcome)
+        return known
     }
 
     /// Fails every pending call and ends the raw line queue.

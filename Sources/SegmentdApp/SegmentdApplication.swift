@@ -26,6 +26,8 @@ import WireJSON
 public struct SegmentdApplication: Sendable {
     public let engine: Engine
     public let server: RPCServer
+    /// Where file exports are written.
+    public let exportDirectory: String
     let clock: ClockService
     public let logger: Logger
 
@@ -81,7 +83,7 @@ public struct SegmentdApplication: Sendable {
         let server = try RPCServer(configuration: rpc, methods: methods.all + [stats], logger: logger)
         serverRef.set(server)
         return SegmentdApplication(
-            engine: engine, server: server, clock: ClockService(engine: engine, every: config.reevaluateEvery, logger: logger), logger: logger)
+            engine: engine, server: server, exportDirectory: config.exportDirectory, clock: ClockService(engine: engine, every: config.reevaluateEvery, logger: logger), logger: logger)
     }
 
     /// Serves until SIGTERM/SIGINT (or `server.shutdown()`), drains, then closes the store.

@@ -14,6 +14,7 @@ final class TestServer: Sendable {
     let running: Task<Void, any Error>
 
     var socketPath: String { directory + "/segmentd.sock" }
+    var exportDirectory: String { app.exportDirectory }
 
     static func start(configure: (inout AppConfiguration) -> Void = { _ in }) async throws -> TestServer {
         let directory = try makeTemporaryDirectory()
@@ -21,6 +22,7 @@ final class TestServer: Sendable {
         var config = AppConfiguration()
         config.databasePath = directory + "/segmentd.sqlite"
         config.socketPath = directory + "/segmentd.sock"
+        config.exportDirectory = directory + "/exports"
         config.clock = clock
         configure(&config)
         let app = try SegmentdApplication.build(config)

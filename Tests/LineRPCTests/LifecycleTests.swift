@@ -101,11 +101,12 @@ import WireJSON
         #expect(FileManager.default.fileExists(atPath: path))
         let server = RPCServer(configuration: .init(unixSocketPath: path), methods: [], logger: testLogger())
         try await server.start()
+        let runTask = Task { try await server.run() }
         let client = try await RPCClient.connect(unixPath: path)
         #expect(try await withTimeout { try await client.call("rpc.ping") } == ["pong": true])
         try await client.close()
         server.shutdown()
-        try await withTimeout { try await server.run() }
+        try await withTimeout { try await runTask.value }
         #expect(!FileManager.default.fileExists(atPath: path))
     }
 
@@ -118,7 +119,7 @@ import WireJSON
         #expect(try await client.call("rpc.ping") == ["pong": true])
         try await client.close()
         let regular = server.directory + "/regular-file"
-        FileManager.default.createFile(atPath: regular, contents: Data("keep me".utf8))
+        _ = FileManager.default.createFile(atPath: regular, contents: Data("keep me".utf8))
         let third = RPCServer(configuration: .init(unixSocketPath: regular), methods: [], logger: testLogger())
         let notSocket = await #expect(throws: RPCServerError.self) { try await third.start() }
         #expect(notSocket?.message.contains("not a socket") == true)

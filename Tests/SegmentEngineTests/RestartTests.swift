@@ -1,0 +1,140 @@
+import SegmentCore
+import SegmentEngine
+import Testing
+import WireJSON
+
+/// Closing and reopening an engine on the same file gives the same answers: counts, contacts,
+/// segments, fields, labels, suppression and the version.
+@Suite struct RestartTests {
+    /// Everything a client can ask, gathered into comparable values.
+    struct Answers: Equatable {
+        var version: Int64
+        var counts: [CountResult]
+        var members: [Set<String>]
+        var contacts: [String: JSONValue]
+        var segments: [Segment]
+        var segmentCounts: [CountResult]
+        var fields: JSONValue
+        var labels: JSONValue
+        var total: Int
+        var byStatus: [String: Int]
+        var suppression: [JSONValue]
+    }
+
+    static let rules: [JSONValue] = ShapesBook.shapes.map(\.filters) + [
+        [],
+        [filter("label", "not_contains", ["vip", "newsletter"])],
+        [["any": [field("city", "contains", "jak"), ["dimension": "funnel", "lost": true]]]],
+        [engagement("open", "within_last", days(30))],
+        [field("created_at", "is_not_empty")],
+        [filter("status", "in", ["pending", "hard_bounce"])],
+    ]
+
+    static func answers(_ book: TestBook, emails: [String]) async throws -> Answers {
+        let engine = book.engine
+        var contacts: [String: JSONValue] = [:]
+        for email in emails { contacts[email] = engine.contact(email: email) ?? .null }
+        let counts = engine.countContacts()
+        var suppression: [JSONValue] = []
+        for email in ["wati@example.com", "ghost@example.com", "nobody@example.com"] {
+            suppression.append(try await engine.suppression(of: email))
+        }
+        suppression.append(try await engine.suppressionList(after: nil, limit: 100))
+        return Answers(
+            version: engine.snapshot.version,
+            counts: try rules.map { try engine.count(filters: $0, audience: .send) },
+            members: try rules.map { try book.emails($0) },
+            contacts: contacts,
+            segments: engine.segments(),
+            segmentCounts: try engine.segments().map { try engine.count(segment: $0.id) },
+            fields: try await engine.run(try book.method("fields.list"), params: [:]),
+            labels: try await engine.run(try book.method("labels.list"), params: [:]),
+            total: counts.total, byStatus: counts.byStatus, suppression: suppression)
+    }
+
+    @Test func reopeningTheFileGivesIdenticalAnswers() async throws {
+        let book = try TestBook()
+        try await ShapesBook.build(book)
+        // Later writes of every kind: a deleted contact, label edits, a funnel change, a cleared
+        // field, an address suppressed before it is a contact, segments created, updated, deleted.
+        book.clock.advance(seconds: 30)
+        try await book.seed([
+            ["email": "umar@example.com", "add_labels": ["newsletter"], "remove_labels": ["VIP"], "funnel": "customer"],
+            ["email": "vina@example.com", "fields": ["lifetime_value": .null], "lost": true],
+        ])
+        _ = try await book.engine.delete(emails: ["yoga@example.com"])
+        _ = try await book.engine.suppress(emails: ["ghost@example.com"], reason: "bounced elsewhere")
+        for shape in ShapesBook.shapes {
+            _ = try await book.engine.createSegment(name: shape.name, description: "the \(shape.name) shape", filters: shape.filters)
+        }
+        let grouped = try await book.engine.createSegment(name: "Grouped", filters: Self.rules[7])
+        _ = try await book.engine.updateSegment(id: grouped.id, description: "edited")
+        let doomed = try await book.engine.createSegment(name: "Doomed", filters: [])
+        _ = try await book.engine.deleteSegment(id: doomed.id)
+
+        let emails = ShapesBook.shapes.flatMap(\.members) + ["rina@example.com", "yoga@example.com", "zaki@example.com", "ghost@example.com"]
+        let before = try await Self.answers(book, emails: Array(Set(emails)).sorted())
+        #expect(before.segments.count == 6)
+        #expect(before.contacts["yoga@example.com"] == .null)
+
+        try book.restart()
+        let after = try await Self.answers(book, emails: Array(Set(emails)).sorted())
+        #expect(after.version == before.version)
+        #expect(after.counts == before.counts)
+        #expect(after.members == before.members)
+        #expect(after.contacts == before.contacts)
+        #expect(after.segments == before.segments)
+        #expect(after.segmentCounts == before.segmentCounts)
+        #expect(after.fields == before.fields)
+        #expect(after.labels == before.labels)
+        #expect(after.total == before.total && after.byStatus == before.byStatus)
+        #expect(after.suppression == before.suppression)
+        #expect(after.segments.first { $0.name == "Grouped" }?.reviewNeeded == true)
+
+        // The reopened engine keeps writing from where it was: the version goes on, a new contact
+        // does not take a deleted one's slot, and a re-added deleted email is a new contact.
+        try await book.seed([["email": "yoga@example.com", "labels": ["newsletter"]]])
+        #expect(book.engine.snapshot.version == before.version + 1)
+        #expect(try book.contact("yoga@example.com")["status"] == "active")
+        #expect(try book.contact("yoga@example.com")["engagement"]?["last_open_at"] == .null)
+        #expect(try book.emails(ShapesBook.shapes[0].filters).contains("yoga@example.com"))
+    }
+
+    @Test func aRandomBookReopensWithTheSameMembersForEveryRule() async throws {
+        let book = try TestBook()
+        var builder = OracleBookBuilder(seed: 42, now: TestBook.start)
+        let model = try await builder.build(into: book, contacts: 3_000)
+        var generator = OracleFilterGenerator(seed: 7, now: TestBook.start, book: model)
+        let rules = (0..<60).map { _ in generator.rule().json }
+        let emails = model.contacts.map(\.email)
+
+        let counts = try rules.map { try book.count($0) }
+        let members = try rules.map { try book.emails($0) }
+        let contacts = emails.map { book.engine.contact(email: $0) }
+        let version = book.engine.snapshot.version
+
+        try book.restart()
+        #expect(book.engine.snapshot.version == version)
+        #expect(try rules.map { try book.count($0) } == counts)
+        #expect(try rules.map { try book.emails($0) } == members)
+        let reloaded = emails.map { book.engine.contact(email: $0) }
+        #expect(reloaded == contacts)
+        #expect(reloaded.compactMap { $0 }.count == model.alive.count)
+    }
+
+    @Test func fieldsKeepTheirDeclarationOrderAcrossARestart() async throws {
+        let book = try TestBook()
+        // Declared in one instant (the clock does not move), in non-alphabetical order.
+        try await book.define("zeta", "text")
+        try await book.define("alpha", "number")
+        try await book.define("mid", "date")
+        let names = { () async throws -> [String] in
+            let list = try await book.engine.run(try book.method("fields.list"), params: [:])
+            return list.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
+        }
+        let declared = ["email", "name", "created_at", "zeta", "alpha", "mid"]
+        #expect(try await names() == declared)
+        try book.restart()
+        #expect(try await names() == declared)
+    }
+}

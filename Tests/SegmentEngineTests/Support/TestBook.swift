@@ -1,0 +1,196 @@
+import Foundation
+import Logging
+import SegmentCore
+import SegmentEngine
+import Synchronization
+import Testing
+import WireJSON
+
+import EngagementDimension
+import FieldDimension
+import FunnelDimension
+import LabelDimension
+import StatusDimension
+
+/// One engine on a fresh SQLite file in its own temporary directory, with a hand-moved clock.
+///
+/// Every test builds its own book, so tests never share state and run in parallel. The
+/// directory is removed when the fixture is released.
+///
+/// ```swift
+/// let book = try TestBook()
+/// try await book.seed([["email": "ana@example.com", "labels": ["vip"]]])
+/// #expect(try book.emails([["dimension": "label", "op": "contains", "value": "vip"]]) == ["ana@example.com"])
+/// ```
+final class TestBook: Sendable {
+    /// The test's "now": 2026-06-01T12:00:00Z.
+    static let start = ISOTime().parseInstant("2026-06-01T12:00:00Z")!
+    static let day = 86_400.0
+
+    let clock: ManualTime
+    let directory: String
+    let path: String
+    let timeZone: TimeZone
+    let extra: [any DimensionProvider]
+    private let current: Mutex<Engine?>
+
+    init(extra: [any DimensionProvider] = [], timeZone: TimeZone = TimeZone(identifier: "UTC")!, clock: ManualTime? = nil) throws {
+        self.clock = clock ?? ManualTime(Self.start)
+        self.extra = extra
+        self.timeZone = timeZone
+        directory = NSTemporaryDirectory() + "segment-engine-tests-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        path = directory + "/t.sqlite"
+        current = Mutex(nil)
+        let engine = try Self.open(path: path, clock: self.clock, timeZone: timeZone, extra: extra)
+        current.withLock { $0 = engine }
+    }
+
+    deinit {
+        current.withLock { engine in
+            try? engine?.close()
+            engine = nil
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    static func registry(extra: [any DimensionProvider] = []) -> DimensionRegistry {
+        var registry = DimensionRegistry()
+        registry.register(StatusDimension())
+        registry.register(FieldDimension())
+        registry.register(LabelDimension())
+        registry.register(FunnelDimension())
+        registry.register(EngagementDimension())
+        for provider in extra { registry.register(provider) }
+        return registry
+    }
+
+    static func open(path: String, clock: ManualTime, timeZone: TimeZone, extra: [any DimensionProvider]) throws -> Engine {
+        try Engine(
+            configuration: .init(databasePath: path, clock: clock, timeZone: timeZone),
+            registry: registry(extra: extra), logger: quietLogger)
+    }
+
+    /// Start-up logging stays out of the test output.
+    static let quietLogger: Logger = {
+        var logger = Logger(label: "segmentd.engine.tests")
+        logger.logLevel = .warning
+        return logger
+    }()
+
+    /// The open engine.
+    var engine: Engine { current.withLock { $0! } }
+
+    /// Closes the engine and opens a new one on the same file (a process restart).
+    @discardableResult
+    func restart() throws -> Engine {
+        try current.withLock { engine in
+            try engine?.close()
+            engine = nil
+        }
+        let engine = try Self.open(path: path, clock: clock, timeZone: timeZone, extra: extra)
+        current.withLock { $0 = engine }
+        return engine
+    }
+
+    // MARK: Writing
+
+    /// Upserts contacts that must all be valid.
+    @discardableResult
+    func seed(_ contacts: [JSONValue], sourceLocation: SourceLocation = #_sourceLocation) async throws -> UpsertResult {
+        let result = try await engine.upsert(contacts: contacts, atomic: false)
+        #expect(result.failed.isEmpty, "unexpected failures: \(result.failed.map { "\($0.index): \($0.error)" })", sourceLocation: sourceLocation)
+        return result
+    }
+
+    func method(_ name: String) throws -> DimensionMethod {
+        try #require(engine.providerMethods.first { $0.name == name }, "no method \(name)")
+    }
+
+    @discardableResult
+    func define(_ field: String, _ type: String) async throws -> JSONValue {
+        try await engine.run(try method("fields.define"), params: ["name": .string(field), "type": .string(type)])
+    }
+
+    /// Records `(email, type, at)` events.
+    @discardableResult
+    func record(_ events: [(String, String, String)]) async throws -> JSONValue {
+        let list: [JSONValue] = events.map { ["email": .string($0.0), "type": .string($0.1), "at": .string($0.2)] }
+        return try await engine.run(try method("engagement.record"), params: ["events": .array(list)])
+    }
+
+    // MARK: Reading
+
+    /// The emails of the rule's members in `audience`, on the current snapshot.
+    func emails(_ filters: JSONValue, audience: Audience = .all) throws -> Set<String> {
+        let book = engine.snapshot
+        let rule = try engine.compile(filters: filters, book: book)
+        let members = engine.members(rule: rule, audience: audience, book: book)
+        return Set(members.slots.map { book.emails[$0] })
+    }
+
+    /// The single-contact path: which live contacts `matches` says are in.
+    func emailsByMatching(_ filters: JSONValue) throws -> Set<String> {
+        let book = engine.snapshot
+        let rule = try engine.compile(filters: filters, book: book)
+        let now = engine.now
+        return Set(book.alive.slots.filter { rule.matches(slot: $0, in: book, at: now) }.map { book.emails[$0] })
+    }
+
+    func count(_ filters: JSONValue, audience: Audience = .send) throws -> CountResult {
+        try engine.count(filters: filters, audience: audience)
+    }
+
+    func contact(_ email: String) throws -> [String: JSONValue] {
+        try #require(engine.contact(email: email)?.objectValue, "no contact \(email)")
+    }
+}
+
+/// Parses a full ISO timestamp for test data; crashes the test on a typo.
+func instant(_ text: String) -> Double {
+    guard let t = ISOTime().parseInstant(text) else { fatalError("bad test timestamp \(text)") }
+    return t
+}
+
+/// A filter object with the usual keys.
+func filter(_ dimension: String, _ op: String, _ value: JSONValue? = nil, extra: [String: JSONValue] = [:]) -> JSONValue {
+    var o: [String: JSONValue] = ["dimension": .string(dimension), "op": .string(op)]
+    if let value { o["value"] = value }
+    o.merge(extra) { _, new in new }
+    return .object(o)
+}
+
+func field(_ name: String, _ op: String, _ value: JSONValue? = nil) -> JSONValue {
+    filter("field", op, value, extra: ["field": .string(name)])
+}
+
+func engagement(_ event: String, _ op: String, _ value: JSONValue? = nil) -> JSONValue {
+    filter("engagement", op, value, extra: ["event": .string(event)])
+}
+
+func days(_ n: Int64) -> JSONValue { ["days": .int(n)] }
+
+/// One filter (or rule) with the members a person expects, for parameterised tests.
+struct FilterCase: Sendable, CustomTestStringConvertible {
+    let name: String
+    let filters: JSONValue
+    let expected: Set<String>
+
+    init(_ name: String, _ filter: JSONValue, _ expected: [String]) {
+        self.name = name
+        self.filters = filter.arrayValue != nil ? filter : [filter]
+        self.expected = Set(expected)
+    }
+
+    var testDescription: String { name }
+}
+
+/// Checks one case: the bulk path (`members`) and the single-contact path (`matches`) both
+/// give exactly the expected emails, and `count` agrees.
+func check(_ c: FilterCase, on book: TestBook, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let bulk = try book.emails(c.filters)
+    #expect(bulk == c.expected, "\(c.name): members \(bulk.sorted()) expected \(c.expected.sorted())", sourceLocation: sourceLocation)
+    let single = try book.emailsByMatching(c.filters)
+    #expect(single == c.expected, "\(c.name): matches \(single.sorted()) expected \(c.expected.sorted())", sourceLocation: sourceLocation)
+    #expect(try book.count(c.filters, audience: .all).matched == c.expected.count, "\(c.name): count", sourceLocation: sourceLocation)
+}
