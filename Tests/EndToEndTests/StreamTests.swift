@@ -91,6 +91,29 @@ import WireJSON
         try await server.stop()
     }
 
+    @Test func theDocumentedPythonGzipDecoderGetsTheMembers() async throws {
+        let script = packageRoot.appendingPathComponent("proto-docs/clients/resolve_gzip.py")
+        let doc = try String(contentsOf: packageRoot.appendingPathComponent("proto-docs/streams.md"), encoding: .utf8)
+        let source = try String(contentsOf: script, encoding: .utf8)
+        let function = try #require(source.components(separatedBy: "def resolve_gzip").dropFirst().first?.components(separatedBy: "\n\n\nif __name__").first)
+        #expect(doc.contains("def resolve_gzip" + function), "proto-docs/streams.md must show clients/resolve_gzip.py's decoder verbatim")
+
+        let server = try await TestServer.start()
+        try await Self.seed(server.app.engine)
+        let engine = server.app.engine
+        for format in ["csv", "ndjson"] {
+            let params: JSONValue = ["filters": Self.segments[1], "format": .string(format), "columns": ["email"], "batch_size": 50]
+            let run = try await runProcess("/usr/bin/env", ["python3", script.path, server.socketPath, params.serialized()])
+            #expect(run.status == 0, "\(run.err)")
+            let expected = engine.members(rule: try engine.compile(filters: Self.segments[1]), audience: .send, book: engine.snapshot)
+                .slots.map { engine.snapshot.emails[$0] }
+            let lines = run.out.split(separator: format == "csv" ? "\r\n" : "\n").map(String.init)
+            let emails = format == "csv" ? Array(lines.dropFirst()) : try lines.map { try JSONParser.parse($0)["email"]?.stringValue ?? "" }
+            #expect(!expected.isEmpty && emails == expected)
+        }
+        try await server.stop()
+    }
+
     @Test func badRequestsFailBeforeAnyRow() async throws {
         let server = try await TestServer.start()
         try await Self.seed(server.app.engine)
