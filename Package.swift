@@ -79,9 +79,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // `segmentd bench`: synthetic book, SQLite baseline, measurements.
+        .target(
+            name: "SegmentBench",
+            dependencies: ["SegmentdApp", "SegmentEngine", "SegmentCore", "LineRPC", "WireJSON", "StreamCodec",
+                           .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "segmentd",
-            dependencies: ["SegmentdApp", "SegmentCore", "StreamCodec", "LineRPC", "WireJSON", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["SegmentdApp", "SegmentBench", "SegmentCore", "StreamCodec", "LineRPC", "WireJSON", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 

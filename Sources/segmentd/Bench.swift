@@ -1,0 +1,27 @@
+import ArgumentParser
+import Foundation
+import SegmentBench
+
+/// `segmentd bench`: measures segmentd against hand-written SQL on the same synthetic book.
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmark: load a synthetic book over the socket, compare with a plain-SQLite baseline, print a table.",
+        discussion: "Build with -c release for meaningful figures: swift run -c release segmentd bench --contacts 1000000")
+
+    @Option(help: "Contacts in the synthetic book.") var contacts = 100_000
+    @Option(help: "Seed of the synthetic book (same seed, same book).") var seed: UInt64 = 42
+    @Option(help: "Timed runs per count (the median is reported).") var runs = 15
+    @Option(help: "Also write the figures as JSON to this file.") var json: String?
+
+    func run() async throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
+        var runner = BenchRunner(contacts: contacts, seed: seed, binary: binary) { line in
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        }
+        runner.runs = runs
+        let report = try await runner.run()
+        print("segmentd bench --contacts \(contacts) --seed \(seed) on \(report.machine)\n")
+        print(report.table)
+        if let json { try report.json.serialized().write(toFile: json, atomically: true, encoding: .utf8) }
+    }
+}
