@@ -21,12 +21,17 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
     ],
     targets: [
         // A small JSON value type with a strict parser and a compact serializer, shared by the
         // core (filters are JSON) and LineRPC (which must not know the core).
         .target(name: "WireJSON", swiftSettings: swiftSettings),
-        .target(name: "SegmentCore", dependencies: ["WireJSON"], swiftSettings: swiftSettings),
+        .target(
+            name: "SegmentCore",
+            dependencies: ["WireJSON", .product(name: "HashTreeCollections", package: "swift-collections")],
+            swiftSettings: swiftSettings
+        ),
         // System zlib (zlib1g-dev), for gzip streams and imports.
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         // Encodings shared by the engine's exports and the CLI: gzip, SHA-256, RFC 4180 CSV.

@@ -37,12 +37,25 @@ struct EngagementPredicate: ContactPredicate {
         evaluate(EngagementDimension.index(book, dimension).time(event, slot), now: now)
     }
 
-    func resolve(in book: Book, at now: Double) -> ContactSet {
-        let column = EngagementDimension.index(book, dimension).columns[event]
-        let never = evaluate(nil, now: now)
-        return ContactSet.build(capacity: book.slotCount) { slot in
-            slot < column.count && !column[slot].isNaN ? evaluate(column[slot], now: now) : never
+    /// The test as an interval over the event time at `now`, for the fast column scan.
+    func range(now: Double) -> DoubleRange {
+        switch test {
+        case .never: return DoubleRange(negated: true, missing: true)
+        case .ever: return DoubleRange()
+        case .before(let x): return .below(x.start)
+        case .after(let x):
+            if case .day(_, let end) = x { return DoubleRange(lo: end) }
+            return .above(x.start)
+        case .between(let lo, let hi):
+            if case .day(_, let end) = hi { return DoubleRange(lo: lo.start, hi: end.nextDown) }
+            return DoubleRange(lo: lo.start, hi: hi.start)
+        case .withinLast(let days): return DoubleRange(lo: now - Double(days) * 86_400)
+        case .notWithinLast(let days): return DoubleRange(hi: (now - Double(days) * 86_400).nextDown, missing: true)
         }
+    }
+
+    func resolve(in book: Book, at now: Double) -> ContactSet {
+        ContactSet.build(column: EngagementDimension.index(book, dimension).columns[event], range: range(now: now), capacity: book.slotCount)
     }
 
     func explain(slot: Int, in book: Book, at now: Double) -> String {

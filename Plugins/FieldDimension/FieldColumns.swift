@@ -10,9 +10,11 @@ public enum FieldType: String, Sendable, CaseIterable {
 struct TextColumn: Sendable {
     static let missing: Int32 = -1
     var ids: [Int32] = []
-    var values: [String] = []
-    var lower: [String] = []
-    var idOf: [String: Int32] = [:]
+    var values = ChunkedArray<String>()
+    var lower = ChunkedArray<String>()
+    /// Text → id. Names are often unique per contact: a plain dictionary would be copied
+    /// whole by the first write of every batch.
+    var idOf = PersistentDictionary<String, Int32>()
 
     func value(at slot: Int) -> String? {
         guard slot < ids.count, ids[slot] != Self.missing else { return nil }

@@ -38,6 +38,42 @@ enum FieldTest: Sendable {
     }
 }
 
+extension FieldTest {
+    /// The test as an interval over numbers and times, for the fast column scan; `nil` for
+    /// text and boolean tests. Must agree with `test(_:)` (the oracle tests check both paths).
+    var range: DoubleRange? {
+        switch self {
+        case .numberEquals(let x): return DoubleRange(lo: x, hi: x)
+        case .numberNotEquals(let x): return DoubleRange(lo: x, hi: x, negated: true, missing: true)
+        case .greater(let x): return .above(x)
+        case .less(let x): return .below(x)
+        case .numberBetween(let lo, let hi): return DoubleRange(lo: lo, hi: hi)
+        case .dateEquals(let x): return Self.span(x)
+        case .dateNotEquals(let x):
+            var r = Self.span(x)
+            r.negated = true
+            r.missing = true
+            return r
+        case .after(let x):
+            if case .day(_, let end) = x { return DoubleRange(lo: end) }
+            return .above(x.start)
+        case .before(let x): return .below(x.start)
+        case .dateBetween(let lo, let hi): return DoubleRange(lo: lo.start, hi: Self.span(hi).hi)
+        case .isEmpty: return DoubleRange(negated: true, missing: true)
+        case .isNotEmpty: return DoubleRange()
+        default: return nil
+        }
+    }
+
+    /// The instants a time value covers, as a closed interval.
+    static func span(_ t: TimeValue) -> DoubleRange {
+        switch t {
+        case .instant(let x): return DoubleRange(lo: x, hi: x)
+        case .day(let s, let e): return DoubleRange(lo: s, hi: e.nextDown)
+        }
+    }
+}
+
 /// A compiled field filter. It reads the column from the book it is given, so one compiled
 /// rule serves every later snapshot.
 struct FieldPredicate: ContactPredicate {
@@ -80,6 +116,7 @@ struct FieldPredicate: ContactPredicate {
                 return answers[Int(c.ids[slot])]
             }
         case .number?, .date?:
+            if let range = test.range { return ContactSet.build(column: column!.numbers, range: range, capacity: book.slotCount) }
             let c = column!.numbers
             let isDate = column!.type == .date
             let missing = test.test(nil)

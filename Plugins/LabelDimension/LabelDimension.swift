@@ -66,7 +66,7 @@ public struct LabelDimension: DimensionProvider {
                 throw .invalidParams(path: doc.path.member(key).index(i), "a label is at most \(Self.maxLabelLength) characters")
             }
         }
-        return list.map(\.trimmingWhitespace)
+        return list.map { $0.trimmingWhitespace }
     }
 
     public func load(from sql: any SQLExecutor, into book: inout Book) throws {

@@ -132,7 +132,11 @@ public final class RPCClient: Sendable {
     ) async throws -> JSONValue {
         let id = try inbox.register(onNotification: onNotification)
         do {
-            try await send(.object(["jsonrpc": "2.0", "id": .int(id), "method": .string(method), "params": params]))
+            let line = JSONValue.object(["jsonrpc": "2.0", "id": .int(id), "method": .string(method), "params": params]).serializedLine()
+            // Remembered so that an error reply the server cannot tie to an id (id null: the
+            // line was too long, or too deeply nested to parse) still ends this call.
+            inbox.sending(id, lineBytes: line.count - 1, params: params)
+            try await write(ByteBuffer(bytes: line))
         } catch {
             inbox.abandon(id)
             throw error

@@ -12,6 +12,10 @@ final class RPCClientInbox: Sendable {
         var outcome: Result<JSONValue, any Error>?
         var onNotification: NotificationHandler?
         var notificationError: (any Error)?
+        /// The request line's length without its `\n`, and its params (for the nesting depth),
+        /// to attribute id-null error replies; nil until the request is sent.
+        var lineBytes: Int?
+        var params: JSONValue?
     }
 
     private struct State {
@@ -34,6 +38,14 @@ final class RPCClientInbox: Sendable {
             state.lastID += 1
             state.pending[state.lastID] = Pending(onNotification: onNotification)
             return state.lastID
+        }
+    }
+
+    /// Records what is about to be sent for call `id` (before it is written).
+    func sending(_ id: Int64, lineBytes: Int, params: JSONValue) {
+        state.withLock { state in
+            state.pending[id]?.lineBytes = lineBytes
+            state.pending[id]?.params = params
         }
     }
 
@@ -114,6 +126,7 @@ final class RPCClientInbox: Sendable {
         guard let idValue = message["id"] else { return false }
         guard let id = idValue.intValue else {
             if idValue.isNull, let error = message["error"].flatMap(RPCError.init(json:)) {
+                if failCulprit(of: error) { return true }
                 state.withLock { $0.unsolicitedError = error }
             }
             return false
@@ -137,6 +150,50 @@ final class RPCClientInbox: Sendable {
         }
         continuation?.resume(with: outcome)
         return known
+    }
+
+    /// An id-null error reply answers a line the server could not read as a request. Two
+    /// such errors can be tied to a call of this client: `-32003` for a line longer than
+    /// `data.max_line_bytes` and `-32700` for params nested deeper than the parser allows (this
+    /// client never sends other invalid JSON). The server reads lines in order, so the oldest
+    /// pending call whose line fits the description is the one; it fails with the error
+    /// instead of waiting forever. Returns whether a call took it.
+    private func failCulprit(of error: RPCError) -> Bool {
+        let matches: (Pending) -> Bool
+        switch error.code {
+        case -32003:
+            guard let limit = error.data?["max_line_bytes"]?.intValue else { return false }
+            matches = { ($0.lineBytes ?? 0) > Int(limit) }
+        case -32700:
+            // The envelope object is one level; the parser refuses more than `defaultMaxDepth`.
+            matches = { pending in pending.params.map { 1 + Self.depth($0) > JSONParser.defaultMaxDepth } ?? false }
+        default:
+            return false
+        }
+        let (found, continuation) = state.withLock { state -> (Bool, CheckedContinuation<JSONValue, any Error>?) in
+            let candidates = state.pending.filter { $0.value.lineBytes != nil && $0.value.outcome == nil && matches($0.value) }
+            guard let id = candidates.keys.min(), var pending = state.pending[id] else { return (false, nil) }
+            if let continuation = pending.continuation {
+                state.pending[id] = nil
+                return (true, continuation)
+            }
+            pending.outcome = .failure(error)
+            pending.lineBytes = nil
+            state.pending[id] = pending
+            return (true, nil)
+        }
+        continuation?.resume(throwing: error)
+        return found
+    }
+
+    /// Nesting depth of arrays and objects (a scalar is 0); stops counting past the limit.
+    private static func depth(_ value: JSONValue, _ level: Int = 0) -> Int {
+        guard level <= JSONParser.defaultMaxDepth + 1 else { return 0 }
+        switch value {
+        case .array(let items): return 1 + (items.lazy.map { depth($0, level + 1) }.max() ?? 0)
+        case .object(let members): return 1 + (members.values.lazy.map { depth($0, level + 1) }.max() ?? 0)
+        default: return 0
+        }
     }
 
     /// Fails every pending call and ends the raw line queue.

@@ -179,7 +179,7 @@ public final class RPCServer: Service, Sendable {
         logger[metadataKey: "rpc.connection"] = "\(id)"
         do {
             try await child.executeThenClose { inbound, outbound in
-                let writer = ReplyWriter(outbound: outbound, stats: stats)
+                let writer = ReplyWriter(outbound: outbound, stats: stats, channel: child.channel, stallTimeout: configuration.limits.idleTimeout)
                 let limit = configuration.limits.maxConnections
                 guard stats.admitConnection(limit: limit) else {
                     logger.warning("refusing connection: \(limit) connections open")

@@ -12,12 +12,12 @@ public struct Book: Sendable {
     public internal(set) var version: Int64 = 0
     /// Every slot that holds a contact.
     public internal(set) var alive = ContactSet()
-    /// Slot → email as given (empty for a free slot).
-    public internal(set) var emails: [String] = []
+    /// Slot → email as given (empty for a free slot). Chunked: a write copies what it touches.
+    public internal(set) var emails = ChunkedArray<String>()
     /// Slot → creation time.
-    public internal(set) var createdAt: [Double] = []
-    /// Lower-cased email → slot.
-    public internal(set) var slotByEmail: [String: Int] = [:]
+    public internal(set) var createdAt = ChunkedArray<Double>()
+    /// Lower-cased email → slot. A persistent hash tree: a write shares all it does not change.
+    public internal(set) var slotByEmail = PersistentDictionary<String, Int>()
     /// Lower-cased suppressed addresses (account level; they need not be contacts).
     public internal(set) var suppressedEmails: Set<String> = []
     /// Slots of contacts whose address is suppressed.
@@ -60,9 +60,8 @@ extension Book {
     /// Adds a contact at `slot` (the rowid SQLite assigned).
     public mutating func addContact(slot: Int, email: String, createdAt time: Double) {
         if slot >= emails.count {
-            let grow = slot + 1 - emails.count
-            emails.append(contentsOf: repeatElement("", count: grow))
-            createdAt.append(contentsOf: repeatElement(.nan, count: grow))
+            emails.grow(to: slot + 1, fill: "")
+            createdAt.grow(to: slot + 1, fill: .nan)
         }
         emails[slot] = email
         createdAt[slot] = time

@@ -11,22 +11,21 @@ extension Engine {
         }
     }
 
-    /// The lowest cursor a reader may resume after: events up to it were pruned.
-    func prunedThrough() async throws -> Int64 {
-        try await store.read { sql in
-            var value: Int64 = 0
-            try sql.forEachRow("SELECT value FROM meta WHERE key = 'events_pruned_through'", []) { value = $0[0].int64 ?? 0 }
-            return value
-        }
-    }
-
     /// Refuses a cursor from the future or from before the retention horizon.
     public func checkCursor(_ after: Int64) async throws {
-        let last = try await lastCursor()
+        try await store.read { sql in try Self.checkCursor(after, sql) }
+    }
+
+    /// The cursor check on one read transaction, so a prune cannot slip in between the check
+    /// and the read that relies on it (that would be a silent gap).
+    static func checkCursor(_ after: Int64, _ sql: any SQLExecutor) throws {
+        var last: Int64 = 0
+        try sql.forEachRow("SELECT seq FROM sqlite_sequence WHERE name = 'event'", []) { last = $0[0].int64 ?? 0 }
         guard after <= last else {
             throw SegmentError(.invalidParams, "cursor \(after) is in the future: the newest event is \(last)", path: "after")
         }
-        let pruned = try await prunedThrough()
+        var pruned: Int64 = 0
+        try sql.forEachRow("SELECT value FROM meta WHERE key = 'events_pruned_through'", []) { pruned = $0[0].int64 ?? 0 }
         guard after >= pruned else {
             throw SegmentError(
                 .invalidParams,
@@ -37,8 +36,8 @@ extension Engine {
 
     /// Events after `after`, oldest first, at most `limit`, optionally for some triggers only.
     public func readEvents(after: Int64, limit: Int, triggers: Set<Int64>? = nil) async throws -> [TriggerEvent] {
-        try await checkCursor(after)
-        return try await store.read { sql in
+        try await store.read { sql in
+            try Self.checkCursor(after, sql)
             var events: [TriggerEvent] = []
             var cursor = after
             // Pages over the log so a trigger filter never loads more than `limit` rows at once.
@@ -72,13 +71,10 @@ extension Engine {
     public func pruneEvents() async throws -> Int {
         let horizon = now - configuration.eventRetentionSeconds
         let keep = Int64(configuration.eventRetentionCount)
+        // Usually nothing is due: then nothing is written (a tick must not count as a write).
+        guard try await store.read({ sql in try Self.pruneThrough(horizon: horizon, keep: keep, sql) }) > 0 else { return 0 }
         return try await write(cause: "retention") { context in
-            var last: Int64 = 0
-            try context.sql.forEachRow("SELECT seq FROM sqlite_sequence WHERE name = 'event'", []) { last = $0[0].int64 ?? 0 }
-            var through: Int64 = 0
-            try context.sql.forEachRow("SELECT MAX(cursor) FROM event WHERE at < ? OR cursor <= ?", [.real(horizon), .integer(last - keep)]) {
-                through = $0[0].int64 ?? 0
-            }
+            let through = try Self.pruneThrough(horizon: horizon, keep: keep, context.sql)
             guard through > 0 else { return 0 }
             var removed = 0
             try context.sql.forEachRow("SELECT COUNT(*) FROM event WHERE cursor <= ?", [.integer(through)]) { removed = Int($0[0].int64 ?? 0) }
@@ -88,5 +84,16 @@ extension Engine {
                 [.integer(through)])
             return removed
         }
+    }
+
+    /// The newest cursor that retention removes (0: nothing to prune).
+    static func pruneThrough(horizon: Double, keep: Int64, _ sql: any SQLExecutor) throws -> Int64 {
+        var last: Int64 = 0
+        try sql.forEachRow("SELECT seq FROM sqlite_sequence WHERE name = 'event'", []) { last = $0[0].int64 ?? 0 }
+        var through: Int64 = 0
+        try sql.forEachRow("SELECT MAX(cursor) FROM event WHERE at < ? OR cursor <= ?", [.real(horizon), .integer(last - keep)]) {
+            through = $0[0].int64 ?? 0
+        }
+        return through
     }
 }

@@ -28,7 +28,8 @@ extension Engine {
                 code: "generic_name", path: "name",
                 message: "\"\(name)\" does not say who is in it; name it for its audience, e.g. \"Inactive Buyers > 30 Days\""))
         }
-        if let segment {
+        // A segment with a trigger is in use: its rule is re-checked on every write.
+        if let segment, !book.triggers.values.contains(where: { $0.segmentID == segment.id }) {
             let last = segment.lastUsedAt ?? segment.createdAt
             if now - last > lintSettings.unusedDays * 86_400 {
                 let days = Int((now - last) / 86_400)
@@ -70,6 +71,11 @@ extension Engine {
         var stem = lower
         while let last = stem.last, last.isNumber || last == " " || last == "#" || last == "-" || last == "_" { stem.removeLast() }
         if stem.isEmpty { return true }  // only digits
-        return genericNames.contains(stem) || stem.hasPrefix("copy of ")
+        if genericNames.contains(stem) || stem.hasPrefix("copy of ") { return true }
+        // "Test segment", "Draft list": a generic word with a generic noun after it.
+        for noun in [" segment", " list"] where stem.hasSuffix(noun) {
+            if genericNames.contains(String(stem.dropLast(noun.count)).trimmingSpaces) { return true }
+        }
+        return false
     }
 }

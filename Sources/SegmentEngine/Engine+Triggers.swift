@@ -45,19 +45,29 @@ extension Engine {
     }
 
     /// Re-resolves the time-dependent triggers at the clock's now and records each transition
-    /// with cause `clock`. Returns how many events it recorded.
+    /// with cause `clock`. Returns how many events it recorded. A tick with no transition
+    /// writes nothing (it runs every minute: it must not count as a write in `version`).
     @discardableResult
     public func reevaluateClock() async throws -> Int {
-        guard snapshot.triggers.values.contains(where: { $0.rule.isTimeDependent }) else { return 0 }
-        let before = try await lastCursor()
-        try await write(cause: "clock") { context in
+        let book = snapshot, now = self.now
+        let due = book.triggers.values.contains { trigger in
+            trigger.rule.isTimeDependent && trigger.rule.resolve(in: book, at: now) != trigger.members
+        }
+        guard due else { return 0 }
+        return try await write(cause: "clock") { context in
+            var recorded = 0
             for trigger in context.book.triggers.values where trigger.rule.isTimeDependent {
                 let now = trigger.rule.resolve(in: context.book, at: context.now)
-                context.touched.formUnion(now.subtracting(trigger.members))
-                context.touched.formUnion(trigger.members.subtracting(now))
+                let entering = now.subtracting(trigger.members), leaving = trigger.members.subtracting(now)
+                context.touched.formUnion(entering)
+                context.touched.formUnion(leaving)
+                // The evaluator records exactly these transitions (counted here, not by
+                // comparing cursors, which a concurrent write would also move).
+                if trigger.onEnter { recorded += entering.count }
+                if trigger.onExit { recorded += leaving.count }
             }
+            return recorded
         }
-        return Int(try await lastCursor() - before)
     }
 
     /// Writes a trigger's whole baseline (after creation or a rule change).

@@ -9,15 +9,24 @@ struct TriggerEvaluator {
     func evaluate(_ context: inout WriteContext, base: Book) throws -> [TriggerEvent] {
         guard !context.touched.isEmpty, !context.book.triggers.isEmpty else { return [] }
         var events: [TriggerEvent] = []
-        let touched = context.touched.slots
+        let touched = context.touched
+        let slots = touched.slots
+        // A large write is cheaper to re-check by resolving each rule once (bitmap algebra)
+        // than by testing every touched contact one by one.
+        let bulk = slots.count >= Self.bulkThreshold
         for id in context.book.triggers.keys.sorted() {
             var trigger = context.book.triggers[id]!
-            var changed = false
-            for slot in touched {
-                let was = trigger.members.contains(slot)
-                let now = trigger.rule.matches(slot: slot, in: context.book, at: context.now)
-                guard was != now else { continue }
-                changed = true
+            let changed: [Int]
+            if bulk {
+                let now = trigger.rule.resolve(in: context.book, at: context.now).intersection(touched)
+                let was = trigger.members.intersection(touched)
+                changed = now.subtracting(was).union(was.subtracting(now)).slots
+            } else {
+                changed = slots.filter { trigger.members.contains($0) != trigger.rule.matches(slot: $0, in: context.book, at: context.now) }
+            }
+            guard !changed.isEmpty else { continue }
+            for slot in changed {
+                let now = !trigger.members.contains(slot)
                 trigger.members.update(slot, member: now)
                 let slotArg = SQLValue.integer(Int64(slot))
                 if now {
@@ -29,10 +38,13 @@ struct TriggerEvaluator {
                 let email = slot < context.book.emails.count && !context.book.emails[slot].isEmpty ? context.book.emails[slot] : base.emails[slot]
                 events.append(try append(trigger: trigger, email: email, type: now ? "enter" : "exit", context: context))
             }
-            if changed { context.book.triggers[id] = trigger }
+            context.book.triggers[id] = trigger
         }
         return events
     }
+
+    /// Touched contacts from which a rule is resolved whole rather than tested one by one.
+    static let bulkThreshold = 256
 
     /// Appends one event and returns it with its cursor.
     func append(trigger: Trigger, email: String, type: String, context: WriteContext) throws -> TriggerEvent {

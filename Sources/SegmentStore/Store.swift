@@ -85,12 +85,12 @@ struct GRDBExecutor: SQLExecutor {
 
     func execute(_ sql: String, _ arguments: [SQLValue]) throws {
         let statement = try db.cachedStatement(sql: sql)
-        try statement.execute(arguments: StatementArguments(arguments.map(\.databaseValue)))
+        try statement.execute(arguments: StatementArguments(arguments.map { $0.databaseValue }))
     }
 
     func forEachRow(_ sql: String, _ arguments: [SQLValue], _ body: ([SQLValue]) throws -> Void) throws {
         let statement = try db.cachedStatement(sql: sql)
-        let rows = try Row.fetchCursor(statement, arguments: StatementArguments(arguments.map(\.databaseValue)))
+        let rows = try Row.fetchCursor(statement, arguments: StatementArguments(arguments.map { $0.databaseValue }))
         let width = statement.columnCount
         var values = [SQLValue](repeating: .null, count: width)
         while let row = try rows.next() {

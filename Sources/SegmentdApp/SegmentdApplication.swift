@@ -80,7 +80,8 @@ public struct SegmentdApplication: Sendable {
             if let server = serverRef.server { out["rpc"] = server.statistics().json }
             return .object(out)
         }
-        let server = try RPCServer(configuration: rpc, methods: methods.all + [stats], logger: logger)
+        let backup = BackupMethod.make(engine: engine, exportDirectory: config.exportDirectory)
+        let server = try RPCServer(configuration: rpc, methods: methods.all + [stats, backup], logger: logger)
         serverRef.set(server)
         return SegmentdApplication(
             engine: engine, server: server, exportDirectory: config.exportDirectory, clock: ClockService(engine: engine, every: config.reevaluateEvery, logger: logger), logger: logger)

@@ -6,5 +6,5 @@ struct Segmentd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "segmentd",
         abstract: "An audience segmentation sidecar: a Contact Book, stored segments, exact answers over JSON-RPC.",
-        subcommands: [Serve.self, Call.self, Import.self, Export.self, Bench.self])
+        subcommands: [Serve.self, Call.self, Import.self, Export.self, Bench.self, Backup.self])
 }

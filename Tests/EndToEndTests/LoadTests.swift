@@ -1,0 +1,234 @@
+import Foundation
+import LineRPC
+import SegmentCore
+import Testing
+import WireJSON
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Many clients (issue 8, item 4): 1,000 connections held open at once, mixing counts,
+/// upserts and a resolve stream, with no errors and bounded memory; and beyond
+/// `max_connections`, a clear `-32004` line instead of a server falling over.
+///
+/// `SEGMENTD_LOAD_CONNECTIONS` sets the number of connections (default 1,000; the full run
+/// uses 4,000, with `max_connections` raised to match). Each one makes
+/// `SEGMENTD_LOAD_CALLS` calls (default 4).
+@Suite(.serialized) struct LoadTests {
+    static var connections: Int { Int(ProcessInfo.processInfo.environment["SEGMENTD_LOAD_CONNECTIONS"] ?? "") ?? 1_000 }
+    static var callsEach: Int { Int(ProcessInfo.processInfo.environment["SEGMENTD_LOAD_CALLS"] ?? "") ?? 4 }
+
+    /// Raises the soft open-file limit to the hard limit (each in-process connection uses two
+    /// descriptors: the client's and the server's). Returns the new soft limit.
+    @discardableResult
+    static func raiseFileLimit(to wanted: Int) -> Int {
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        if limit.rlim_cur < rlim_t(wanted) {
+            limit.rlim_cur = min(limit.rlim_max, rlim_t(wanted))
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+            getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        return Int(limit.rlim_cur)
+    }
+
+    /// Connects, retrying while the listen backlog is full: a Unix socket `connect` fails
+    /// with EAGAIN (instead of waiting) when the server has not accepted the earlier ones yet.
+    static func connect(_ server: TestServer) async throws -> RPCClient {
+        var attempt = 0
+        while true {
+            do {
+                return try await server.client()
+            } catch {
+                attempt += 1
+                guard attempt < 100, "\(error)".contains("errno: 11") else { throw error }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+    }
+
+    @Test func thousandConcurrentConnectionsMixingWork() async throws {
+        let n = Self.connections
+        let fdLimit = Self.raiseFileLimit(to: 2 * n + 512)
+        try #require(fdLimit >= 2 * n + 256, "RLIMIT_NOFILE is \(fdLimit); \(n) in-process connections need about \(2 * n + 256)")
+        let server = try await TestServer.start { config in
+            config.limits.maxConnections = max(1024, n + 16)
+        }
+        var seed: [JSONValue] = []
+        for i in 0..<5_000 {
+            seed.append(["email": .string("load\(i)@example.com"), "labels": i % 4 == 0 ? ["vip"] : ["newsletter"], "funnel": i % 2 == 0 ? "customer" : "engaged"])
+        }
+        _ = try await server.app.engine.upsert(contacts: seed)
+        let rssBefore = residentBytes()
+        let clock = ContinuousClock()
+        let started = clock.now
+
+        // Open every connection first and hold them all.
+        let clients = try await withThrowingTaskGroup(of: RPCClient.self) { group in
+            var opened: [RPCClient] = []
+            for i in 0..<n {
+                group.addTask { try await Self.connect(server) }
+                if i % 100 == 99 {  // a few at a time: the listen backlog is 256
+                    for _ in 0..<100 { if let c = try await group.next() { opened.append(c) } }
+                }
+            }
+            for try await c in group { opened.append(c) }
+            return opened
+        }
+        let connectedIn = clock.now - started
+        // Each connection proves it is live before the work starts.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for c in clients { group.addTask { _ = try await c.call("rpc.ping") } }
+            try await group.waitForAll()
+        }
+        let held = server.app.server.statistics().connectionsOpen
+        #expect(held == n, "connections open: \(held)")
+
+        // The mix: every 10th connection upserts, every 50th streams a resolve, the rest count.
+        let workStarted = clock.now
+        let failures = CollectedLines()
+        let tally = Tally()
+        await withTaskGroup(of: Void.self) { group in
+            for (i, c) in clients.enumerated() {
+                group.addTask {
+                    for k in 0..<Self.callsEach {
+                        do {
+                            if i % 50 == 7, k == 0 {
+                                let rows = Tally()
+                                let done = try await c.call("segments.resolve", ["filters": [["dimension": "label", "op": "contains", "value": "vip"]], "batch_size": 250]) { _, params in
+                                    rows.add(params["rows"]?.arrayValue?.count ?? 0)
+                                }
+                                guard done["complete"] == true, let total = done["rows"]?.intValue, total >= 1_250, Int(total) == rows.value else {
+                                    throw RPCClientError("stream ended wrong: \(done.serialized()) after \(rows.value) rows")
+                                }
+                                tally.add(1, kind: "stream")
+                            } else if i % 10 == 3 {
+                                let contacts: JSONValue = .array((0..<5).map { j in
+                                    ["email": .string("c\(i)-\(k)-\(j)@example.com"), "labels": ["vip"], "funnel": "customer"]
+                                })
+                                let r = try await c.call("contacts.upsert", ["contacts": contacts])
+                                if let failed = r["failed"]?.arrayValue, !failed.isEmpty { throw RPCClientError("upsert failed: \(r.serialized())") }
+                                tally.add(1, kind: "upsert")
+                            } else {
+                                let r = try await c.call("segments.count", ["filters": [["dimension": "label", "op": "contains", "value": "vip"], ["dimension": "funnel", "op": "in", "value": ["customer"]]]])
+                                guard (r["matched"]?.intValue ?? 0) >= 1_250 else { throw RPCClientError("odd count: \(r.serialized())") }
+                                tally.add(1, kind: "count")
+                            }
+                        } catch {
+                            failures.append(.string("connection \(i) call \(k): \(error)"))
+                        }
+                    }
+                }
+            }
+        }
+        let workTook = clock.now - workStarted
+        let rssPeak = residentBytes()
+        let stats = server.app.server.statistics()
+        for c in clients { try? await c.close() }
+        var openAfter = -1
+        for _ in 0..<100 {
+            openAfter = server.app.server.statistics().connectionsOpen
+            if openAfter == 0 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(failures.values.isEmpty, "\(failures.values.count) failed calls, e.g. \(failures.values.prefix(3))")
+        #expect(stats.errorsByType.isEmpty, "error replies: \(stats.errorsByType)")
+        #expect(openAfter == 0)
+        let expectedContacts = 5_000 + (n / 10 + (n % 10 > 3 ? 1 : 0)) * Self.callsEach * 5
+        #expect(server.app.engine.snapshot.contactCount == expectedContacts)
+        let growth = rssPeak - rssBefore
+        print("""
+            load: \(n) connections held (opened in \(connectedIn)); \(tally.kinds) calls in \(workTook); \
+            RSS +\(growth / 1024) KiB at peak (\(growth / max(n, 1)) bytes per connection); fd limit \(fdLimit)
+            """)
+        // Bounded memory: a connection costs a few tens of KiB (two NIO channels, a task, buffers).
+        #expect(growth < n * 256 * 1024 + 64 << 20, "RSS grew by \(growth) bytes")
+        let check = try await server.client()
+        #expect(try await check.call("rpc.ping") == ["pong": true])
+        try await check.close()
+        try await server.stop()
+    }
+
+    @Test func connectionBeyondTheMaximumGetsAClearErrorLine() async throws {
+        let limit = 50
+        let server = try await TestServer.start { config in
+            config.limits.maxConnections = limit
+        }
+        var clients: [RPCClient] = []
+        for _ in 0..<limit { clients.append(try await server.client()) }
+        for c in clients { #expect(try await c.call("rpc.ping") == ["pong": true]) }
+
+        // The 51st: one line, then the server closes it.
+        let extra = try RawSocket(path: server.socketPath)
+        Wire.setReceiveTimeout(extra.fd, seconds: 5)
+        let lines = await Wire.onThread { () -> [String] in
+            var lines: [String] = []
+            while let line = extra.readLine() { lines.append(line) }
+            return lines
+        }
+        extra.close()
+        #expect(lines.count == 1, "\(lines)")
+        let refusal = try JSONParser.parse(try #require(lines.first))
+        #expect(refusal["id"] == .null)
+        #expect(refusal["error"]?["code"] == -32004)
+        #expect(refusal["error"]?["data"]?["type"] == "overloaded")
+        #expect(refusal["error"]?["message"]?.stringValue?.contains("too many connections") == true)
+
+        // The RPCClient reports it as that error, not as a hang (once the refusal is read,
+        // every call fails with it).
+        let refused = try await server.client()
+        try await Task.sleep(for: .milliseconds(300))
+        do {
+            _ = try await refused.call("rpc.ping")
+            Issue.record("a refused connection answered a call")
+        } catch let error as RPCError {
+            #expect(error.code == -32004)
+        }
+        try? await refused.close()
+
+        // A burst of 200 more is refused the same way and the server stays up.
+        var burstRefusals = 0
+        for _ in 0..<200 {
+            let s = try RawSocket(path: server.socketPath)
+            Wire.setReceiveTimeout(s.fd, seconds: 5)
+            let line = await Wire.onThread { s.readLine() }
+            s.close()
+            if line?.contains("-32004") == true { burstRefusals += 1 }
+        }
+        #expect(burstRefusals == 200)
+        for c in clients { #expect(try await c.call("rpc.ping") == ["pong": true]) }
+        let stats = server.app.server.statistics()
+        #expect(stats.connectionsRefused == 202)
+        #expect(stats.connectionsOpen == limit)
+
+        // A slot freed is a slot usable.
+        try await clients.removeLast().close()
+        var admitted = false
+        for _ in 0..<50 {
+            if server.app.server.statistics().connectionsOpen < limit { admitted = true; break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(admitted)
+        let again = try await server.client()
+        #expect(try await again.call("rpc.ping") == ["pong": true])
+        print("max connections: \(limit) held, \(stats.connectionsRefused) refused with -32004, server kept serving")
+        try await again.close()
+        for c in clients { try await c.close() }
+        try await server.stop()
+    }
+}
+
+/// Counters shared by concurrent tasks.
+final class Tally: @unchecked Sendable {
+    private let lock = NSLock()
+    private var total = 0
+    private var byKind: [String: Int] = [:]
+    func add(_ n: Int, kind: String? = nil) {
+        lock.withLock {
+            total += n
+            if let kind { byKind[kind, default: 0] += n }
+        }
+    }
+    var value: Int { lock.withLock { total } }
+    var kinds: [String: Int] { lock.withLock { byKind } }
+}

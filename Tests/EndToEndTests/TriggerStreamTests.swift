@@ -1,0 +1,294 @@
+import Foundation
+import LineRPC
+import SegmentCore
+import SegmentEngine
+import Synchronization
+import Testing
+import WireJSON
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Triggers over the socket (issue 5): events.subscribe while writes flow (the replay/live
+/// handover has no gap and no duplicate), a subscriber that does not read is dropped at the
+/// bound and resumes without loss, and the methods' errors and replies.
+@Suite struct TriggerStreamTests {
+    /// Sets up the "Hot" segment (label hot) and a trigger on it for enter and exit.
+    static func hotTrigger(_ client: RPCClient, members: Int64 = 0) async throws -> (segment: Int64, trigger: Int64) {
+        let segment = try await client.call("segments.create", ["name": "Hot leads", "filters": [["dimension": "label", "op": "contains", "value": "hot"]]])
+        let segmentID = try #require(segment["id"]?.intValue)
+        let trigger = try await client.call("triggers.create", ["segment": .int(segmentID), "on": ["enter", "exit"]])
+        #expect(trigger["members"] == .int(members) && trigger["time_dependent"] == false)
+        return (segmentID, try #require(trigger["id"]?.intValue))
+    }
+
+    /// Every event in the log, paged through events.read.
+    static func readAll(_ client: RPCClient, after: Int64 = 0, limit: Int = 137) async throws -> [JSONValue] {
+        var events: [JSONValue] = []
+        var cursor = after
+        for _ in 0..<10_000 {
+            let page = try await client.call("events.read", ["after": .int(cursor), "limit": .int(Int64(limit))])
+            let items = page["events"]?.arrayValue ?? []
+            if items.isEmpty {
+                #expect(page["next"]?.intValue == cursor, "an empty page's next is the cursor given")
+                break
+            }
+            events += items
+            cursor = try #require(page["next"]?.intValue)
+            #expect(cursor == items.last?["cursor"]?.intValue)
+        }
+        return events
+    }
+
+    /// The i-th write of the load: creates a hot contact, or (every fifth) cools one created
+    /// earlier. Each is exactly one transition.
+    static func loadWrite(_ i: Int) -> JSONValue {
+        if i % 5 == 4 { return ["contacts": [["email": .string("lead\(i - 2)@example.com"), "remove_labels": ["hot"]]]] }
+        return ["contacts": [["email": .string("lead\(i)@example.com"), "labels": ["hot", "lead"]]]]
+    }
+
+    /// Polls `condition` every 10 ms for at most `seconds`.
+    static func waitUntil(seconds: Double, _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return try await condition()
+    }
+
+    @Test func subscribeWhileWritesFlowSeesEveryCursorOnceInOrder() async throws {
+        let server = try await TestServer.start()
+        let setup = try await server.client()
+        let (segment, trigger) = try await Self.hotTrigger(setup)
+        let writer = try await server.client()
+        let subscriber = try await server.client()
+        let total = 300
+        let written = Atomic<Int>(0)
+        let writes = Task {
+            for i in 0..<total {
+                let reply = try await writer.call("contacts.upsert", Self.loadWrite(i))
+                #expect(reply["failed"] == [])
+                written.add(1, ordering: .relaxed)
+            }
+        }
+        // Subscribe from the very beginning once a third of the writes are in.
+        #expect(await Self.waitUntil(seconds: 30) { written.load(ordering: .relaxed) >= total / 3 })
+        let received = Collected()
+        let subscription = Task {
+            try await subscriber.call("events.subscribe", ["after": 0]) { method, params in
+                #expect(method == "events.event")
+                received.add(params)
+            }
+        }
+        try await writes.value
+        let last = try await server.app.engine.lastCursor()
+        #expect(last == Int64(total), "each write is exactly one transition")
+        let caughtUp = await Self.waitUntil(seconds: 20) { received.items.count >= total }
+        #expect(caughtUp, "the subscriber got \(received.items.count) of \(total) events")
+        subscription.cancel()
+        let final = await subscription.result
+        if case .success(let reply) = final {
+            #expect(reply["ended"] == "cancelled")
+            #expect(reply["last_cursor"]?.intValue == last)
+        }
+
+        let streamed = received.items
+        let cursors = streamed.compactMap { $0["cursor"]?.intValue }
+        #expect(cursors == Array(1...Int64(total)), "cursors must arrive once each, in order, with no gap")
+        #expect(streamed.allSatisfy { $0["id"]?.intValue != nil }, "each notification carries the request id")
+        // The stream is the log, event for event.
+        let logged = try await Self.readAll(setup)
+        let strip = { (e: JSONValue) -> JSONValue in
+            guard case .object(var o) = e else { return e }
+            o.removeValue(forKey: "id")
+            return .object(o)
+        }
+        #expect(streamed.map(strip) == logged)
+        #expect(logged.allSatisfy { $0["segment"]?.intValue == segment && $0["trigger"]?.intValue == trigger && $0["cause"] == "contacts.upsert" })
+        #expect(logged.filter { $0["type"] == "exit" }.count == total / 5)
+        try await server.stop()
+    }
+
+    @Test func subscribeFromNowIsLiveOnlyAndFiltersByTrigger() async throws {
+        let server = try await TestServer.start()
+        let client = try await server.client()
+        let (_, hot) = try await Self.hotTrigger(client)
+        let vip = try await client.call("segments.create", ["name": "VIP contacts", "filters": [["dimension": "label", "op": "contains", "value": "vip"]]])
+        let vipTrigger = try await client.call("triggers.create", ["segment": vip["id"]!])
+        for i in 0..<5 { _ = try await client.call("contacts.upsert", Self.loadWrite(i)) }  // 5 old events
+        let received = Collected()
+        let subscriber = try await server.client()
+        let subscription = Task {
+            try await subscriber.call("events.subscribe", ["triggers": [.int(hot)]]) { _, params in received.add(params) }
+        }
+        // Let the subscription register (its replay is empty), then write hot and vip events.
+        try await Task.sleep(for: .milliseconds(200))
+        for i in 5..<10 {
+            _ = try await client.call("contacts.upsert", ["contacts": [["email": .string("v\(i)@example.com"), "labels": ["vip"]]]])
+            _ = try await client.call("contacts.upsert", Self.loadWrite(i))
+        }
+        #expect(await Self.waitUntil(seconds: 10) { received.items.count >= 5 })
+        try await Task.sleep(for: .milliseconds(100))
+        subscription.cancel()
+        _ = await subscription.result
+        let got = received.items
+        #expect(got.count == 5)
+        #expect(got.allSatisfy { $0["trigger"]?.intValue == hot })
+        #expect(got.allSatisfy { ($0["cursor"]?.intValue ?? 0) > 5 }, "after defaults to the newest cursor: no replay")
+        #expect(vipTrigger["on"] == ["enter"])
+        try await server.stop()
+    }
+
+    @Test func aSubscriberThatDoesNotReadIsDroppedAndResumesWithoutLoss() async throws {
+        let limit = 20
+        let server = try await TestServer.start { $0.subscriberQueueLimit = limit }
+        let client = try await server.client()
+        _ = try await Self.hotTrigger(client)
+
+        let raw = try RawSocket(path: server.socketPath)
+        defer { raw.close() }
+        var timeout = timeval(tv_sec: 20, tv_usec: 0)  // a read never hangs the test
+        setsockopt(raw.fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        raw.send(#"{"jsonrpc":"2.0","id":1,"method":"events.subscribe","params":{"after":0}}"#)
+        try await Task.sleep(for: .milliseconds(200))
+
+        // Writes of five transitions each (well under the bound), with long emails so the
+        // socket buffers fill: about 1 MB of notifications the subscriber does not read.
+        let pad = String(repeating: "x", count: 150)
+        let writes = 600
+        for w in 0..<writes {
+            let batch: [JSONValue] = (0..<5).map { ["email": .string("\(pad)\(w * 5 + $0)@example.com"), "labels": ["hot"]] }
+            _ = try await client.call("contacts.upsert", ["contacts": .array(batch)])
+        }
+        let total = Int64(writes * 5)
+        #expect(try await server.app.engine.lastCursor() == total)
+
+        // Now read everything the server sent: a prefix of the events, then the error.
+        let outcome = await Self.onThread { () -> (cursors: [Int64], error: JSONValue?) in
+            var cursors: [Int64] = []
+            for _ in 0..<Int(total) + 10 {
+                guard let line = raw.readLine(), let message = try? JSONParser.parse(line) else { break }
+                if message["method"] == "events.event" {
+                    cursors.append(message["params"]?["cursor"]?.intValue ?? -1)
+                } else {
+                    return (cursors, message)
+                }
+            }
+            return (cursors, nil)
+        }
+        let error = try #require(outcome.error, "the slow subscriber was never dropped (got \(outcome.cursors.count) events)")
+        #expect(error["id"] == 1)
+        #expect(error["error"]?["code"] == -32004)
+        #expect(error["error"]?["data"]?["type"] == "overloaded")
+        let message = error["error"]?["message"]?.stringValue ?? ""
+        let resume = try #require(Int64(message.components(separatedBy: "after: ").last?.prefix { $0.isNumber } ?? ""), "no cursor in \(message)")
+        #expect(message.contains("\(limit)"), "\(message)")
+        #expect(outcome.cursors == Array(1...resume), "before the drop: every event up to \(resume), once, in order")
+        #expect(resume < total, "dropped before the end")
+
+        // Resuming after the last seen cursor gets every remaining event exactly once.
+        let received = Collected()
+        let resumed = try await server.client()
+        let subscription = Task {
+            try await resumed.call("events.subscribe", ["after": .int(resume)]) { _, params in received.add(params) }
+        }
+        let caughtUp = await Self.waitUntil(seconds: 30) { Int64(received.items.count) >= total - resume }
+        #expect(caughtUp, "resumed subscriber got \(received.items.count) of \(total - resume)")
+        subscription.cancel()
+        _ = await subscription.result
+        #expect(received.items.compactMap { $0["cursor"]?.intValue } == Array((resume + 1)...total))
+        try await server.stop()
+    }
+
+    /// Runs blocking socket work on its own thread, off the cooperative pool the server needs.
+    static func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: body()) }.start()
+        }
+    }
+
+    // MARK: Methods, replies and errors
+
+    static func rpcError(_ body: () async throws -> JSONValue) async -> RPCError? {
+        do {
+            let result = try await body()
+            Issue.record("expected an error, got \(result.serialized())")
+            return nil
+        } catch let error as RPCError {
+            return error
+        } catch {
+            Issue.record("unexpected error \(error)")
+            return nil
+        }
+    }
+
+    @Test func triggerMethodsAnswerAndRefuseClearly() async throws {
+        let server = try await TestServer.start()
+        let client = try await server.client()
+        _ = try await client.call("contacts.upsert", ["contacts": [["email": "ana@example.com", "labels": ["hot"]], ["email": "budi@example.com"]]])
+        let (segment, trigger) = try await Self.hotTrigger(client, members: 1)
+        _ = try await client.call("contacts.upsert", ["contacts": [["email": "budi@example.com", "add_labels": ["HOT"]]]])
+        let list = try await client.call("triggers.list")
+        #expect(list["triggers"]?[0]?["members"] == 2)
+        #expect(list["triggers"]?[0]?["on"] == ["enter", "exit"])
+        let events = try await client.call("events.read", ["after": 0])
+        #expect(events["events"]?.arrayValue?.count == 1)
+        #expect(events["events"]?[0]?["email"] == "budi@example.com" && events["events"]?[0]?["type"] == "enter")
+        #expect(events["next"] == 1)
+
+        let badSegment = await Self.rpcError { try await client.call("triggers.create", ["segment": 99]) }
+        #expect(badSegment?.code == -32001 && badSegment?.message == "no segment with id 99")
+        let badOn = await Self.rpcError { try await client.call("triggers.create", ["segment": .int(segment), "on": ["enter", "leave"]]) }
+        #expect(badOn?.code == -32602)
+        let noneOn = await Self.rpcError { try await client.call("triggers.create", ["segment": .int(segment), "on": []]) }
+        #expect(noneOn?.code == -32602)
+        let badTrigger = await Self.rpcError { try await client.call("triggers.delete", ["id": 42]) }
+        #expect(badTrigger?.code == -32001 && badTrigger?.message == "no trigger with id 42")
+        let future = await Self.rpcError { try await client.call("events.read", ["after": 5]) }
+        #expect(future?.code == -32602 && future?.message == "cursor 5 is in the future: the newest event is 1")
+        let futureSubscribe = await Self.rpcError { try await client.call("events.subscribe", ["after": 5]) { _, _ in } }
+        #expect(futureSubscribe?.code == -32602)
+        let badLimit = await Self.rpcError { try await client.call("events.read", ["after": 0, "limit": 0]) }
+        #expect(badLimit?.code == -32602)
+        let negative = await Self.rpcError { try await client.call("events.read", ["after": -1]) }
+        #expect(negative?.code == -32602)
+
+        // A rule edit re-baselines silently and says so; a name edit does not.
+        let edited = try await client.call("segments.update", ["id": .int(segment), "filters": [["dimension": "label", "op": "contains", "value": "cold"]]])
+        #expect(edited["rebaselined_triggers"] == [.int(trigger)])
+        let renamed = try await client.call("segments.update", ["id": .int(segment), "name": "Cold leads"])
+        #expect(renamed["rebaselined_triggers"] == [])
+        #expect(try await client.call("events.read", ["after": 1])["events"] == [])
+        #expect(try await client.call("triggers.list")["triggers"]?[0]?["members"] == 0)
+
+        let refused = await Self.rpcError { try await client.call("segments.delete", ["id": .int(segment)]) }
+        #expect(refused?.code == -32002)
+        #expect(refused?.message == "segment \(segment) has triggers \(trigger); delete them first or pass force: true")
+        #expect(try await client.call("segments.delete", ["id": .int(segment), "force": true])["deleted"] == .int(segment))
+        #expect(try await client.call("triggers.list")["triggers"] == [])
+        #expect(try await client.call("events.read", ["after": 0])["events"]?.arrayValue?.count == 1, "past events stay")
+        try await server.stop()
+    }
+
+    @Test func clockTickOverTheServerFiresWithCauseClock() async throws {
+        let server = try await TestServer.start()
+        let client = try await server.client()
+        _ = try await client.call("contacts.upsert", ["contacts": [["email": "ana@example.com"]]])
+        _ = try await client.call("engagement.record", ["events": [["email": "ana@example.com", "type": "open", "at": "2026-01-10T12:00:00Z"]]])
+        let segment = try await client.call("segments.create", ["name": "Opened this week", "filters": [
+            ["dimension": "engagement", "event": "open", "op": "within_last", "value": ["days": 7]]]])
+        let trigger = try await client.call("triggers.create", ["segment": segment["id"]!, "on": ["exit"]])
+        #expect(trigger["time_dependent"] == true && trigger["members"] == 1)
+        // The epoch is 2026-01-15T12:00Z: the open falls out of the last 7 days after 2026-01-17T12:00Z.
+        server.clock.advance(days: 2)
+        #expect(try await server.app.engine.reevaluateClock() == 0)
+        server.clock.advance(seconds: 1)
+        #expect(try await server.app.engine.reevaluateClock() == 1)
+        let events = try await client.call("events.read", [:])
+        #expect(events["events"]?[0]?["cause"] == "clock")
+        #expect(events["events"]?[0]?["type"] == "exit")
+        #expect(events["events"]?[0]?["at"] == "2026-01-17T12:00:01Z")
+        try await server.stop()
+    }
+}
