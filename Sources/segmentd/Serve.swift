@@ -19,6 +19,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds between re-evaluations of time-dependent triggers.") var reevaluateEvery = 60
     @Option(help: "Days trigger events are kept.") var eventRetentionDays = 30.0
     @Option(help: "Most trigger events kept.") var eventRetentionCount = 1_000_000
+    @Option(help: "Events an events.subscribe client may fall behind before it is dropped (it resumes from its cursor).") var subscriberQueue = 10_000
     @Option(help: "Freeze the clock at this ISO 8601 time (reproducible demos and docs; never in production).") var frozenClock: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
@@ -44,6 +45,8 @@ struct Serve: AsyncParsableCommand {
         config.reevaluateEvery = .seconds(reevaluateEvery)
         config.eventRetentionDays = eventRetentionDays
         config.eventRetentionCount = eventRetentionCount
+        guard subscriberQueue > 0 else { throw ValidationError("--subscriber-queue must be at least 1") }
+        config.subscriberQueueLimit = subscriberQueue
         if let frozenClock {
             guard let t = ISOTime().parseInstant(frozenClock) else { throw ValidationError("--frozen-clock needs a full ISO 8601 time") }
             config.clock = ManualTime(t)
