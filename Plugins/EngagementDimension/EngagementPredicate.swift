@@ -58,6 +58,12 @@ struct EngagementPredicate: ContactPredicate {
         ContactSet.build(column: EngagementDimension.index(book, dimension).columns[event], range: range(now: now), capacity: book.slotCount)
     }
 
+    var cost: Int { 10 }
+
+    func resolve(in book: Book, at now: Double, within candidates: ContactSet) -> ContactSet {
+        ContactSet.filter(candidates, column: EngagementDimension.index(book, dimension).columns[event], range: range(now: now))
+    }
+
     func explain(slot: Int, in book: Book, at now: Double) -> String {
         let name = EngagementDimension.events[event]
         guard let t = EngagementDimension.index(book, dimension).time(event, slot) else { return "never had a \(name)" }

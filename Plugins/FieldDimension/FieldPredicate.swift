@@ -129,6 +129,29 @@ struct FieldPredicate: ContactPredicate {
         }
     }
 
+    /// Text tests look each distinct value up once; numbers and dates scan their column.
+    var cost: Int { 10 }
+
+    func resolve(in book: Book, at now: Double, within candidates: ContactSet) -> ContactSet {
+        let column = FieldDimension.index(book, dimension).columns[field]
+        if let column, column.type == .number || column.type == .date, let range = test.range {
+            return ContactSet.filter(candidates, column: column.numbers, range: range)
+        }
+        if let column, column.type == .text {
+            let test = self.test
+            let c = column.text
+            let answers = c.lower.map { test.test(.text($0)) }
+            let missing = test.test(nil)
+            var set = ContactSet(capacity: book.slotCount)
+            candidates.forEach { slot in
+                let hit = slot < c.ids.count && c.ids[slot] != TextColumn.missing ? answers[Int(c.ids[slot])] : missing
+                if hit { set.insert(slot) }
+            }
+            return set
+        }
+        return resolve(in: book, at: now).intersection(candidates)
+    }
+
     func explain(slot: Int, in book: Book, at now: Double) -> String {
         let shown = value(slot: slot, book: book, lowered: false)
         let text = shown.map { describe(FieldDimension.json($0)) } ?? "no value"

@@ -33,20 +33,33 @@ public struct CompiledRule: Sendable {
     public var aspects: Set<String> { Self.leaves(root).reduce(into: []) { $0.formUnion($1.aspects) } }
 
     private static func resolve(_ node: Node, book: Book, now: Double) -> ContactSet {
+        resolve(node, book: book, now: now, within: book.alive)
+    }
+
+    /// Resolves `node` among `candidates`. AND children run cheapest first, each among the
+    /// survivors of the ones before; OR children each among the same candidates.
+    private static func resolve(_ node: Node, book: Book, now: Double, within candidates: ContactSet) -> ContactSet {
         switch node {
         case .leaf(let p, _, _):
-            return p.resolve(in: book, at: now)
+            return p.cost > 1 ? p.resolve(in: book, at: now, within: candidates) : p.resolve(in: book, at: now).intersection(candidates)
         case .all(let children):
-            var set = book.alive
-            for child in children {
-                set.formIntersection(resolve(child, book: book, now: now))
+            var set = candidates
+            for child in children.sorted(by: { cost($0) < cost($1) }) {
+                set = resolve(child, book: book, now: now, within: set)
                 if set.isEmpty { break }
             }
             return set
         case .any(let children, _):
             var set = ContactSet(capacity: book.slotCount)
-            for child in children { set.formUnion(resolve(child, book: book, now: now)) }
+            for child in children { set.formUnion(resolve(child, book: book, now: now, within: candidates)) }
             return set
+        }
+    }
+
+    private static func cost(_ node: Node) -> Int {
+        switch node {
+        case .leaf(let p, _, _): return p.cost
+        case .all(let c), .any(let c, _): return c.reduce(0) { $0 + cost($1) }
         }
     }
 

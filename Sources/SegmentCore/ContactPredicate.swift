@@ -22,10 +22,25 @@ public protocol ContactPredicate: Sendable {
     var aspects: Set<String> { get }
     /// A person-readable account of the value looked at, for `segments.explain`.
     func explain(slot: Int, in book: Book, at now: Double) -> String
+
+    /// The members of `candidates` that match. Scanning predicates override it to test only
+    /// the candidates, which is what makes a rule with a cheap bitmap filter and a column scan
+    /// cost the scan of the few contacts the bitmap left.
+    func resolve(in book: Book, at now: Double, within candidates: ContactSet) -> ContactSet
+
+    /// Relative cost of `resolve`: bitmap algebra is 1, a column scan 10. A rule resolves its
+    /// cheapest filters first and hands their result to the dearer ones as candidates.
+    var cost: Int { get }
 }
 
 extension ContactPredicate {
     public var isTimeDependent: Bool { false }
+
+    public var cost: Int { 1 }
+
+    public func resolve(in book: Book, at now: Double, within candidates: ContactSet) -> ContactSet {
+        resolve(in: book, at: now).intersection(candidates)
+    }
 
     public func resolve(in book: Book, at now: Double) -> ContactSet {
         ContactSet.build(capacity: book.slotCount) { matches(slot: $0, in: book, at: now) }

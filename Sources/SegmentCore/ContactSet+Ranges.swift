@@ -30,29 +30,51 @@ extension ContactSet {
     /// The slots of `column` (NaN = no value) that `range` accepts, in one tight pass.
     public static func build(column: [Double], range: DoubleRange, capacity: Int) -> ContactSet {
         var set = ContactSet(capacity: capacity)
-        let lo = range.lo, hi = range.hi, negated = range.negated, missing = range.missing
+        let lo = range.lo, hi = range.hi, negated = range.negated
+        // A NaN fails both comparisons, so the loop gives it `negated`; flip it when the
+        // answer for a missing value differs.
+        let flipNaN = range.missing != negated
         set.words.withUnsafeMutableBufferPointer { words in
             column.withUnsafeBufferPointer { values in
-                let known = min(values.count, capacity)
-                var wi = 0
-                var slot = 0
-                while slot < capacity {
+                let known = Swift.min(values.count, capacity)
+                let fullWords = known >> 6
+                for wi in 0..<fullWords {
                     var word: UInt64 = 0
-                    let end = min(64, capacity - slot)
-                    for bit in 0..<end {
-                        let s = slot + bit
-                        let hit: Bool
-                        if s < known {
-                            let x = values[s]
-                            hit = x.isNaN ? missing : ((x >= lo && x <= hi) != negated)
-                        } else {
-                            hit = missing
-                        }
-                        if hit { word |= 1 << UInt64(bit) }
+                    let base = wi << 6
+                    for bit in 0..<64 {
+                        let x = values[base + bit]
+                        let hit = ((x >= lo) && (x <= hi)) != negated
+                        let nan = flipNaN && x != x
+                        word |= UInt64((hit != nan) ? 1 : 0) << UInt64(bit)
                     }
                     words[wi] = word
-                    wi += 1
-                    slot += 64
+                }
+                for slot in (fullWords << 6)..<capacity {
+                    let hit = slot < known ? range.contains(values[slot]) : range.missing
+                    if hit { words[slot >> 6] |= 1 << UInt64(slot & 63) }
+                }
+            }
+        }
+        return set
+    }
+
+    /// The members of `candidates` whose value in `column` `range` accepts: only candidates
+    /// are tested.
+    public static func filter(_ candidates: ContactSet, column: [Double], range: DoubleRange) -> ContactSet {
+        var set = candidates
+        column.withUnsafeBufferPointer { values in
+            set.words.withUnsafeMutableBufferPointer { words in
+                for wi in 0..<words.count where words[wi] != 0 {
+                    var w = words[wi]
+                    var keep = w
+                    while w != 0 {
+                        let bit = w.trailingZeroBitCount
+                        let slot = wi << 6 | bit
+                        let ok = slot < values.count ? range.contains(values[slot]) : range.missing
+                        if !ok { keep &= ~(1 << UInt64(bit)) }
+                        w &= w &- 1
+                    }
+                    words[wi] = keep
                 }
             }
         }
