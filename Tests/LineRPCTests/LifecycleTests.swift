@@ -38,7 +38,8 @@ import WireJSON
         }
         let runTask = server.runTask
         try await withTimeout(5) { try await runTask.value }
-        #expect(ContinuousClock.now - started < .seconds(3))
+        // Well under the sleepers' 10 s: the drain timeout cut them short (generous for loaded machines).
+        #expect(ContinuousClock.now - started < .seconds(9))
         #expect(server.probe["sleep.cancelled"] == 3)
         try await client.close()
         try await server.stop()
