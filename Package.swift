@@ -120,6 +120,8 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["SegmentdApp", "LineRPC", "WireJSON", "SegmentEngine", "SegmentCore", "StreamCodec", "segmentd"],
+            // Read at run time from the package folder, not built into the bundle.
+            exclude: ["Corpus"],
             swiftSettings: swiftSettings
         ),
     ]

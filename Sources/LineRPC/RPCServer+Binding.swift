@@ -13,7 +13,7 @@ extension RPCServer {
                     self.initializeConnection($0)
                 }
                 do {
-                    let file = try UnixSocketFile.claim(path: path, mode: configuration.socketMode)
+                    let file = try UnixSocketFile.claim(path: path, mode: configuration.socketMode, group: configuration.socketGroup)
                     listeners.append(Listener(channel: channel, transport: .unix, socketFile: file))
                 } catch {
                     try? await channel.channel.close()

@@ -24,6 +24,9 @@ public struct RPCServerConfiguration: Sendable {
     public var unixSocketPath: String?
     /// Permissions of the socket file (default `0o600`: the owner only).
     public var socketMode: UInt16
+    /// Group of the socket file (a name or numeric id); `nil` keeps the process's group.
+    /// With a mode such as 0o660, members of that group may connect.
+    public var socketGroup: String? = nil
     /// An optional TCP listener (off by default); requires ``token``.
     public var tcp: TCPListener?
     /// The shared secret a TCP client must present in `rpc.hello` before anything else.

@@ -36,8 +36,23 @@ struct UnixSocketFile: Sendable {
         }
     }
 
-    /// Applies `mode` to the freshly bound socket file and remembers its inode.
-    static func claim(path: String, mode: UInt16) throws(RPCServerError) -> UnixSocketFile {
+    /// Applies `group` (a name or a numeric id) and `mode` to the freshly bound socket file
+    /// and remembers its inode. The group comes first so the file is never group-accessible
+    /// under the wrong group.
+    static func claim(path: String, mode: UInt16, group: String? = nil) throws(RPCServerError) -> UnixSocketFile {
+        if let group {
+            let gid: gid_t
+            if let numeric = gid_t(group) {
+                gid = numeric
+            } else if let entry = getgrnam(group) {
+                gid = entry.pointee.gr_gid
+            } else {
+                throw RPCServerError("unknown group \(group) for \(path)")
+            }
+            guard chown(path, uid_t.max, gid) == 0 else {
+                throw RPCServerError("cannot give \(path) to group \(group): \(errorText())")
+            }
+        }
         guard chmod(path, mode_t(mode)) == 0 else {
             throw RPCServerError("cannot set mode \(String(mode, radix: 8)) on \(path): \(errorText())")
         }

@@ -8,6 +8,8 @@ public struct AppConfiguration: Sendable {
     public var databasePath = "segmentd.sqlite"
     public var socketPath = "segmentd.sock"
     public var socketMode: UInt16 = 0o600
+    /// Group of the socket file (name or id); with `socketMode` 0o660 its members may connect.
+    public var socketGroup: String?
     /// Where `segments.export {path}` may write (created at start if missing).
     public var exportDirectory = "exports"
     /// `HOST:PORT` to listen on TCP as well (loopback by default; requires `token`).

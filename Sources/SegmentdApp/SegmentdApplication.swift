@@ -55,6 +55,7 @@ public struct SegmentdApplication: Sendable {
         var rpc = RPCServerConfiguration()
         rpc.unixSocketPath = config.socketPath
         rpc.socketMode = config.socketMode
+        rpc.socketGroup = config.socketGroup
         if let tcp = config.tcp {
             let (host, port) = try AppConfiguration.parseTCP(tcp)
             rpc.tcp = RPCServerConfiguration.TCPListener(host: host, port: port)

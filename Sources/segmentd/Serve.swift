@@ -11,6 +11,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "SQLite database file.") var db = "segmentd.sqlite"
     @Option(help: "Unix socket path.") var socket = "segmentd.sock"
     @Option(help: "Unix socket file mode, octal.") var socketMode = "600"
+    @Option(help: "Group of the Unix socket file (name or id); use with --socket-mode 660.") var socketGroup: String?
     @Option(help: "Directory segments.export may write files to (created if missing).") var exportDir = "exports"
     @Option(help: "Also listen on TCP HOST:PORT (e.g. 127.0.0.1:7070); needs --token or SEGMENTD_TOKEN.") var tcp: String?
     @Option(help: "Token TCP clients must send in rpc.hello (default: $SEGMENTD_TOKEN).") var token: String?
@@ -36,6 +37,7 @@ struct Serve: AsyncParsableCommand {
         config.exportDirectory = exportDir
         guard let mode = UInt16(socketMode, radix: 8) else { throw ValidationError("--socket-mode must be octal, like 600") }
         config.socketMode = mode
+        config.socketGroup = socketGroup
         config.tcp = tcp
         config.token = token ?? ProcessInfo.processInfo.environment["SEGMENTD_TOKEN"]
         guard let zone = TimeZone(identifier: timeZone) else { throw ValidationError("unknown time zone \(timeZone)") }

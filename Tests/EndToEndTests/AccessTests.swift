@@ -22,12 +22,22 @@ import Glibc
         #expect(Self.mode(of: server.socketPath) == 0o600)
         try await server.stop()
 
-        let shared = try await TestServer.start { $0.socketMode = 0o660 }
+        // A group that exists but is not the process's own: its members may connect with 0660.
+        let group = getgrnam("daemon").map { String($0.pointee.gr_gid) } ?? "1"
+        let shared = try await TestServer.start {
+            $0.socketMode = 0o660
+            $0.socketGroup = group
+        }
         #expect(Self.mode(of: shared.socketPath) == 0o660)
+        var info = stat()
+        #expect(lstat(shared.socketPath, &info) == 0 && String(info.st_gid) == group)
         let client = try await shared.client()
         #expect(try await client.call("rpc.ping") == ["pong": true])
         try await client.close()
         try await shared.stop()
+
+        // An unknown group is a clear start-up error, not a socket with the wrong owner.
+        await #expect(throws: RPCServerError.self) { _ = try await TestServer.start { $0.socketGroup = "no-such-group-segmentd" } }
     }
 
     /// The listening address of a TCP port, from /proc/net/tcp (e.g. "0100007F" is 127.0.0.1).

@@ -315,9 +315,13 @@ import Glibc
     /// Swift 6.3.1). The package has no fuzz product (Package.swift stays as it is), so this
     /// test compiles WireJSON's sources with the harness below into a standalone libFuzzer
     /// binary (with AddressSanitizer), seeds it with the corpus, and runs it for
-    /// `SEGMENTD_LIBFUZZER_SECONDS` (default 5; the full run uses 300). Property: whatever
-    /// parses serializes to JSON that parses back to an equal value. A crash fails the test;
-    /// a toolchain without the libFuzzer runtime skips it (printed, not failed).
+    /// `SEGMENTD_LIBFUZZER_SECONDS` (opt-in: default 0 skips it; e.g. 300 for the full run).
+    /// Property: whatever parses serializes to JSON that parses again and serializes to the
+    /// same text. (Value equality is too strong: `2.0` parses as a double, prints as `2` and
+    /// comes back an integer — libFuzzer found that in seconds; numerically it is the same.)
+    /// A crash fails the test; a toolchain without the libFuzzer runtime skips it (printed).
+    /// Opt-in because a crashing fuzzer child was once left unreaped by Foundation's Process
+    /// in a parallel run, hanging the suite instead of failing it.
     /// The framing and envelope sit on SwiftNIO and are covered by the generative fuzzer above.
     static let harness = """
         @_cdecl("LLVMFuzzerTestOneInput")
@@ -325,13 +329,13 @@ import Glibc
             guard let value = try? JSONParser.parse(UnsafeRawBufferPointer(start: data, count: size)) else { return 0 }
             let text = value.serialized()
             guard let again = try? JSONParser.parse(text) else { fatalError("serializer output does not parse: \\(text)") }
-            guard again == value || text == again.serialized() else { fatalError("round trip changed the value: \\(text)") }
+            guard text == again.serialized() else { fatalError("serializing is not stable: \\(text)") }
             return 0
         }
         """
 
     @Test func libFuzzerOverTheJSONParser() async throws {
-        let seconds = Int(ProcessInfo.processInfo.environment["SEGMENTD_LIBFUZZER_SECONDS"] ?? "") ?? 5
+        let seconds = Int(ProcessInfo.processInfo.environment["SEGMENTD_LIBFUZZER_SECONDS"] ?? "") ?? 0
         guard seconds > 0 else { return }
         let dir = try TestServer.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -350,10 +354,13 @@ import Glibc
         for file in try FileManager.default.contentsOfDirectory(atPath: corpus.path) where file.hasSuffix(".line") {
             try FileManager.default.copyItem(atPath: corpus.path + "/" + file, toPath: dir + "/seeds/" + file)
         }
-        let run = try await runProcess(dir + "/wirefuzz", ["-max_total_time=\(seconds)", "-max_len=65536", "-print_final_stats=1", dir + "/seeds"], timeout: TimeInterval(seconds + 120))
+        let run = try await runProcess(dir + "/wirefuzz", ["-max_total_time=\(seconds)", "-max_len=65536", "-print_final_stats=1", "-artifact_prefix=\(dir)/", dir + "/seeds"], timeout: TimeInterval(seconds + 120))
         let executions = run.err.split(separator: "\n").first { $0.hasPrefix("stat::number_of_executed_units") }.map(String.init) ?? "?"
         print("libFuzzer: WireJSON parse/serialize round trip for \(seconds) s: \(executions)")
-        #expect(run.status == 0, "libFuzzer found a crash: \(run.err.suffix(2000))")
+        // The crashing input (written to the temporary directory, which is removed) is shown.
+        let crash = (try? FileManager.default.contentsOfDirectory(atPath: dir))?.first { $0.hasPrefix("crash-") }
+            .flatMap { FileManager.default.contents(atPath: dir + "/" + $0) }.map { String(decoding: $0, as: UTF8.self).debugDescription }
+        #expect(run.status == 0, "libFuzzer found a crash on \(crash ?? "?"): \(run.err.suffix(2000))")
     }
 }
 

@@ -17,11 +17,13 @@ import Glibc
 /// connection; see LineRPC's ReplyWriter).
 ///
 /// `SEGMENTD_SLOW_BAD_CLIENTS` scales the number of bad clients of each kind (default 1×:
-/// 3 stalled readers, 20 half lines, 50 silent; the full run uses 10×).
+/// 3 stalled readers, 20 half lines, 50 silent; the full run uses 10×; the test's timeouts
+/// scale with it).
 @Suite(.serialized) struct SlowClientTests {
     static var scale: Int { Int(ProcessInfo.processInfo.environment["SEGMENTD_SLOW_BAD_CLIENTS"] ?? "") ?? 1 }
-    static let lineTimeout: Duration = .milliseconds(1500)
-    static let idleTimeout: Duration = .milliseconds(2500)
+    /// Scaled with the number of bad clients, so the measurement always ends before they time out.
+    static var lineTimeout: Duration { .milliseconds(1500 * scale) }
+    static var idleTimeout: Duration { .milliseconds(2500 * scale) }
 
     /// Times `rounds` round trips (alternating rpc.ping and segments.count) on one client.
     static func timeRoundTrips(_ client: RPCClient, rounds: Int) async throws -> Duration {
@@ -98,7 +100,7 @@ import Glibc
 
         // Every bad connection is closed by the server within its limit (plus slack).
         var closedAt: Duration?
-        for _ in 0..<200 {
+        for _ in 0..<(200 * Self.scale) {
             if server.app.server.statistics().connectionsOpen == 1 {
                 closedAt = ContinuousClock.now - badOpenedAt
                 break
@@ -107,7 +109,7 @@ import Glibc
             try await Task.sleep(for: .milliseconds(50))
         }
         let stats = server.app.server.statistics()
-        #expect(closedAt != nil, "still open after 10 s: \(stats.connectionsOpen) connections, \(stats.requestsInFlight) in flight")
+        #expect(closedAt != nil, "still open after \(10 * Self.scale) s: \(stats.connectionsOpen) connections, \(stats.requestsInFlight) in flight")
         #expect(stats.requestsInFlight == 0, "the stalled streams are still running")
         if let closedAt { #expect(closedAt >= Self.idleTimeout - .milliseconds(300), "closed too early: \(closedAt)") }
 
