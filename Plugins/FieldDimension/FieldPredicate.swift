@@ -110,11 +110,7 @@ struct FieldPredicate: ContactPredicate {
             let c = column!.text
             // Each distinct value is tested once; contacts then only look up their value's answer.
             let answers = c.lower.map { test.test(.text($0)) }
-            let missing = test.test(nil)
-            return ContactSet.build(capacity: book.slotCount) { slot in
-                guard slot < c.ids.count, c.ids[slot] != TextColumn.missing else { return missing }
-                return answers[Int(c.ids[slot])]
-            }
+            return ContactSet.build(ids: c.ids, answers: answers, missing: test.test(nil), capacity: book.slotCount)
         case .number?, .date?:
             if let range = test.range { return ContactSet.build(column: column!.numbers, range: range, capacity: book.slotCount) }
             let c = column!.numbers
@@ -141,13 +137,7 @@ struct FieldPredicate: ContactPredicate {
             let test = self.test
             let c = column.text
             let answers = c.lower.map { test.test(.text($0)) }
-            let missing = test.test(nil)
-            var set = ContactSet(capacity: book.slotCount)
-            candidates.forEach { slot in
-                let hit = slot < c.ids.count && c.ids[slot] != TextColumn.missing ? answers[Int(c.ids[slot])] : missing
-                if hit { set.insert(slot) }
-            }
-            return set
+            return ContactSet.filter(candidates, ids: c.ids, answers: answers, missing: test.test(nil))
         }
         return resolve(in: book, at: now).intersection(candidates)
     }

@@ -81,3 +81,46 @@ extension ContactSet {
         return set
     }
 }
+
+extension ContactSet {
+    /// The slots whose dictionary id (`-1` = no value) has a true `answers[id]`: a text
+    /// filter tests each distinct value once, then this pass only looks answers up.
+    public static func build(ids: [Int32], answers: [Bool], missing: Bool, capacity: Int) -> ContactSet {
+        var set = ContactSet(capacity: capacity)
+        set.words.withUnsafeMutableBufferPointer { words in
+            ids.withUnsafeBufferPointer { ids in
+                answers.withUnsafeBufferPointer { answers in
+                    for slot in 0..<capacity {
+                        let id = slot < ids.count ? ids[slot] : -1
+                        if id < 0 ? missing : answers[Int(id)] { words[slot >> 6] |= 1 << UInt64(slot & 63) }
+                    }
+                }
+            }
+        }
+        return set
+    }
+
+    /// The members of `candidates` whose id has a true answer.
+    public static func filter(_ candidates: ContactSet, ids: [Int32], answers: [Bool], missing: Bool) -> ContactSet {
+        var set = candidates
+        set.words.withUnsafeMutableBufferPointer { words in
+            ids.withUnsafeBufferPointer { ids in
+                answers.withUnsafeBufferPointer { answers in
+                    for wi in 0..<words.count where words[wi] != 0 {
+                        var w = words[wi]
+                        var keep = w
+                        while w != 0 {
+                            let bit = w.trailingZeroBitCount
+                            let slot = wi << 6 | bit
+                            let id = slot < ids.count ? ids[slot] : -1
+                            if !(id < 0 ? missing : answers[Int(id)]) { keep &= ~(1 << UInt64(bit)) }
+                            w &= w &- 1
+                        }
+                        words[wi] = keep
+                    }
+                }
+            }
+        }
+        return set
+    }
+}
