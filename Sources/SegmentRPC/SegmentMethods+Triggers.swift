@@ -65,6 +65,9 @@ extension SegmentMethods {
                     var ids = Set<Int64>()
                     for (i, item) in items.enumerated() {
                         guard let id = item.intValue else { throw .invalidParams(path: "triggers".index(i), "expected a trigger id") }
+                        guard engine.snapshot.triggers[id] != nil else {
+                            throw .invalidParams(path: "triggers".index(i), "no trigger with id \(id)")
+                        }
                         ids.insert(id)
                     }
                     return ids

@@ -47,7 +47,7 @@ import Glibc
             handle.seekToEndOfFile()
             process.standardOutput = handle
             process.standardError = handle
-            try process.run()
+            try launch(process)
             self.process = process
             // Ready when it accepts a connection (a killed predecessor's socket file refuses).
             for _ in 0..<1_500 {

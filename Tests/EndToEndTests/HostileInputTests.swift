@@ -203,7 +203,7 @@ import Glibc
         process.executableURL = productsDirectory().appendingPathComponent("segmentd")
         process.arguments = ["serve", "--db", dir + "/db.sqlite", "--socket", dir + "/s.sock", "--export-dir", dir + "/exports", "--log-level", "error"]
         process.standardError = FileHandle.nullDevice
-        try process.run()
+        try launch(process)
         defer {
             if process.isRunning { process.terminate() }
             process.waitUntilExit()

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import LineRPC
 import SegmentCore
 import SegmentdApp
@@ -67,6 +68,16 @@ func productsDirectory() -> URL {
     return url
 }
 
+/// Serialises `Process.run()`: swift-corelibs-foundation's launch is not safe against another
+/// launch on another thread at the same moment (it crashed in a memcpy inside `run()` when
+/// parallel suites started children together).
+private let launching = Mutex(())
+
+/// Starts `process`, one launch at a time across the whole test process.
+func launch(_ process: Process) throws {
+    try launching.withLock { _ in try process.run() }
+}
+
 /// Runs a process to completion with a deadline; returns exit status, stdout and stderr.
 func runProcess(_ executable: String, _ arguments: [String], cwd: String? = nil, environment: [String: String]? = nil,
                 timeout: TimeInterval = 60) async throws -> (status: Int32, out: String, err: String) {
@@ -85,7 +96,7 @@ func runProcess(_ executable: String, _ arguments: [String], cwd: String? = nil,
     }
     process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: base + ".out"))
     process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: base + ".err"))
-    try process.run()
+    try launch(process)
     let deadline = Date().addingTimeInterval(timeout)
     // Polls with Task.sleep: blocking a thread of the small cooperative pool could starve the
     // in-process server the child is talking to.

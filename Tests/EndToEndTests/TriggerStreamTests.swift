@@ -249,6 +249,8 @@ import Glibc
         #expect(future?.code == -32602 && future?.message == "cursor 5 is in the future: the newest event is 1")
         let futureSubscribe = await Self.rpcError { try await client.call("events.subscribe", ["after": 5]) { _, _ in } }
         #expect(futureSubscribe?.code == -32602)
+        let unknownTrigger = await Self.rpcError { try await client.call("events.subscribe", ["after": 0, "triggers": [.int(trigger), 77]]) { _, _ in } }
+        #expect(unknownTrigger?.code == -32602 && unknownTrigger?.data?["path"] == "triggers[1]")
         let badLimit = await Self.rpcError { try await client.call("events.read", ["after": 0, "limit": 0]) }
         #expect(badLimit?.code == -32602)
         let negative = await Self.rpcError { try await client.call("events.read", ["after": -1]) }
