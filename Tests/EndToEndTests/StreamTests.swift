@@ -165,6 +165,10 @@ import WireJSON
 
         let outside = NSTemporaryDirectory() + "segd-outside-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        defer {
+            try? FileManager.default.removeItem(atPath: outside)
+            try? FileManager.default.removeItem(atPath: root)
+        }
         try FileManager.default.createSymbolicLink(atPath: root + "/escape", withDestinationPath: outside)
         try FileManager.default.createSymbolicLink(atPath: root + "/link.csv", withDestinationPath: outside + "/target.csv")
         for path in ["../x.csv", "/etc/passwd", outside + "/x.csv", "escape/x.csv", "link.csv", "missing/dir/x.csv", ""] {

@@ -26,8 +26,20 @@ final class TestServer: Sendable {
         config.exportDirectory = directory + "/exports"
         config.clock = clock
         configure(&config)
-        let app = try SegmentdApplication.build(config)
-        try await app.server.start()
+        let app: SegmentdApplication
+        do {
+            app = try SegmentdApplication.build(config)
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
+        do {
+            try await app.server.start()
+        } catch {
+            try? app.engine.close()
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
         let running = Task { try await app.run() }
         return TestServer(directory: directory, app: app, clock: clock, running: running)
     }
