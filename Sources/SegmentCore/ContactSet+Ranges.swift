@@ -61,21 +61,25 @@ extension ContactSet {
     /// The members of `candidates` whose value in `column` `range` accepts: only candidates
     /// are tested.
     public static func filter(_ candidates: ContactSet, column: [Double], range: DoubleRange) -> ContactSet {
-        var set = candidates
         column.withUnsafeBufferPointer { values in
-            set.words.withUnsafeMutableBufferPointer { words in
-                for wi in 0..<words.count where words[wi] != 0 {
-                    var w = words[wi]
-                    var keep = w
-                    while w != 0 {
-                        let bit = w.trailingZeroBitCount
-                        let slot = wi << 6 | bit
-                        let ok = slot < values.count ? range.contains(values[slot]) : range.missing
-                        if !ok { keep &= ~(1 << UInt64(bit)) }
-                        w &= w &- 1
-                    }
-                    words[wi] = keep
+            candidates.retaining { slot in slot < values.count ? range.contains(values[slot]) : range.missing }
+        }
+    }
+
+    /// The members for which `keep` is true, testing members only (one call per member).
+    @inlinable
+    public func retaining(_ keep: (Int) -> Bool) -> ContactSet {
+        var set = self
+        set.words.withUnsafeMutableBufferPointer { words in
+            for wi in 0..<words.count where words[wi] != 0 {
+                var w = words[wi]
+                var kept = w
+                while w != 0 {
+                    let bit = w.trailingZeroBitCount
+                    if !keep(wi << 6 | bit) { kept &= ~(1 << UInt64(bit)) }
+                    w &= w &- 1
                 }
+                words[wi] = kept
             }
         }
         return set
@@ -102,25 +106,13 @@ extension ContactSet {
 
     /// The members of `candidates` whose id has a true answer.
     public static func filter(_ candidates: ContactSet, ids: [Int32], answers: [Bool], missing: Bool) -> ContactSet {
-        var set = candidates
-        set.words.withUnsafeMutableBufferPointer { words in
-            ids.withUnsafeBufferPointer { ids in
-                answers.withUnsafeBufferPointer { answers in
-                    for wi in 0..<words.count where words[wi] != 0 {
-                        var w = words[wi]
-                        var keep = w
-                        while w != 0 {
-                            let bit = w.trailingZeroBitCount
-                            let slot = wi << 6 | bit
-                            let id = slot < ids.count ? ids[slot] : -1
-                            if !(id < 0 ? missing : answers[Int(id)]) { keep &= ~(1 << UInt64(bit)) }
-                            w &= w &- 1
-                        }
-                        words[wi] = keep
-                    }
+        ids.withUnsafeBufferPointer { ids in
+            answers.withUnsafeBufferPointer { answers in
+                candidates.retaining { slot in
+                    let id = slot < ids.count ? ids[slot] : -1
+                    return id < 0 ? missing : answers[Int(id)]
                 }
             }
         }
-        return set
     }
 }
