@@ -42,7 +42,7 @@ import Glibc
         _ = try await setup.call("segments.create", ["name": "seed", "filters": [["dimension": "label", "op": "contains", "value": "vip"]]])
         try await setup.close()
 
-        var rng = SplitMix64(seed: Self.fuzzSeed)
+        var rng = SplitMix64(seed: Self.fuzzSeed &+ 0x9E37_79B9_7F4A_7C15)
         let socket = try RawSocket(path: server.socketPath)
         Wire.setReceiveTimeout(socket.fd, seconds: 20)
         let rssBefore = residentBytes()
@@ -411,7 +411,7 @@ enum Wire {
 
     /// Writes all of `bytes` (in chunks of random sizes when `chunkSeed` is given); false if the peer is gone.
     static func sendAll(_ fd: Int32, _ bytes: [UInt8], chunkSeed: UInt64? = nil) -> Bool {
-        var rng = SplitMix64(seed: chunkSeed ?? 0)
+        var rng = SplitMix64(seed: (chunkSeed ?? 0) &+ 0x9E37_79B9_7F4A_7C15)
         var offset = 0
         while offset < bytes.count {
             var size = bytes.count - offset
@@ -436,19 +436,6 @@ enum Wire {
             return false
         }
         return (finished, await sent)
-    }
-}
-
-/// A small, fast, seeded generator (reproducible runs).
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

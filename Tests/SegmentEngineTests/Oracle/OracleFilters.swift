@@ -1,4 +1,5 @@
 import Foundation
+import SegmentCore
 import WireJSON
 
 /// A random filter (or group) and the test's own reading of it: a plain predicate over the model.
