@@ -29,7 +29,7 @@ import Glibc
     /// One `segmentd serve` child process.
     final class Child: @unchecked Sendable {
         let directory: String
-        var process: Process?
+        var process: ChildProcess?
 
         init(directory: String) { self.directory = directory }
 
@@ -37,17 +37,11 @@ import Glibc
         var socket: String { directory + "/s.sock" }
 
         func start() async throws -> RPCClient {
-            let process = Process()
-            process.executableURL = productsDirectory().appendingPathComponent("segmentd")
-            process.arguments = ["serve", "--db", database, "--socket", socket, "--log-level", "warning"]
-            process.currentDirectoryURL = URL(fileURLWithPath: directory)
             let log = directory + "/server.log"
-            if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
-            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-            handle.seekToEndOfFile()
-            process.standardOutput = handle
-            process.standardError = handle
-            try launch(process)
+            let process = ChildProcess(productsDirectory().appendingPathComponent("segmentd").path,
+                                       ["serve", "--db", database, "--socket", socket, "--log-level", "warning"],
+                                       directory: directory, standardOutput: .file(log), standardError: .file(log))
+            try process.start()
             self.process = process
             // Ready when it accepts a connection (a killed predecessor's socket file refuses).
             for _ in 0..<1_500 {

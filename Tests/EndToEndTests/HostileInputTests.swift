@@ -199,11 +199,9 @@ import Glibc
     @Test func hugeLinesKeepServerMemoryFlat() async throws {
         let dir = try TestServer.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let process = Process()
-        process.executableURL = productsDirectory().appendingPathComponent("segmentd")
-        process.arguments = ["serve", "--db", dir + "/db.sqlite", "--socket", dir + "/s.sock", "--export-dir", dir + "/exports", "--log-level", "error"]
-        process.standardError = FileHandle.nullDevice
-        try launch(process)
+        let process = ChildProcess(productsDirectory().appendingPathComponent("segmentd").path,
+                                   ["serve", "--db", dir + "/db.sqlite", "--socket", dir + "/s.sock", "--export-dir", dir + "/exports", "--log-level", "error"])
+        try process.start()
         defer {
             if process.isRunning { process.terminate() }
             process.waitUntilExit()

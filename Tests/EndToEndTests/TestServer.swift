@@ -80,42 +80,26 @@ func productsDirectory() -> URL {
     return url
 }
 
-/// Serialises `Process.run()`: swift-corelibs-foundation's launch is not safe against another
-/// launch on another thread at the same moment (it crashed in a memcpy inside `run()` when
-/// parallel suites started children together).
-private let launching = Mutex(())
-
-/// Starts `process`, one launch at a time across the whole test process.
-func launch(_ process: Process) throws {
-    try launching.withLock { _ in try process.run() }
-}
-
 /// Runs a process to completion with a deadline; returns exit status, stdout and stderr.
 func runProcess(_ executable: String, _ arguments: [String], cwd: String? = nil, environment: [String: String]? = nil,
                 timeout: TimeInterval = 60) async throws -> (status: Int32, out: String, err: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-    if let environment { process.environment = environment }
     // Files, not pipes: a chatty child can never block on a full pipe.
     let base = NSTemporaryDirectory() + "segd-proc-" + UUID().uuidString
-    FileManager.default.createFile(atPath: base + ".out", contents: nil)
-    FileManager.default.createFile(atPath: base + ".err", contents: nil)
     defer {
         try? FileManager.default.removeItem(atPath: base + ".out")
         try? FileManager.default.removeItem(atPath: base + ".err")
     }
-    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: base + ".out"))
-    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: base + ".err"))
-    try launch(process)
+    let process = ChildProcess(executable, arguments, directory: cwd, environment: environment,
+                               standardOutput: .file(base + ".out"), standardError: .file(base + ".err"))
+    try process.start()
     let deadline = Date().addingTimeInterval(timeout)
     // Polls with Task.sleep: blocking a thread of the small cooperative pool could starve the
     // in-process server the child is talking to.
     while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
     if process.isRunning { process.terminate() }
     process.waitUntilExit()
+    let status = process.terminationStatus ?? -1
     let out = (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
     let err = (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? ""
-    return (process.terminationStatus, out, err)
+    return (status, out, err)
 }
