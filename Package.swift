@@ -45,7 +45,9 @@ let package = Package(
 
         .target(
             name: "SegmentStore",
-            dependencies: ["SegmentCore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "SegmentCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -39,6 +39,8 @@ public enum SQLValue: Sendable, Equatable {
 public protocol SQLExecutor {
     func execute(_ sql: String, _ arguments: [SQLValue]) throws
     func forEachRow(_ sql: String, _ arguments: [SQLValue], _ body: ([SQLValue]) throws -> Void) throws
+    /// The rowid of the last row this connection inserted.
+    var lastInsertRowID: Int64 { get }
 }
 
 /// A named schema step a provider contributes. Names are never reused and a shipped

@@ -66,7 +66,7 @@ extension Engine {
                     try context.sql.execute(
                         "INSERT INTO contact(email, email_key, created_at) VALUES (?, ?, ?)",
                         [.text(item.email), .text(key), .real(context.now)])
-                    try context.sql.forEachRow("SELECT last_insert_rowid()", []) { slot = Int($0[0].int64 ?? 0) }
+                    slot = Int(context.sql.lastInsertRowID)
                     context.book.addContact(slot: slot, email: item.email, createdAt: context.now)
                     context.touched.insert(slot)
                     for (p, provider) in providers.enumerated() {

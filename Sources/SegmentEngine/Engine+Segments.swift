@@ -58,7 +58,7 @@ extension Engine {
                 [.text(name), .text(name.lowercased()), .text(description), .text(text), .integer(rule.reviewNeeded ? 1 : 0),
                  .real(context.now), .real(context.now)])
             var id: Int64 = 0
-            try context.sql.forEachRow("SELECT last_insert_rowid()", []) { id = $0[0].int64 ?? 0 }
+            id = context.sql.lastInsertRowID
             let segment = Segment(
                 id: id, name: name, description: description, filters: filters, reviewNeeded: rule.reviewNeeded,
                 createdAt: context.now, updatedAt: context.now)

@@ -14,7 +14,7 @@ extension Engine {
                 "INSERT INTO trigger(segment_id, on_enter, on_exit, created_at) VALUES (?, ?, ?, ?)",
                 [.integer(segment), .integer(onEnter ? 1 : 0), .integer(onExit ? 1 : 0), .real(context.now)])
             var id: Int64 = 0
-            try context.sql.forEachRow("SELECT last_insert_rowid()", []) { id = $0[0].int64 ?? 0 }
+            id = context.sql.lastInsertRowID
             let members = rule.resolve(in: context.book, at: context.now)
             let trigger = Trigger(
                 id: id, segmentID: segment, onEnter: onEnter, onExit: onExit, createdAt: context.now, rule: rule,

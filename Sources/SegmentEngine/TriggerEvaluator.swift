@@ -52,7 +52,7 @@ struct TriggerEvaluator {
             "INSERT INTO event(trigger_id, segment_id, email, type, at, cause) VALUES (?, ?, ?, ?, ?, ?)",
             [.integer(trigger.id), .integer(trigger.segmentID), .text(email), .text(type), .real(context.now), .text(cause)])
         var cursor: Int64 = 0
-        try context.sql.forEachRow("SELECT last_insert_rowid()", []) { cursor = $0[0].int64 ?? 0 }
+        cursor = context.sql.lastInsertRowID
         return TriggerEvent(
             cursor: cursor, trigger: trigger.id, segment: trigger.segmentID, email: email, type: type, at: context.now, cause: cause)
     }

@@ -138,3 +138,24 @@ import WireJSON
         #expect(try await names() == declared)
     }
 }
+
+extension RestartTests {
+    /// Text goes to SQLite as bytes and a length: an embedded NUL, non-ASCII and long text
+    /// come back from the file exactly, not cut short; "" clears the value (documented).
+    @Test func unusualTextSurvivesTheFileExactly() async throws {
+        let book = try TestBook()
+        try await book.define("note", "text")
+        let notes = ["", "a\u{0}b", "Zoë — 東京 🚀", String(repeating: "x", count: 5_000)]
+        let docs: [JSONValue] = notes.enumerated().map { i, note in
+            ["email": .string("t\(i)@example.com"), "name": .string(note), "fields": ["note": .string(note)]]
+        }
+        _ = try await book.engine.upsert(contacts: docs)
+        try book.restart()
+        for (i, note) in notes.enumerated() {
+            let contact = try #require(book.engine.contact(email: "t\(i)@example.com"))
+            let expected: String? = note.isEmpty ? nil : note
+            #expect(contact["fields"]?["note"]?.stringValue == expected, "contact \(i)")
+            #expect(contact["name"]?.stringValue == expected, "contact \(i)")
+        }
+    }
+}
