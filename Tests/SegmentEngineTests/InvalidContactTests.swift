@@ -22,6 +22,7 @@ import WireJSON
         10: "contacts[10].fields.signup", 11: "contacts[11].fields.vip", 12: "contacts[12].email", 14: "contacts[14]",
         15: "contacts[15].email", 16: "contacts[16].email", 17: "contacts[17].fields.email", 18: "contacts[18].add_labels[1]",
         19: "contacts[19].status", 20: "contacts[20].email",
+        21: "contacts[21].email", 22: "contacts[22].email",
     ]
 
     static let batch: [JSONValue] = [
@@ -47,20 +48,24 @@ import WireJSON
         // An update of an existing contact with one bad key changes nothing at all.
         ["email": "EXISTING@example.com", "labels": ["new"], "fields": ["ltv": 6], "status": "gone"],
         ["email": 42],
+        // Control characters and non-ASCII whitespace are refused like ASCII spaces.
+        ["email": "bad\u{7}21@example.com"],
+        ["email": "bad\u{00A0}22@example.com"],
+        ["email": "zoë23@example.com"],
     ]
 
     @Test func eachBadItemFailsAloneWithItsIndexAndPath() async throws {
         let book = try await Self.book()
         let result = try await book.engine.upsert(contacts: Self.batch, atomic: false)
-        #expect(result.created == 3)
+        #expect(result.created == 4)
         #expect(result.updated == 0)
         #expect(result.failed.map(\.index) == Self.bad.keys.sorted())
         for (index, error) in result.failed {
             #expect(error.kind == .invalidParams, "item \(index)")
             #expect(error.path == Self.bad[index], "item \(index): \(error)")
         }
-        #expect(book.engine.countContacts().total == 4)
-        for good in ["good0@example.com", "good2@example.com", "good13@example.com"] {
+        #expect(book.engine.countContacts().total == 5)
+        for good in ["good0@example.com", "good2@example.com", "good13@example.com", "zoë23@example.com"] {
             #expect(book.engine.contact(email: good) != nil, "\(good) was written")
         }
         #expect(try book.contact("good2@example.com")["status"] == "unsubscribed")
