@@ -38,7 +38,8 @@ public struct EngagementDimension: DimensionProvider {
 
     /// The engagement part of the book: one column per event type, NaN for never.
     struct Index: Sendable {
-        var columns: [[Double]] = [[], [], []]
+        /// Chunked, so a write copies the chunks it touches rather than whole columns.
+        var columns: [ChunkedArray<Double>] = [ChunkedArray(), ChunkedArray(), ChunkedArray()]
 
         func time(_ event: Int, _ slot: Int) -> Double? {
             let c = columns[event]
@@ -46,9 +47,7 @@ public struct EngagementDimension: DimensionProvider {
         }
 
         mutating func set(_ event: Int, _ slot: Int, _ t: Double) {
-            if slot >= columns[event].count {
-                columns[event].append(contentsOf: repeatElement(.nan, count: slot + 1 - columns[event].count))
-            }
+            if slot >= columns[event].count { columns[event].grow(to: slot + 1, fill: .nan) }
             columns[event][slot] = t
         }
     }

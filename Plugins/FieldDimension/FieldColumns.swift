@@ -9,7 +9,7 @@ public enum FieldType: String, Sendable, CaseIterable {
 /// so a `contains` filter tests each distinct value once rather than each contact.
 struct TextColumn: Sendable {
     static let missing: Int32 = -1
-    var ids: [Int32] = []
+    var ids = ChunkedArray<Int32>()
     var values = ChunkedArray<String>()
     var lower = ChunkedArray<String>()
     /// Text → id. Names are often unique per contact: a plain dictionary would be copied
@@ -27,7 +27,7 @@ struct TextColumn: Sendable {
     }
 
     mutating func set(_ value: String?, at slot: Int) {
-        if slot >= ids.count { ids.append(contentsOf: repeatElement(Self.missing, count: slot + 1 - ids.count)) }
+        if slot >= ids.count { ids.grow(to: slot + 1, fill: Self.missing) }
         guard let value else {
             ids[slot] = Self.missing
             return
@@ -53,9 +53,10 @@ struct FieldColumn: Sendable {
     let type: FieldType
     var text = TextColumn()
     /// Numbers and dates (seconds since 1970); NaN where the contact has no value.
-    var numbers: [Double] = []
+    /// Chunked like every book column, so a write copies the chunks it touches, not the column.
+    var numbers = ChunkedArray<Double>()
     /// 0 false, 1 true, 2 no value.
-    var booleans: [UInt8] = []
+    var booleans = ChunkedArray<UInt8>()
 
     init(type: FieldType) { self.type = type }
 
@@ -84,8 +85,8 @@ struct FieldColumn: Sendable {
         }
     }
 
-    private static func grow<T>(_ array: inout [T], _ slot: Int, _ fill: T) {
-        if slot >= array.count { array.append(contentsOf: repeatElement(fill, count: slot + 1 - array.count)) }
+    private static func grow<T>(_ array: inout ChunkedArray<T>, _ slot: Int, _ fill: T) {
+        if slot >= array.count { array.grow(to: slot + 1, fill: fill) }
     }
 }
 

@@ -75,9 +75,20 @@ public struct FunnelDimension: DimensionProvider {
     }
 
     public func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {
-        guard let change = change as? Change else { return }
         var index = context.book.takePart(name, as: Index.self) ?? Index()
         defer { context.book.setPart(name, index) }
+        try apply(change, slot: slot, isNew: isNew, index: &index, context: &context)
+    }
+
+    /// Takes the index out of the book once for the whole batch.
+    public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
+        var index = context.book.takePart(name, as: Index.self) ?? Index()
+        defer { context.book.setPart(name, index) }
+        for write in batch { try apply(write.change, slot: write.slot, isNew: write.isNew, index: &index, context: &context) }
+    }
+
+    private func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, index: inout Index, context: inout WriteContext) throws {
+        guard let change = change as? Change else { return }
         let oldStage = index.stages.code(at: slot)
         let oldLost = index.lost.contains(slot)
         let newStage = change.stage.map { $0 ?? CodeColumn.none } ?? oldStage

@@ -91,9 +91,27 @@ public struct LabelDimension: DimensionProvider {
     }
 
     public func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {
-        guard let change = change as? Change else { return }
+        try apply(batch: [ContactWrite(slot: slot, isNew: isNew, change: change)], context: &context)
+    }
+
+    /// Takes the index out of the book once for the whole batch, and touches each added
+    /// label's row (its `last_added_at`) once per batch rather than once per contact.
+    public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
         var index = context.book.takePart(name, as: Index.self) ?? Index()
         defer { context.book.setPart(name, index) }
+        var added: Set<String> = []
+        for write in batch {
+            try apply(write.change, slot: write.slot, index: &index, added: &added, context: &context)
+        }
+        for key in added.sorted() {
+            try context.sql.execute(
+                "INSERT INTO label(key, name, last_added_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET last_added_at = excluded.last_added_at",
+                [.text(key), .text(index.labels[key]!.name), .real(context.now)])
+        }
+    }
+
+    private func apply(_ change: (any ContactChange)?, slot: Int, index: inout Index, added: inout Set<String>, context: inout WriteContext) throws {
+        guard let change = change as? Change else { return }
         var wanted: [String: String] = [:]  // key → display name
         if let replace = change.replace {
             for label in replace { wanted[label.lowercased()] = label }
@@ -116,9 +134,7 @@ public struct LabelDimension: DimensionProvider {
             if index.labels[key] == nil {
                 index.labels[key] = Entry(name: display)
             }
-            try context.sql.execute(
-                "INSERT INTO label(key, name, last_added_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET last_added_at = excluded.last_added_at",
-                [.text(key), .text(index.labels[key]!.name), .real(context.now)])
+            added.insert(key)
             try context.sql.execute("INSERT OR IGNORE INTO contact_label(contact_id, key) VALUES (?, ?)", [slotArg, .text(key)])
             index.labels[key]!.members.insert(slot)
             index.labels[key]!.lastAddedAt = context.now

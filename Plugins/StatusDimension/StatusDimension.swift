@@ -55,10 +55,21 @@ public struct StatusDimension: DimensionProvider {
     }
 
     public func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {
-        let new: UInt8
-        if let change = change as? Change { new = change.code } else if isNew { new = 0 } else { return }
         var column = context.book.takePart(name, as: CodeColumn.self) ?? CodeColumn(codeCount: Self.statuses.count)
         defer { context.book.setPart(name, column) }
+        try apply(change, slot: slot, isNew: isNew, column: &column, context: &context)
+    }
+
+    /// Takes the index out of the book once for the whole batch.
+    public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
+        var column = context.book.takePart(name, as: CodeColumn.self) ?? CodeColumn(codeCount: Self.statuses.count)
+        defer { context.book.setPart(name, column) }
+        for write in batch { try apply(write.change, slot: write.slot, isNew: write.isNew, column: &column, context: &context) }
+    }
+
+    private func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, column: inout CodeColumn, context: inout WriteContext) throws {
+        let new: UInt8
+        if let change = change as? Change { new = change.code } else if isNew { new = 0 } else { return }
         if column.code(at: slot) == new { return }
         try context.sql.execute(
             "INSERT OR REPLACE INTO contact_status(contact_id, status) VALUES (?, ?)", [.integer(Int64(slot)), .integer(Int64(new))])

@@ -28,16 +28,19 @@ public struct DoubleRange: Sendable, Equatable {
 
 extension ContactSet {
     /// The slots of `column` (NaN = no value) that `range` accepts, in one tight pass.
-    public static func build(column: [Double], range: DoubleRange, capacity: Int) -> ContactSet {
+    public static func build(column: ChunkedArray<Double>, range: DoubleRange, capacity: Int) -> ContactSet {
         var set = ContactSet(capacity: capacity)
         let lo = range.lo, hi = range.hi, negated = range.negated
         // A NaN fails both comparisons, so the loop gives it `negated`; flip it when the
         // answer for a missing value differs.
         let flipNaN = range.missing != negated
         set.words.withUnsafeMutableBufferPointer { words in
-            column.withUnsafeBufferPointer { values in
-                let known = Swift.min(values.count, capacity)
+            column.withChunks { start, values in
+                // Chunks start on a word boundary (4,096 slots = 64 words).
+                let known = Swift.min(values.count, capacity - start)
+                guard known > 0 else { return }
                 let fullWords = known >> 6
+                let firstWord = start >> 6
                 for wi in 0..<fullWords {
                     var word: UInt64 = 0
                     let base = wi << 6
@@ -47,12 +50,15 @@ extension ContactSet {
                         let nan = flipNaN && x != x
                         word |= UInt64((hit != nan) ? 1 : 0) << UInt64(bit)
                     }
-                    words[wi] = word
+                    words[firstWord + wi] = word
                 }
-                for slot in (fullWords << 6)..<capacity {
-                    let hit = slot < known ? range.contains(values[slot]) : range.missing
-                    if hit { words[slot >> 6] |= 1 << UInt64(slot & 63) }
+                for i in (fullWords << 6)..<known where range.contains(values[i]) {
+                    let slot = start + i
+                    words[slot >> 6] |= 1 << UInt64(slot & 63)
                 }
+            }
+            if range.missing {
+                for slot in Swift.min(column.count, capacity)..<capacity { words[slot >> 6] |= 1 << UInt64(slot & 63) }
             }
         }
         return set
@@ -60,10 +66,8 @@ extension ContactSet {
 
     /// The members of `candidates` whose value in `column` `range` accepts: only candidates
     /// are tested.
-    public static func filter(_ candidates: ContactSet, column: [Double], range: DoubleRange) -> ContactSet {
-        column.withUnsafeBufferPointer { values in
-            candidates.retaining { slot in slot < values.count ? range.contains(values[slot]) : range.missing }
-        }
+    public static func filter(_ candidates: ContactSet, column: ChunkedArray<Double>, range: DoubleRange) -> ContactSet {
+        candidates.retaining { slot in slot < column.count ? range.contains(column[slot]) : range.missing }
     }
 
     /// The members for which `keep` is true, testing members only (one call per member).
@@ -89,29 +93,33 @@ extension ContactSet {
 extension ContactSet {
     /// The slots whose dictionary id (`-1` = no value) has a true `answers[id]`: a text
     /// filter tests each distinct value once, then this pass only looks answers up.
-    public static func build(ids: [Int32], answers: [Bool], missing: Bool, capacity: Int) -> ContactSet {
+    public static func build(ids: ChunkedArray<Int32>, answers: [Bool], missing: Bool, capacity: Int) -> ContactSet {
         var set = ContactSet(capacity: capacity)
         set.words.withUnsafeMutableBufferPointer { words in
-            ids.withUnsafeBufferPointer { ids in
-                answers.withUnsafeBufferPointer { answers in
-                    for slot in 0..<capacity {
-                        let id = slot < ids.count ? ids[slot] : -1
-                        if id < 0 ? missing : answers[Int(id)] { words[slot >> 6] |= 1 << UInt64(slot & 63) }
+            answers.withUnsafeBufferPointer { answers in
+                ids.withChunks { start, ids in
+                    for i in 0..<Swift.min(ids.count, capacity - start) {
+                        let id = ids[i]
+                        if id < 0 ? missing : answers[Int(id)] {
+                            let slot = start + i
+                            words[slot >> 6] |= 1 << UInt64(slot & 63)
+                        }
                     }
                 }
+            }
+            if missing {
+                for slot in Swift.min(ids.count, capacity)..<capacity { words[slot >> 6] |= 1 << UInt64(slot & 63) }
             }
         }
         return set
     }
 
     /// The members of `candidates` whose id has a true answer.
-    public static func filter(_ candidates: ContactSet, ids: [Int32], answers: [Bool], missing: Bool) -> ContactSet {
-        ids.withUnsafeBufferPointer { ids in
-            answers.withUnsafeBufferPointer { answers in
-                candidates.retaining { slot in
-                    let id = slot < ids.count ? ids[slot] : -1
-                    return id < 0 ? missing : answers[Int(id)]
-                }
+    public static func filter(_ candidates: ContactSet, ids: ChunkedArray<Int32>, answers: [Bool], missing: Bool) -> ContactSet {
+        answers.withUnsafeBufferPointer { answers in
+            candidates.retaining { slot in
+                let id = slot < ids.count ? ids[slot] : -1
+                return id < 0 ? missing : answers[Int(id)]
             }
         }
     }

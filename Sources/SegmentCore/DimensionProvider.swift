@@ -43,6 +43,11 @@ public protocol DimensionProvider: Sendable {
     /// so the provider can set defaults.
     func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws
 
+    /// Applies one upsert batch's writes, in order. The default calls `apply` per write; a
+    /// provider overrides it to take its index out of the book once per batch instead of
+    /// once per contact (that round trip was a tenth of an ingest profile).
+    func apply(batch: [ContactWrite], context: inout WriteContext) throws
+
     /// Removes everything it knows of a deleted contact (SQL rows and index entries).
     func remove(slot: Int, context: inout WriteContext) throws
 
@@ -68,6 +73,9 @@ extension DimensionProvider {
     public var isDashboardDimension: Bool { false }
     public var methods: [DimensionMethod] { [] }
     public func load(from sql: any SQLExecutor, into book: inout Book) throws {}
+    public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
+        for write in batch { try apply(write.change, slot: write.slot, isNew: write.isNew, context: &context) }
+    }
     public func remove(slot: Int, context: inout WriteContext) throws {}
     public func column(_ name: String, book: Book) -> ColumnReader? { nil }
     public func lint(_ filter: ParamReader, book: Book, now: Double, settings: LintSettings) -> [LintWarning] { [] }
@@ -75,6 +83,20 @@ extension DimensionProvider {
 
 /// A provider's typed, validated part of one contact document.
 public protocol ContactChange: Sendable {}
+
+/// One contact of an upsert batch, as one provider sees it: its slot, whether the contact was
+/// just created, and the provider's change (`nil` when the document had none of its keys).
+public struct ContactWrite: Sendable {
+    public var slot: Int
+    public var isNew: Bool
+    public var change: (any ContactChange)?
+
+    public init(slot: Int, isNew: Bool, change: (any ContactChange)?) {
+        self.slot = slot
+        self.isNew = isNew
+        self.change = change
+    }
+}
 
 /// Reads one export column for a slot.
 public struct ColumnReader: Sendable {

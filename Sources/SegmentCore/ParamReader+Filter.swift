@@ -39,8 +39,8 @@ extension ParamReader {
 
 /// A fixed set of named codes stored as one byte per contact (status, funnel stage).
 public struct CodeColumn: Sendable {
-    /// Slot → code; `none` for a slot without a value.
-    public var codes: [UInt8] = []
+    /// Slot → code; `none` for a slot without a value. Chunked: a write copies 4 KiB chunks.
+    public var codes = ChunkedArray<UInt8>()
     /// One bitmap per code, for bulk answers.
     public var members: [ContactSet]
     public static let none: UInt8 = .max
@@ -52,7 +52,7 @@ public struct CodeColumn: Sendable {
     public func code(at slot: Int) -> UInt8 { slot < codes.count ? codes[slot] : Self.none }
 
     public mutating func set(_ code: UInt8, at slot: Int) {
-        if slot >= codes.count { codes.append(contentsOf: repeatElement(Self.none, count: slot + 1 - codes.count)) }
+        if slot >= codes.count { codes.grow(to: slot + 1, fill: Self.none) }
         let old = codes[slot]
         if old == code { return }
         if old != Self.none { members[Int(old)].remove(slot) }

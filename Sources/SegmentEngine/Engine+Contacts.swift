@@ -54,27 +54,32 @@ extension Engine {
         let providers = registry.providers
         let (created, updated) = try await write(cause: "contacts.upsert") { context in
             var created = 0, updated = 0
+            // Slots first (creating contact rows in document order, so a repeated email in one
+            // batch updates the contact its first occurrence created), then each provider
+            // applies its part of the whole batch.
+            var writes = Array(repeating: [ContactWrite](), count: providers.count)
+            for p in providers.indices { writes[p].reserveCapacity(items.count) }
             for item in items {
                 let key = item.email.lowercased()
                 if let slot = context.book.slot(of: key) {
-                    for (p, change) in item.changes {
-                        try providers[p].apply(change, slot: slot, isNew: false, context: &context)
-                    }
+                    for (p, change) in item.changes { writes[p].append(ContactWrite(slot: slot, isNew: false, change: change)) }
                     updated += 1
                 } else {
-                    var slot = 0
                     try context.sql.execute(
                         "INSERT INTO contact(email, email_key, created_at) VALUES (?, ?, ?)",
                         [.text(item.email), .text(key), .real(context.now)])
-                    slot = Int(context.sql.lastInsertRowID)
+                    let slot = Int(context.sql.lastInsertRowID)
                     context.book.addContact(slot: slot, email: item.email, createdAt: context.now)
                     context.touched.insert(slot)
-                    for (p, provider) in providers.enumerated() {
+                    for p in providers.indices {
                         let change = item.changes.first { $0.provider == p }?.change
-                        try provider.apply(change, slot: slot, isNew: true, context: &context)
+                        writes[p].append(ContactWrite(slot: slot, isNew: true, change: change))
                     }
                     created += 1
                 }
+            }
+            for (p, provider) in providers.enumerated() where !writes[p].isEmpty {
+                try provider.apply(batch: writes[p], context: &context)
             }
             return (created, updated)
         }
