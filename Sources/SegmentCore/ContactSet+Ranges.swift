@@ -67,7 +67,42 @@ extension ContactSet {
     /// The members of `candidates` whose value in `column` `range` accepts: only candidates
     /// are tested.
     public static func filter(_ candidates: ContactSet, column: ChunkedArray<Double>, range: DoubleRange) -> ContactSet {
-        candidates.retaining { slot in slot < column.count ? range.contains(column[slot]) : range.missing }
+        candidates.retaining(column, missing: range.missing) { range.contains($0) }
+    }
+
+    /// The members of `self` whose value in `column` `keep` accepts (`missing` for members
+    /// past its end), walking the column chunk by chunk so each test is one unchecked load.
+    @inlinable
+    public func retaining<T>(_ column: ChunkedArray<T>, missing: Bool, _ keep: (T) -> Bool) -> ContactSet {
+        var set = self
+        set.words.withUnsafeMutableBufferPointer { words in
+            let wordCount = words.count
+            column.withChunks { start, values in
+                let first = start >> 6
+                let last = Swift.min(wordCount, first + ((values.count + 63) >> 6))
+                guard first < last else { return }
+                for wi in first..<last where words[wi] != 0 {
+                    var w = words[wi]
+                    var kept = w
+                    while w != 0 {
+                        let bit = w.trailingZeroBitCount
+                        let i = ((wi - first) << 6) | bit
+                        if !(i < values.count ? keep(values[i]) : missing) { kept &= ~(1 << UInt64(bit)) }
+                        w &= w &- 1
+                    }
+                    words[wi] = kept
+                }
+            }
+            // Members past the column's end have no value.
+            if !missing {
+                let end = column.count
+                for wi in (end >> 6)..<wordCount where words[wi] != 0 {
+                    let firstBit = wi == end >> 6 ? end & 63 : 0
+                    words[wi] &= firstBit == 0 ? 0 : (1 << UInt64(firstBit)) - 1
+                }
+            }
+        }
+        return set
     }
 
     /// The members for which `keep` is true, testing members only (one call per member).
@@ -95,15 +130,24 @@ extension ContactSet {
     /// filter tests each distinct value once, then this pass only looks answers up.
     public static func build(ids: ChunkedArray<Int32>, answers: [Bool], missing: Bool, capacity: Int) -> ContactSet {
         var set = ContactSet(capacity: capacity)
+        // Answers as bytes indexed by id + 1, so "no value" (-1) is just another entry and the
+        // inner loop has no branch.
+        let table = [missing ? 1 : 0] + answers.map { UInt64($0 ? 1 : 0) }
         set.words.withUnsafeMutableBufferPointer { words in
-            answers.withUnsafeBufferPointer { answers in
+            table.withUnsafeBufferPointer { table in
                 ids.withChunks { start, ids in
-                    for i in 0..<Swift.min(ids.count, capacity - start) {
-                        let id = ids[i]
-                        if id < 0 ? missing : answers[Int(id)] {
-                            let slot = start + i
-                            words[slot >> 6] |= 1 << UInt64(slot & 63)
-                        }
+                    let known = Swift.min(ids.count, capacity - start)
+                    guard known > 0 else { return }
+                    let firstWord = start >> 6
+                    for wi in 0..<(known >> 6) {
+                        var word: UInt64 = 0
+                        let base = wi << 6
+                        for bit in 0..<64 { word |= table[Int(ids[base + bit]) + 1] << UInt64(bit) }
+                        words[firstWord + wi] = word
+                    }
+                    for i in ((known >> 6) << 6)..<known where table[Int(ids[i]) + 1] != 0 {
+                        let slot = start + i
+                        words[slot >> 6] |= 1 << UInt64(slot & 63)
                     }
                 }
             }
@@ -117,10 +161,7 @@ extension ContactSet {
     /// The members of `candidates` whose id has a true answer.
     public static func filter(_ candidates: ContactSet, ids: ChunkedArray<Int32>, answers: [Bool], missing: Bool) -> ContactSet {
         answers.withUnsafeBufferPointer { answers in
-            candidates.retaining { slot in
-                let id = slot < ids.count ? ids[slot] : -1
-                return id < 0 ? missing : answers[Int(id)]
-            }
+            candidates.retaining(ids, missing: missing) { id in id < 0 ? missing : answers[Int(id)] }
         }
     }
 }
