@@ -39,6 +39,12 @@ public struct Book: Sendable {
     /// The slot of `email`, compared case-insensitively.
     public func slot(of email: String) -> Int? { slotByEmail[email.lowercased()] }
 
+    /// Adds the parts `other` has and this book lacks: how indexes loaded in parallel, each on
+    /// its own copy of the core book, are gathered into one.
+    public mutating func adoptParts(of other: Book) {
+        for (name, part) in other.parts where parts[name] == nil { parts[name] = part }
+    }
+
     /// The index a provider keeps in this book, or `nil` before it was first stored.
     public func part<Index: Sendable>(_ name: String, as type: Index.Type) -> Index? {
         parts[name] as? Index

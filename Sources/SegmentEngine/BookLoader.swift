@@ -1,4 +1,7 @@
+import Dispatch
 import SegmentCore
+import SegmentStore
+import Synchronization
 import WireJSON
 
 /// Rebuilds a `Book` from SQLite at start: the core's tables, then each provider's.
@@ -6,7 +9,29 @@ struct BookLoader {
     let registry: DimensionRegistry
     let time: ISOTime
 
-    func load(_ sql: any SQLExecutor) throws -> Book {
+    /// Loads the core (contacts, suppression, segments), then every provider's index in
+    /// parallel, each on its own read connection and its own copy of the core book, then the
+    /// triggers (whose rules compile against the providers' indexes). At start-up nothing
+    /// writes, so the separate read transactions see one state.
+    func load(_ store: Store) throws -> Book {
+        var book = try store.readNow { sql in try loadCore(sql) }
+        let core = book
+        let providers = registry.providers
+        let loaded = Mutex([Result<Book, any Error>?](repeating: nil, count: providers.count))
+        DispatchQueue.concurrentPerform(iterations: providers.count) { p in
+            let result = Result { try store.readNow { sql in
+                var copy = core
+                try providers[p].load(from: sql, into: &copy)
+                return copy
+            } }
+            loaded.withLock { $0[p] = result }
+        }
+        for result in loaded.withLock({ $0 }) { book.adoptParts(of: try result!.get()) }
+        try store.readNow { sql in try loadTriggers(sql, into: &book) }
+        return book
+    }
+
+    private func loadCore(_ sql: any SQLExecutor) throws -> Book {
         var book = Book()
         try sql.forEachRow("SELECT value FROM meta WHERE key = 'version'", []) { row in
             book.bumpVersion(to: row[0].int64 ?? 0)
@@ -28,10 +53,6 @@ struct BookLoader {
                 reviewNeeded: row[4].int64 == 1, createdAt: row[5].double ?? 0, updatedAt: row[6].double ?? 0,
                 lastUsedAt: row[7].double))
         }
-        for provider in registry.providers {
-            try provider.load(from: sql, into: &book)
-        }
-        try loadTriggers(sql, into: &book)
         return book
     }
 

@@ -61,7 +61,7 @@ public final class Engine: Sendable {
         self.logger = logger
         store = try Store(path: configuration.databasePath, migrations: CoreSchema.migrations + registry.providers.flatMap(\.migrations))
         let time = self.time
-        let book = try store.readNow { sql in try BookLoader(registry: registry, time: time).load(sql) }
+        let book = try BookLoader(registry: registry, time: time).load(store)
         hub = EventHub(queueLimit: configuration.subscriberQueueLimit)
         published = Mutex(book)
         logger.info("book loaded", metadata: ["book.contacts": "\(book.contactCount)", "book.version": "\(book.version)"])
