@@ -104,7 +104,7 @@ let package = Package(
         .testTarget(
             name: "SegmentEngineTests",
             dependencies: [
-                "SegmentEngine", "SegmentCore",
+                "SegmentEngine", "SegmentCore", "SegmentStore",
                 "StatusDimension", "FieldDimension", "LabelDimension", "FunnelDimension", "EngagementDimension",
             ],
             swiftSettings: swiftSettings

@@ -45,12 +45,17 @@ public protocol SQLExecutor {
 
 /// A named schema step a provider contributes. Names are never reused and a shipped
 /// migration is never edited: a change is a new migration.
+///
+/// `convert` runs after `sql` in the same transaction, for a conversion SQL cannot do exactly
+/// (SQLite prints reals with at most 16 digits, so numbers are moved by Swift).
 public struct StoreMigration: Sendable {
     public var name: String
     public var sql: String
+    public var convert: (@Sendable (any SQLExecutor) throws -> Void)?
 
-    public init(_ name: String, sql: String) {
+    public init(_ name: String, sql: String, convert: (@Sendable (any SQLExecutor) throws -> Void)? = nil) {
         self.name = name
         self.sql = sql
+        self.convert = convert
     }
 }

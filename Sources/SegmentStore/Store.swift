@@ -34,8 +34,11 @@ public final class Store: Sendable {
         self.path = path
         var migrator = DatabaseMigrator()
         for migration in migrations {
-            let sql = migration.sql
-            migrator.registerMigration(migration.name) { db in try db.execute(sql: sql) }
+            let sql = migration.sql, convert = migration.convert
+            migrator.registerMigration(migration.name) { db in
+                try db.execute(sql: sql)
+                try convert?(GRDBExecutor(db: db))
+            }
         }
         try migrator.migrate(pool)
     }

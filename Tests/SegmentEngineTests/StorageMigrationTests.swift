@@ -1,0 +1,66 @@
+import Foundation
+import SegmentCore
+import SegmentEngine
+import SegmentStore
+import Testing
+import WireJSON
+
+/// A database written by the first storage layout (one SQL row per field value and per label)
+/// opens with the current one (`field.v2`, `label.v2`: one row per contact) and loses nothing:
+/// numbers keep every bit, text keeps quotes and non-ASCII, booleans stay booleans.
+@Suite struct StorageMigrationTests {
+    @Test func firstLayoutRowsBecomeOneDocumentPerContactExactly() async throws {
+        let directory = NSTemporaryDirectory() + "segment-migration-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/v1.sqlite"
+        let registry = TestBook.registry()
+        let firstLayout = CoreSchema.migrations + registry.providers.flatMap { $0.migrations.filter { !$0.name.hasSuffix(".v2") } }
+        #expect(firstLayout.count < CoreSchema.migrations.count + registry.providers.flatMap(\.migrations).count)
+
+        let ltv = 0.1 + 0.2  // 0.30000000000000004: SQLite's own JSON would print 0.3
+        let signup = 1_767_225_600.123_456_7
+        let store = try Store(path: path, migrations: firstLayout)
+        _ = try await store.write({ sql in
+            for (name, type) in [("ltv", "number"), ("signup", "date"), ("vip", "boolean"), ("city", "text")] {
+                try sql.execute("INSERT INTO field_def(name, type, created_at) VALUES (?, ?, 0)", [.text(name), .text(type)])
+            }
+            for email in ["ana@example.com", "bo@example.com"] {
+                try sql.execute("INSERT INTO contact(email, email_key, created_at) VALUES (?, ?, 0)", [.text(email), .text(email)])
+                try sql.execute("INSERT INTO contact_status(contact_id, status) VALUES (?, 0)", [.integer(sql.lastInsertRowID)])
+            }
+            let rows: [(Int64, String, SQLValue)] = [
+                (1, "name", .text("Ana")), (1, "ltv", .real(ltv)), (1, "signup", .real(signup)), (1, "vip", .integer(1)),
+                (1, "city", .text("Zoë \"Q\" 東京")), (2, "vip", .integer(0)),
+            ]
+            for (id, field, value) in rows {
+                try sql.execute("INSERT INTO contact_field(contact_id, field, value) VALUES (?, ?, ?)", [.integer(id), .text(field), value])
+            }
+            for (key, name) in [("vip", "VIP"), ("news", "News")] {
+                try sql.execute("INSERT INTO label(key, name, last_added_at) VALUES (?, ?, 0)", [.text(key), .text(name)])
+            }
+            for (id, key) in [(Int64(1), "vip"), (1, "news"), (2, "vip")] {
+                try sql.execute("INSERT INTO contact_label(contact_id, key) VALUES (?, ?)", [.integer(id), .text(key)])
+            }
+            return 0
+        }, afterCommit: { _ in })
+        try store.close()
+
+        let engine = try Engine(configuration: .init(databasePath: path), registry: registry)
+        defer { try? engine.close() }
+        let ana = try #require(engine.contact(email: "ana@example.com"))
+        #expect(ana["name"] == .string("Ana"))
+        #expect(ana["fields"]?["ltv"] == .double(ltv))
+        #expect(ana["fields"]?["vip"] == .bool(true))
+        #expect(ana["fields"]?["city"] == .string("Zoë \"Q\" 東京"))
+        #expect(Set(ana["labels"]?.arrayValue ?? []) == [.string("VIP"), .string("News")])
+        #expect(engine.contact(email: "bo@example.com")?["fields"]?["vip"] == .bool(false))
+        // Exact values answer exact filters.
+        let exact: JSONValue = [["dimension": "field", "field": "ltv", "op": "equals", "value": .double(ltv)]]
+        #expect(try engine.count(filters: exact, audience: .all).matched == 1)
+        let after: JSONValue = [["dimension": "field", "field": "signup", "op": "greater_than", "value": "2026-01-01T00:00:00.123Z"]]
+        #expect(try engine.count(filters: after, audience: .all).matched == 1)
+        let vip: JSONValue = [["dimension": "label", "op": "contains", "value": "vip"]]
+        #expect(try engine.count(filters: vip, audience: .all).matched == 2)
+    }
+}
