@@ -155,14 +155,17 @@ import WireJSON
         try await server.stop()
     }
 
+    /// The busy connection sends its request right after connecting; the idle timeout leaves
+    /// a loaded two-core host ample time for that (at 300 ms a delayed send once met a
+    /// connection already closed as idle), and the request outlasts the timeout twice over.
     @Test func idleConnectionsAreClosedButBusyOnesAreNot() async throws {
-        let server = try await TestServer { $0.limits.idleTimeout = .milliseconds(300) }
-        let idle = try await server.client()
+        let server = try await TestServer { $0.limits.idleTimeout = .milliseconds(1_000) }
         let busy = try await server.client()
-        let call = Task { try await busy.call("test.sleep", ["ms": 700]) }
+        let call = Task { try await busy.call("test.sleep", ["ms": 2_000]) }
+        let idle = try await server.client()
         let closed = try await withTimeout { try await idle.readLine() }
         #expect(closed == nil)
-        #expect(try await withTimeout { try await call.value } == ["slept": 700])
+        #expect(try await withTimeout { try await call.value } == ["slept": 2_000])
         try await idle.close()
         try await busy.close()
         try await server.stop()
