@@ -111,7 +111,7 @@ public struct FieldDimension: DimensionProvider {
             case .text(let s): doc[field] = .string(s)
             case .real(let d): doc[field] = .double(d)
             case .integer(let i): doc[field] = .int(i)
-            case .null: break
+            case .null, .blob: break
             }
         }
         try flush()

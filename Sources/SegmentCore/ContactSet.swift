@@ -171,3 +171,41 @@ public struct ContactSet: Sendable, Hashable {
         for i in 0..<last { hasher.combine(words[i]) }
     }
 }
+
+extension ContactSet {
+    /// Slots per persisted chunk: 4,096 (64 words, 512 bytes).
+    public static let chunkSlots = 4_096
+
+    /// Chunks that hold at least one member.
+    public var nonEmptyChunks: [Int] {
+        stride(from: 0, to: words.count, by: 64).compactMap { start in
+            words[start..<Swift.min(start + 64, words.count)].contains { $0 != 0 } ? start >> 6 : nil
+        }
+    }
+
+    /// Chunk `chunk` (slots `chunk * 4096 ..< (chunk + 1) * 4096`) as 512 little-endian
+    /// bytes, or `nil` when it has no member: how trigger baselines are persisted.
+    public func chunkBytes(_ chunk: Int) -> [UInt8]? {
+        let start = chunk * 64
+        guard start < words.count else { return nil }
+        let slice = words[start..<Swift.min(start + 64, words.count)]
+        guard slice.contains(where: { $0 != 0 }) else { return nil }
+        var bytes = [UInt8](repeating: 0, count: 512)
+        for (i, word) in slice.enumerated() {
+            for b in 0..<8 { bytes[i * 8 + b] = UInt8(truncatingIfNeeded: word >> UInt64(b * 8)) }
+        }
+        return bytes
+    }
+
+    /// Replaces chunk `chunk` with `bytes` as written by `chunkBytes` (growing the set).
+    public mutating func setChunk(_ chunk: Int, bytes: [UInt8]) {
+        let start = chunk * 64
+        let wordCount = Swift.min(64, bytes.count / 8)
+        if words.count < start + wordCount { words.append(contentsOf: repeatElement(0, count: start + wordCount - words.count)) }
+        for i in 0..<wordCount {
+            var word: UInt64 = 0
+            for b in 0..<8 { word |= UInt64(bytes[i * 8 + b]) << UInt64(b * 8) }
+            words[start + i] = word
+        }
+    }
+}

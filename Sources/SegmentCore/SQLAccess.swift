@@ -4,6 +4,7 @@ public enum SQLValue: Sendable, Equatable {
     case integer(Int64)
     case real(Double)
     case text(String)
+    case blob([UInt8])
 
     public var int64: Int64? {
         switch self {
@@ -23,6 +24,11 @@ public enum SQLValue: Sendable, Equatable {
 
     public var string: String? {
         if case .text(let s) = self { return s }
+        return nil
+    }
+
+    public var bytes: [UInt8]? {
+        if case .blob(let b) = self { return b }
         return nil
     }
 }

@@ -59,9 +59,9 @@ struct BookLoader {
     /// Triggers come back with their persisted baselines, so a restart fires nothing.
     private func loadTriggers(_ sql: any SQLExecutor, into book: inout Book) throws {
         var members: [Int64: ContactSet] = [:]
-        try sql.forEachRow("SELECT trigger_id, contact_id FROM trigger_member", []) { row in
-            guard let id = row[0].int64, let slot = row[1].int64.map(Int.init) else { return }
-            members[id, default: ContactSet(capacity: book.slotCount)].insert(slot)
+        try sql.forEachRow("SELECT trigger_id, chunk, bits FROM trigger_baseline", []) { row in
+            guard let id = row[0].int64, let chunk = row[1].int64.map(Int.init), let bits = row[2].bytes else { return }
+            members[id, default: ContactSet(capacity: book.slotCount)].setChunk(chunk, bytes: bits)
         }
         try sql.forEachRow("SELECT id, segment_id, on_enter, on_exit, created_at FROM trigger", []) { row in
             guard let id = row[0].int64, let segmentID = row[1].int64, let segment = book.segments[segmentID],

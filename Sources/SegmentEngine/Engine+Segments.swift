@@ -120,7 +120,7 @@ extension Engine {
                 }
                 for trigger in triggers {
                     context.book.triggers.removeValue(forKey: trigger)
-                    try context.sql.execute("DELETE FROM trigger_member WHERE trigger_id = ?", [.integer(trigger)])
+                    try context.sql.execute("DELETE FROM trigger_baseline WHERE trigger_id = ?", [.integer(trigger)])
                     try context.sql.execute("DELETE FROM trigger WHERE id = ?", [.integer(trigger)])
                 }
             }

@@ -38,7 +38,7 @@ extension Engine {
     public func deleteTrigger(id: Int64) async throws -> Trigger {
         try await write(cause: "triggers.delete") { context in
             guard let trigger = context.book.triggers.removeValue(forKey: id) else { throw SegmentError.notFound("no trigger with id \(id)") }
-            try context.sql.execute("DELETE FROM trigger_member WHERE trigger_id = ?", [.integer(id)])
+            try context.sql.execute("DELETE FROM trigger_baseline WHERE trigger_id = ?", [.integer(id)])
             try context.sql.execute("DELETE FROM trigger WHERE id = ?", [.integer(id)])
             return trigger
         }
@@ -72,11 +72,8 @@ extension Engine {
 
     /// Writes a trigger's whole baseline (after creation or a rule change).
     static func saveBaseline(_ trigger: Trigger, context: WriteContext) throws {
-        try context.sql.execute("DELETE FROM trigger_member WHERE trigger_id = ?", [.integer(trigger.id)])
-        try trigger.members.forEach { slot in
-            try context.sql.execute(
-                "INSERT INTO trigger_member(trigger_id, contact_id) VALUES (?, ?)", [.integer(trigger.id), .integer(Int64(slot))])
-        }
+        try context.sql.execute("DELETE FROM trigger_baseline WHERE trigger_id = ?", [.integer(trigger.id)])
+        for chunk in trigger.members.nonEmptyChunks { try TriggerEvaluator.saveChunk(chunk, of: trigger, sql: context.sql) }
     }
 
     /// After a segment's rule changed: each of its triggers takes the new rule and the new

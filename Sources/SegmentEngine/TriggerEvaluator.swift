@@ -25,22 +25,29 @@ struct TriggerEvaluator {
                 changed = slots.filter { trigger.members.contains($0) != trigger.rule.matches(slot: $0, in: context.book, at: context.now) }
             }
             guard !changed.isEmpty else { continue }
+            var chunks: Set<Int> = []
             for slot in changed {
                 let now = !trigger.members.contains(slot)
                 trigger.members.update(slot, member: now)
-                let slotArg = SQLValue.integer(Int64(slot))
-                if now {
-                    try context.sql.execute("INSERT OR IGNORE INTO trigger_member(trigger_id, contact_id) VALUES (?, ?)", [.integer(id), slotArg])
-                } else {
-                    try context.sql.execute("DELETE FROM trigger_member WHERE trigger_id = ? AND contact_id = ?", [.integer(id), slotArg])
-                }
+                chunks.insert(slot / ContactSet.chunkSlots)
                 guard now ? trigger.onEnter : trigger.onExit else { continue }
                 let email = slot < context.book.emails.count && !context.book.emails[slot].isEmpty ? context.book.emails[slot] : base.emails[slot]
                 events.append(try append(trigger: trigger, email: email, type: now ? "enter" : "exit", context: context))
             }
+            for chunk in chunks.sorted() { try Self.saveChunk(chunk, of: trigger, sql: context.sql) }
             context.book.triggers[id] = trigger
         }
         return events
+    }
+
+    /// Persists one 4,096-slot chunk of a trigger's baseline (an empty chunk has no row).
+    static func saveChunk(_ chunk: Int, of trigger: Trigger, sql: any SQLExecutor) throws {
+        if let bits = trigger.members.chunkBytes(chunk) {
+            try sql.execute("INSERT OR REPLACE INTO trigger_baseline(trigger_id, chunk, bits) VALUES (?, ?, ?)",
+                            [.integer(trigger.id), .integer(Int64(chunk)), .blob(bits)])
+        } else {
+            try sql.execute("DELETE FROM trigger_baseline WHERE trigger_id = ? AND chunk = ?", [.integer(trigger.id), .integer(Int64(chunk))])
+        }
     }
 
     /// Touched contacts from which a rule is resolved whole rather than tested one by one.

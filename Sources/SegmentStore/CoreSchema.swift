@@ -2,7 +2,7 @@ import SegmentCore
 
 /// The tables the core owns; providers add their own after these.
 public enum CoreSchema {
-    public static var migrations: [StoreMigration] { base + [triggerMigration] }
+    public static var migrations: [StoreMigration] { base + [triggerMigration, baselineChunksMigration] }
 
     static let base: [StoreMigration] = [
         StoreMigration("core.v1", sql: """
@@ -29,4 +29,27 @@ extension CoreSchema {
             email TEXT NOT NULL, type TEXT NOT NULL, at REAL NOT NULL, cause TEXT NOT NULL);
         CREATE INDEX event_by_at ON event(at);
         """)
+}
+
+extension CoreSchema {
+    /// Trigger baselines as bitmap chunks (4,096 slots, 512 bytes each) instead of one row per
+    /// member: a write rewrites the chunks its transitions fall in, creating a trigger writes
+    /// a few hundred chunks instead of one row per matching contact.
+    static let baselineChunksMigration = StoreMigration("triggers.v2", sql: """
+        CREATE TABLE trigger_baseline (trigger_id INTEGER NOT NULL, chunk INTEGER NOT NULL, bits BLOB NOT NULL,
+            PRIMARY KEY (trigger_id, chunk)) WITHOUT ROWID;
+        """, convert: { sql in
+            var members: [Int64: ContactSet] = [:]
+            try sql.forEachRow("SELECT trigger_id, contact_id FROM trigger_member", []) { row in
+                guard let id = row[0].int64, let slot = row[1].int64 else { return }
+                members[id, default: ContactSet()].insert(Int(slot))
+            }
+            for (id, set) in members {
+                for chunk in set.nonEmptyChunks {
+                    try sql.execute("INSERT INTO trigger_baseline(trigger_id, chunk, bits) VALUES (?, ?, ?)",
+                                    [.integer(id), .integer(Int64(chunk)), .blob(set.chunkBytes(chunk) ?? [])])
+                }
+            }
+            try sql.execute("DROP TABLE trigger_member", [])
+        })
 }

@@ -117,12 +117,19 @@ struct GRDBExecutor: SQLExecutor {
                 switch sqlite3_column_type(handle, column) {
                 case SQLITE_INTEGER: values[i] = .integer(sqlite3_column_int64(handle, column))
                 case SQLITE_FLOAT: values[i] = .real(sqlite3_column_double(handle, column))
-                case SQLITE_TEXT, SQLITE_BLOB:
+                case SQLITE_TEXT:
                     let count = Int(sqlite3_column_bytes(handle, column))
                     if let bytes = sqlite3_column_blob(handle, column) {
                         values[i] = .text(String(decoding: UnsafeRawBufferPointer(start: bytes, count: count), as: UTF8.self))
                     } else {
                         values[i] = .text("")
+                    }
+                case SQLITE_BLOB:
+                    let count = Int(sqlite3_column_bytes(handle, column))
+                    if let bytes = sqlite3_column_blob(handle, column) {
+                        values[i] = .blob(Array(UnsafeRawBufferPointer(start: bytes, count: count)))
+                    } else {
+                        values[i] = .blob([])
                     }
                 default: values[i] = .null
                 }
@@ -152,6 +159,10 @@ struct GRDBExecutor: SQLExecutor {
                         sqlite3_bind_text(handle, index, chars.baseAddress ?? emptyText, Int32(chars.count), sqliteTransient)
                     }
                 }
+            case .blob(let bytes):
+                code = bytes.withUnsafeBytes { raw in
+                    sqlite3_bind_blob(handle, index, raw.baseAddress ?? UnsafeRawPointer(emptyText), Int32(raw.count), sqliteTransient)
+                }
             }
             guard code == SQLITE_OK else { throw failure(code, sql) }
         }
@@ -167,14 +178,3 @@ struct GRDBExecutor: SQLExecutor {
 private let sqliteTransient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 /// Bound for empty text (whose UTF-8 buffer may have no address).
 nonisolated(unsafe) private let emptyText = UnsafeRawPointer(("" as StaticString).utf8Start).assumingMemoryBound(to: CChar.self)
-
-extension SQLValue {
-    var databaseValue: DatabaseValue {
-        switch self {
-        case .null: return .null
-        case .integer(let i): return i.databaseValue
-        case .real(let d): return d.databaseValue
-        case .text(let s): return s.databaseValue
-        }
-    }
-}

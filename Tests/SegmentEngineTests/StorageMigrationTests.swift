@@ -7,7 +7,8 @@ import WireJSON
 
 /// A database written by the first storage layout (one SQL row per field value and per label)
 /// opens with the current one (`field.v2`, `label.v2`: one row per contact) and loses nothing:
-/// numbers keep every bit, text keeps quotes and non-ASCII, booleans stay booleans.
+/// numbers keep every bit, text keeps quotes and non-ASCII, booleans stay booleans; trigger
+/// baselines (`triggers.v2`: bitmap chunks instead of one row per member) keep every member.
 @Suite struct StorageMigrationTests {
     @Test func firstLayoutRowsBecomeOneDocumentPerContactExactly() async throws {
         let directory = NSTemporaryDirectory() + "segment-migration-" + UUID().uuidString
@@ -15,8 +16,9 @@ import WireJSON
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/v1.sqlite"
         let registry = TestBook.registry()
-        let firstLayout = CoreSchema.migrations + registry.providers.flatMap { $0.migrations.filter { !$0.name.hasSuffix(".v2") } }
-        #expect(firstLayout.count < CoreSchema.migrations.count + registry.providers.flatMap(\.migrations).count)
+        let current = CoreSchema.migrations + registry.providers.flatMap(\.migrations)
+        let firstLayout = current.filter { !$0.name.hasSuffix(".v2") }
+        #expect(Set(current.map(\.name)).subtracting(firstLayout.map(\.name)) == ["field.v2", "label.v2", "triggers.v2"])
 
         let ltv = 0.1 + 0.2  // 0.30000000000000004: SQLite's own JSON would print 0.3
         let signup = 1_767_225_600.123_456_7
@@ -42,6 +44,14 @@ import WireJSON
             for (id, key) in [(Int64(1), "vip"), (1, "news"), (2, "vip")] {
                 try sql.execute("INSERT INTO contact_label(contact_id, key) VALUES (?, ?)", [.integer(id), .text(key)])
             }
+            try sql.execute("""
+                INSERT INTO segment(id, name, name_key, filters, review_needed, created_at, updated_at)
+                VALUES (1, 'vips', 'vips', '[{"dimension":"label","op":"contains","value":"vip"}]', 0, 0, 0)
+                """, [])
+            try sql.execute("INSERT INTO trigger(id, segment_id, on_enter, on_exit, created_at) VALUES (1, 1, 1, 1, 0)", [])
+            for slot in [1, 2, 4_095, 4_096, 70_000] as [Int64] {
+                try sql.execute("INSERT INTO trigger_member(trigger_id, contact_id) VALUES (1, ?)", [.integer(slot)])
+            }
             return 0
         }, afterCommit: { _ in })
         try store.close()
@@ -62,5 +72,7 @@ import WireJSON
         #expect(try engine.count(filters: after, audience: .all).matched == 1)
         let vip: JSONValue = [["dimension": "label", "op": "contains", "value": "vip"]]
         #expect(try engine.count(filters: vip, audience: .all).matched == 2)
+        // The trigger's baseline, across chunk boundaries, comes back whole.
+        #expect(engine.triggers().first?.members.slots == [1, 2, 4_095, 4_096, 70_000])
     }
 }
