@@ -8,7 +8,7 @@ struct TriggerEvaluator {
     /// `base` is the book before the write: it still knows the email of a deleted contact.
     func evaluate(_ context: inout WriteContext, base: Book) throws -> [TriggerEvent] {
         guard !context.touched.isEmpty, !context.book.triggers.isEmpty else { return [] }
-        var events: [TriggerEvent] = []
+        var pending: [TriggerEvent] = []
         let touched = context.touched
         let slots = touched.slots
         // A large write is cheaper to re-check by resolving each rule once (bitmap algebra)
@@ -32,12 +32,14 @@ struct TriggerEvaluator {
                 chunks.insert(slot / ContactSet.chunkSlots)
                 guard now ? trigger.onEnter : trigger.onExit else { continue }
                 let email = slot < context.book.emails.count && !context.book.emails[slot].isEmpty ? context.book.emails[slot] : base.emails[slot]
-                events.append(try append(trigger: trigger, email: email, type: now ? "enter" : "exit", context: context))
+                pending.append(TriggerEvent(
+                    cursor: 0, trigger: trigger.id, segment: trigger.segmentID, email: email, type: now ? "enter" : "exit",
+                    at: context.now, cause: cause))
             }
             for chunk in chunks.sorted() { try Self.saveChunk(chunk, of: trigger, sql: context.sql) }
             context.book.triggers[id] = trigger
         }
-        return events
+        return try append(pending, sql: context.sql)
     }
 
     /// Persists one 4,096-slot chunk of a trigger's baseline (an empty chunk has no row).
@@ -53,14 +55,28 @@ struct TriggerEvaluator {
     /// Touched contacts from which a rule is resolved whole rather than tested one by one.
     static let bulkThreshold = 256
 
-    /// Appends one event and returns it with its cursor.
-    func append(trigger: Trigger, email: String, type: String, context: WriteContext) throws -> TriggerEvent {
-        try context.sql.execute(
-            "INSERT INTO event(trigger_id, segment_id, email, type, at, cause) VALUES (?, ?, ?, ?, ?, ?)",
-            [.integer(trigger.id), .integer(trigger.segmentID), .text(email), .text(type), .real(context.now), .text(cause)])
-        var cursor: Int64 = 0
-        cursor = context.sql.lastInsertRowID
-        return TriggerEvent(
-            cursor: cursor, trigger: trigger.id, segment: trigger.segmentID, email: email, type: type, at: context.now, cause: cause)
+    /// Events per INSERT statement: one statement (and one update of the AUTOINCREMENT
+    /// counter) per row cost ~1.7 µs per event, most of a triggered write.
+    static let rowsPerInsert = 100
+
+    /// Appends `events` in order and returns them with their cursors. With one writer, the
+    /// rows of one INSERT get consecutive cursors ending at the last inserted rowid.
+    func append(_ events: [TriggerEvent], sql: any SQLExecutor) throws -> [TriggerEvent] {
+        var stored = events
+        var start = 0
+        while start < stored.count {
+            let end = min(start + Self.rowsPerInsert, stored.count)
+            var arguments: [SQLValue] = []
+            arguments.reserveCapacity((end - start) * 6)
+            for e in stored[start..<end] {
+                arguments += [.integer(e.trigger), .integer(e.segment), .text(e.email), .text(e.type), .real(e.at), .text(e.cause)]
+            }
+            let rows = Array(repeating: "(?, ?, ?, ?, ?, ?)", count: end - start).joined(separator: ", ")
+            try sql.execute("INSERT INTO event(trigger_id, segment_id, email, type, at, cause) VALUES \(rows)", arguments)
+            let last = sql.lastInsertRowID
+            for i in start..<end { stored[i].cursor = last - Int64(end - 1 - i) }
+            start = end
+        }
+        return stored
     }
 }

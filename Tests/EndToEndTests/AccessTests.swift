@@ -120,8 +120,9 @@ import Glibc
     }
 
     /// Code reading made a test: every SQL text in the engine, the store and the plugins is a
-    /// literal; client values travel as bound arguments. The only interpolation into SQL is
-    /// the engagement column name, picked from a fixed list by event index.
+    /// literal; client values travel as bound arguments. The only interpolations into SQL are
+    /// the engagement column name, picked from a fixed list by event index, and the number of
+    /// placeholder groups in the multi-row event insert.
     @Test func noSQLIsBuiltFromClientStrings() throws {
         let roots = ["Sources/SegmentEngine", "Sources/SegmentStore", "Sources/SegmentCore", "Plugins"]
         let keywords = try NSRegularExpression(pattern: #"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|WHERE|VALUES)\b"#)
@@ -143,10 +144,15 @@ import Glibc
             }
         }
         #expect(sqlLiterals > 20, "the scan found no SQL; did the layout change?")
-        let allowed = interpolated.filter { $0.contains("EngagementDimension.swift") && $0.contains("\\(column)") }
+        let allowed = interpolated.filter {
+            ($0.contains("EngagementDimension.swift") && $0.contains("\\(column)")) || ($0.contains("TriggerEvaluator.swift") && $0.contains("VALUES \\(rows)"))
+        }
         #expect(interpolated == allowed, "SQL built with interpolation: \(interpolated)")
         let engagement = try String(contentsOf: packageRoot.appendingPathComponent("Plugins/EngagementDimension/EngagementDimension.swift"), encoding: .utf8)
         #expect(engagement.contains(#"let column = ["last_open", "last_click", "last_send"][event]"#), "the column must come from a fixed list")
+        let evaluator = try String(contentsOf: packageRoot.appendingPathComponent("Sources/SegmentEngine/TriggerEvaluator.swift"), encoding: .utf8)
+        #expect(evaluator.contains(#"let rows = Array(repeating: "(?, ?, ?, ?, ?, ?)", count: end - start).joined(separator: ", ")"#),
+                "the event insert's rows must be fixed placeholder groups")
     }
 
     /// Field names, labels, emails, names and segment names that look like SQL are stored and
