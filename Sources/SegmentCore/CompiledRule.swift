@@ -24,6 +24,12 @@ public struct CompiledRule: Sendable {
         return set
     }
 
+    /// The live contacts among `candidates` the rule matches: bitmap filters intersect with
+    /// the candidates, column filters test only them when they are few.
+    public func resolve(in book: Book, at now: Double, within candidates: ContactSet) -> ContactSet {
+        Self.resolve(root, book: book, now: now, within: candidates.intersection(book.alive))
+    }
+
     public func matches(slot: Int, in book: Book, at now: Double) -> Bool {
         book.alive.contains(slot) && Self.matches(root, slot: slot, book: book, now: now)
     }

@@ -209,3 +209,12 @@ extension ContactSet {
         }
     }
 }
+
+extension ContactSet {
+    /// The 64 slots `64 * index ..< 64 * index + 64` as bits (0 past the end).
+    @inlinable
+    public func word(at index: Int) -> UInt64 { index < words.count ? words[index] : 0 }
+
+    /// Indexes of the words holding at least one member.
+    public var nonZeroWordIndices: [Int] { words.indices.filter { words[$0] != 0 } }
+}

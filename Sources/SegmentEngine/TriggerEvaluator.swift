@@ -14,13 +14,22 @@ struct TriggerEvaluator {
         // A large write is cheaper to re-check by resolving each rule once (bitmap algebra)
         // than by testing every touched contact one by one.
         let bulk = slots.count >= Self.bulkThreshold
+        let touchedWords = bulk ? touched.nonZeroWordIndices : []
         for id in context.book.triggers.keys.sorted() {
             var trigger = context.book.triggers[id]!
             let changed: [Int]
             if bulk {
-                let now = trigger.rule.resolve(in: context.book, at: context.now).intersection(touched)
-                let was = trigger.members.intersection(touched)
-                changed = now.subtracting(was).union(was.subtracting(now)).slots
+                // Compared only on the words the write touched.
+                let now = trigger.rule.resolve(in: context.book, at: context.now, within: touched)
+                var found: [Int] = []
+                for wi in touchedWords {
+                    var diff = (now.word(at: wi) ^ trigger.members.word(at: wi)) & touched.word(at: wi)
+                    while diff != 0 {
+                        found.append(wi << 6 | diff.trailingZeroBitCount)
+                        diff &= diff &- 1
+                    }
+                }
+                changed = found
             } else {
                 changed = slots.filter { trigger.members.contains($0) != trigger.rule.matches(slot: $0, in: context.book, at: context.now) }
             }
