@@ -57,8 +57,17 @@ struct FieldColumn: Sendable {
     var numbers = ChunkedArray<Double>()
     /// 0 false, 1 true, 2 no value.
     var booleans = ChunkedArray<UInt8>()
+    /// Number fields with few distinct values (counts, scores, tiers): each value's contacts,
+    /// so a range filter ORs a few bitmaps instead of scanning a double per contact (a range
+    /// count was ~4× the SQL baseline, which answers it from an index). `nil` once more than
+    /// `maxDistinct` values have appeared; rebuilt from the column at the next start.
+    var byValue: [Double: ContactSet]? = [:]
+    static let maxDistinct = 64
 
-    init(type: FieldType) { self.type = type }
+    init(type: FieldType) {
+        self.type = type
+        if type != .number { byValue = nil }
+    }
 
     mutating func set(_ value: FieldValue?, at slot: Int) {
         switch type {
@@ -66,14 +75,41 @@ struct FieldColumn: Sendable {
             if case .text(let s)? = value { text.set(s, at: slot) } else { text.set(nil, at: slot) }
         case .number, .date:
             Self.grow(&numbers, slot, Double.nan)
+            let old = numbers[slot]
             switch value {
             case .number(let d)?, .date(let d)?: numbers[slot] = d
             default: numbers[slot] = .nan
             }
+            if byValue != nil { index(slot, from: old, to: numbers[slot]) }
         case .boolean:
             Self.grow(&booleans, slot, 2)
             if case .boolean(let b)? = value { booleans[slot] = b ? 1 : 0 } else { booleans[slot] = 2 }
         }
+    }
+
+    /// Moves `slot` between the value bitmaps (NaN: no value).
+    private mutating func index(_ slot: Int, from old: Double, to new: Double) {
+        guard old != new || old.isNaN != new.isNaN else { return }
+        if !old.isNaN { byValue![old]?.remove(slot) }
+        guard !new.isNaN else { return }
+        if byValue![new] == nil && byValue!.count >= Self.maxDistinct {
+            byValue = nil
+            return
+        }
+        byValue![new, default: ContactSet()].insert(slot)
+    }
+
+    /// The slots `range` accepts, from the value bitmaps; `nil` without them.
+    func fromValueBitmaps(_ range: DoubleRange, capacity: Int) -> ContactSet? {
+        guard let byValue else { return nil }
+        var set = ContactSet(capacity: capacity)
+        var valued = ContactSet(capacity: capacity)
+        for (value, members) in byValue {
+            if range.contains(value) { set.formUnion(members) }
+            if range.missing { valued.formUnion(members) }
+        }
+        if range.missing { set.formUnion(ContactSet.full(capacity: capacity).subtracting(valued)) }
+        return set
     }
 
     func value(at slot: Int) -> FieldValue? {

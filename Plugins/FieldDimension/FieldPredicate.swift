@@ -112,7 +112,10 @@ struct FieldPredicate: ContactPredicate {
             let answers = c.lower.map { test.test(.text($0)) }
             return ContactSet.build(ids: c.ids, answers: answers, missing: test.test(nil), capacity: book.slotCount)
         case .number?, .date?:
-            if let range = test.range { return ContactSet.build(column: column!.numbers, range: range, capacity: book.slotCount) }
+            if let range = test.range {
+                return column!.fromValueBitmaps(range, capacity: book.slotCount)
+                    ?? ContactSet.build(column: column!.numbers, range: range, capacity: book.slotCount)
+            }
             let c = column!.numbers
             let isDate = column!.type == .date
             let missing = test.test(nil)

@@ -103,6 +103,11 @@ struct OracleBookBuilder {
             c.ltv = ltv
             fields["ltv"] = ltv.rounded() == ltv ? .int(Int64(ltv)) : .double(ltv)
         }
+        if rng.chance(0.8) {
+            let score = Double(rng.int(-2...9))
+            c.score = score
+            fields["score"] = .int(Int64(score))
+        }
         if rng.chance(0.7) {
             let (t, json) = randomSignup()
             c.signup = t
@@ -130,6 +135,7 @@ struct OracleBookBuilder {
         let engine = book.engine
         try await book.define("city", "text")
         try await book.define("ltv", "number")
+        try await book.define("score", "number")
         try await book.define("signup", "date")
         try await book.define("vip", "boolean")
 
@@ -245,6 +251,9 @@ struct OracleBookBuilder {
             }
             if rng.chance(0.3) {
                 if rng.chance(0.3) { c.ltv = nil; fields["ltv"] = .null } else { c.ltv = randomLTV(); fields["ltv"] = .double(c.ltv!) }
+            }
+            if rng.chance(0.3) {
+                if rng.chance(0.3) { c.score = nil; fields["score"] = .null } else { c.score = Double(rng.int(-2...9)); fields["score"] = .double(c.score!) }
             }
             if rng.chance(0.2) {
                 if rng.chance(0.3) { c.signup = nil; fields["signup"] = "" } else { let (t, j) = randomSignup(); c.signup = t; fields["signup"] = j }

@@ -50,7 +50,8 @@ struct OracleFilterGenerator {
     }
 
     mutating func leaf() -> OracleFilter {
-        switch rng.int(0...11) {
+        switch rng.int(0...12) {
+        case 12: return scoreField()
         case 0: return status()
         case 1, 2: return funnel()
         case 3, 4: return label()
@@ -144,6 +145,23 @@ struct OracleFilterGenerator {
     }
 
     mutating func cityField() -> OracleFilter { textFilter("city", { $0.cityLower }, samples: OracleBookBuilder.cities) }
+
+    /// Few distinct values: answered from per-value bitmaps, not a column scan.
+    mutating func scoreField() -> OracleFilter {
+        let x = Double(rng.int(-3...10)) + (rng.chance(0.1) ? 0.5 : 0)
+        switch rng.int(0...6) {
+        case 0: return field("score", "equals", .double(x)) { $0.score == x }
+        case 1: return field("score", "not_equals", .double(x)) { c in c.score.map { $0 != x } ?? true }
+        case 2: return field("score", "greater_than", .double(x)) { c in c.score.map { $0 > x } ?? false }
+        case 3: return field("score", "less_than", .double(x)) { c in c.score.map { $0 < x } ?? false }
+        case 4:
+            let y = Double(rng.int(-3...10))
+            let (lo, hi) = (min(x, y), max(x, y))
+            return field("score", "between", [.double(lo), .double(hi)]) { c in c.score.map { $0 >= lo && $0 <= hi } ?? false }
+        case 5: return field("score", "is_empty", nil) { $0.score == nil }
+        default: return field("score", "is_not_empty", nil) { $0.score != nil }
+        }
+    }
 
     mutating func ltvField() -> OracleFilter {
         let x = rng.chance(0.7) ? rng.pick(ltvs) : Double(rng.int(-100...5100))
@@ -251,7 +269,7 @@ struct OracleFilterGenerator {
     func field(_ name: String, _ op: String, _ value: JSONValue?, _ test: @escaping (ModelContact) -> Bool) -> OracleFilter {
         var o: [String: JSONValue] = ["dimension": "field", "field": .string(name), "op": .string(op)]
         if let value { o["value"] = value }
-        let kind = ["city": "text", "name": "text", "email": "text", "ltv": "number", "signup": "date", "created_at": "date", "vip": "boolean"][name]!
+        let kind = ["city": "text", "name": "text", "email": "text", "ltv": "number", "score": "number", "signup": "date", "created_at": "date", "vip": "boolean"][name]!
         return OracleFilter(json: .object(o), test: test, ops: ["field.\(kind).\(op)"])
     }
 }

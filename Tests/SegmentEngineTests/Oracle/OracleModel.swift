@@ -51,6 +51,8 @@ struct ModelContact {
     private(set) var nameLower: String?
     private(set) var cityLower: String?
     var ltv: Double?
+    /// A number with few distinct values (the engine keeps per-value bitmaps for those).
+    var score: Double?
     var signup: Double?
     var vip: Bool?
     /// Last open, click, send (seconds since 1970), nil for never.
