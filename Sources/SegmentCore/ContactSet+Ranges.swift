@@ -31,9 +31,6 @@ extension ContactSet {
     public static func build(column: ChunkedArray<Double>, range: DoubleRange, capacity: Int) -> ContactSet {
         var set = ContactSet(capacity: capacity)
         let lo = range.lo, hi = range.hi, negated = range.negated
-        // A NaN fails both comparisons, so the loop gives it `negated`; flip it when the
-        // answer for a missing value differs.
-        let flipNaN = range.missing != negated
         set.words.withUnsafeMutableBufferPointer { words in
             column.withChunks { start, values in
                 // Chunks start on a word boundary (4,096 slots = 64 words).
@@ -41,14 +38,21 @@ extension ContactSet {
                 guard known > 0 else { return }
                 let fullWords = known >> 6
                 let firstWord = start >> 6
+                // Eight lanes at a time: compare, turn the lane mask into eight bits.
+                let lo8 = SIMD8<Double>(repeating: lo), hi8 = SIMD8<Double>(repeating: hi)
+                let laneBits = SIMD8<Int64>(1, 2, 4, 8, 16, 32, 64, 128)
+                let raw = UnsafeRawPointer(values.baseAddress!)
                 for wi in 0..<fullWords {
                     var word: UInt64 = 0
                     let base = wi << 6
-                    for bit in 0..<64 {
-                        let x = values[base + bit]
-                        let hit = ((x >= lo) && (x <= hi)) != negated
-                        let nan = flipNaN && x != x
-                        word |= UInt64((hit != nan) ? 1 : 0) << UInt64(bit)
+                    for group in 0..<8 {
+                        let x = raw.loadUnaligned(fromByteOffset: (base + group * 8) * 8, as: SIMD8<Double>.self)
+                        var hit = (x .>= lo8) .& (x .<= hi8)
+                        let nan = x .!= x
+                        if negated { hit = .!hit .& .!nan }
+                        if range.missing { hit = hit .| nan }
+                        let byte = SIMD8<Int64>(repeating: 0).replacing(with: laneBits, where: hit).wrappedSum()
+                        word |= UInt64(byte) << UInt64(group * 8)
                     }
                     words[firstWord + wi] = word
                 }
