@@ -84,15 +84,17 @@ import WireJSON
         try await server.stop()
     }
 
+    /// The sleeps are long enough (3 s) that both are still running when the third request
+    /// arrives even on a loaded host (at 400 ms they once finished first in a parallel run).
     @Test func inFlightLimitAnswersOverloaded() async throws {
         let server = try await TestServer { $0.limits.maxInFlightPerConnection = 2 }
         let client = try await server.client()
-        let sleepers = (0..<2).map { _ in Task { try await client.call("test.sleep", ["ms": 400]) } }
+        let sleepers = (0..<2).map { _ in Task { try await client.call("test.sleep", ["ms": 3_000]) } }
         #expect(await eventually { server.probe["sleep.started"] == 2 })
         let error = await #expect(throws: RPCError.self) { try await withTimeout { try await client.call("test.echo", ["value": "x"]) } }
         #expect(error?.code == -32004)
         #expect(error?.type == "overloaded")
-        for sleeper in sleepers { #expect(try await sleeper.value == ["slept": 400]) }
+        for sleeper in sleepers { #expect(try await sleeper.value == ["slept": 3_000]) }
         // Slots are released: the connection works again.
         #expect(try await client.call("test.echo", ["value": "y"]) == ["value": "y"])
         try await client.close()
