@@ -110,7 +110,12 @@ import WireJSON
             while let line = cancelling.readLine() {
                 if line.contains("\"segments.rows\"") {
                     notifications += 1
-                    if notifications == 3 { cancelling.send(#"{"jsonrpc":"2.0","method":"rpc.cancel","params":{"id":7}}"#) }
+                    if notifications == 3 {
+                        cancelling.send(#"{"jsonrpc":"2.0","method":"rpc.cancel","params":{"id":7}}"#)
+                        // Stop reading for a moment: backpressure then holds the stream while the
+                        // cancel is handled (a fast drain let a loaded server finish first once).
+                        usleep(300_000)
+                    }
                 } else {
                     return (notifications, line)
                 }
