@@ -22,6 +22,6 @@ struct Bench: AsyncParsableCommand {
         let report = try await runner.run()
         print("segmentd bench --contacts \(contacts) --seed \(seed) on \(report.machine)\n")
         print(report.table)
-        if let json { try report.json.serialized().write(toFile: json, atomically: true, encoding: .utf8) }
+        if let json { try report.json.serialized().write(toFile: json, atomically: false, encoding: .utf8) }
     }
 }

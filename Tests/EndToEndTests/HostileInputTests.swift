@@ -337,7 +337,7 @@ import Glibc
         guard seconds > 0 else { return }
         let dir = try TestServer.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try Self.harness.write(toFile: dir + "/harness.swift", atomically: true, encoding: .utf8)
+        try Self.harness.write(toFile: dir + "/harness.swift", atomically: false, encoding: .utf8)
         let sources = try FileManager.default.contentsOfDirectory(atPath: packageRoot.appendingPathComponent("Sources/WireJSON").path)
             .filter { $0.hasSuffix(".swift") }.map { packageRoot.appendingPathComponent("Sources/WireJSON/" + $0).path }
         let build = try await runProcess("/usr/bin/env", ["swiftc", "-sanitize=fuzzer,address", "-parse-as-library", "-module-name", "WireJSON"]

@@ -126,7 +126,7 @@ import WireJSON
         var text = "email,name\n"
         for i in 0..<40 { text += i % 4 == 0 ? "ok\(i)@example.com,Ok\n" : "bad\(i),Bad\n" }
         let path = server.directory + "/many.csv"
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
         let short = try await Self.segmentd(server, ["import", path])
         #expect(short.status == 2)
         #expect(Self.failedLines(short.out).count == 20 && short.out.contains("and 10 more"), "\(short.out)")
@@ -142,7 +142,7 @@ import WireJSON
         let server = try await TestServer.start()
         try await Self.defineField(server)
         let path = server.directory + "/contacts.csv"
-        try "email,name,shoe_size,lifetime_value\r\nana@example.com,Ana,38,1\r\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try "email,name,shoe_size,lifetime_value\r\nana@example.com,Ana,38,1\r\n".write(toFile: path, atomically: false, encoding: .utf8)
         let run = try await Self.segmentd(server, ["import", path])
         #expect(run.status == 1)
         #expect(run.err.contains("shoe_size") && run.err.contains("fields.define"), "\(run.err)")

@@ -123,6 +123,13 @@ final class TestServer: Sendable {
         try await RPCClient.connect(unixPath: socketPath)
     }
 
+    /// A test that failed before `stop()` still leaves no directory behind (the server's
+    /// tasks end with the test process).
+    deinit {
+        server.shutdown()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
     /// Shuts down gracefully, waits for `run()` to return, and removes the directory.
     func stop() async throws {
         server.shutdown()
