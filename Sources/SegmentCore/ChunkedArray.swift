@@ -68,6 +68,13 @@ public struct ChunkedArray<Element>: RandomAccessCollection {
         grow(to: count + 1, fill: element)
     }
 
+    /// Calls `body` with chunk `c`'s elements (empty past the end).
+    @inlinable
+    public func withChunk<R>(_ c: Int, _ body: (UnsafeBufferPointer<Element>) throws -> R) rethrows -> R {
+        if c < chunks.count { return try chunks[c].items.withUnsafeBufferPointer(body) }
+        return try body(UnsafeBufferPointer(start: nil, count: 0))
+    }
+
     /// Calls `body` with each chunk's elements, in order, and the index of its first element
     /// (a multiple of 4,096, so a chunk covers exactly 64 words of a `ContactSet`).
     @inlinable

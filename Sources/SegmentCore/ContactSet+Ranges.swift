@@ -29,9 +29,9 @@ public struct DoubleRange: Sendable, Equatable {
 extension ContactSet {
     /// The slots of `column` (NaN = no value) that `range` accepts, in one tight pass.
     public static func build(column: ChunkedArray<Double>, range: DoubleRange, capacity: Int) -> ContactSet {
-        var set = ContactSet(capacity: capacity)
+        var flat = [UInt64](repeating: 0, count: (capacity + 63) >> 6)
         let lo = range.lo, hi = range.hi, negated = range.negated
-        set.words.withUnsafeMutableBufferPointer { words in
+        flat.withUnsafeMutableBufferPointer { words in
             column.withChunks { start, values in
                 // Chunks start on a word boundary (4,096 slots = 64 words).
                 let known = Swift.min(values.count, capacity - start)
@@ -65,7 +65,7 @@ extension ContactSet {
                 for slot in Swift.min(column.count, capacity)..<capacity { words[slot >> 6] |= 1 << UInt64(slot & 63) }
             }
         }
-        return set
+        return ContactSet(words: flat)
     }
 
     /// The members of `candidates` whose value in `column` `range` accepts: only candidates
@@ -79,31 +79,27 @@ extension ContactSet {
     @inlinable
     public func retaining<T>(_ column: ChunkedArray<T>, missing: Bool, _ keep: (T) -> Bool) -> ContactSet {
         var set = self
-        set.words.withUnsafeMutableBufferPointer { words in
-            let wordCount = words.count
-            column.withChunks { start, values in
-                let first = start >> 6
-                let last = Swift.min(wordCount, first + ((values.count + 63) >> 6))
-                guard first < last else { return }
-                for wi in first..<last where words[wi] != 0 {
-                    var w = words[wi]
-                    var kept = w
-                    while w != 0 {
-                        let bit = w.trailingZeroBitCount
-                        let i = ((wi - first) << 6) | bit
-                        if !(i < values.count ? keep(values[i]) : missing) { kept &= ~(1 << UInt64(bit)) }
-                        w &= w &- 1
+        set.rewriteNonZeroBlocks { firstWord, words in
+            var i = 0
+            while i < words.count {
+                // The words of one column chunk (64 words = 4,096 slots) at a time.
+                let wi = firstWord + i
+                let end = Swift.min(words.count, i + (64 - (wi & 63)))
+                column.withChunk(wi >> 6) { values in
+                    for j in i..<end where words[j] != 0 {
+                        var w = words[j]
+                        var kept = w
+                        let base = ((firstWord + j) & 63) << 6
+                        while w != 0 {
+                            let bit = w.trailingZeroBitCount
+                            let k = base | bit
+                            if !(k < values.count ? keep(values[k]) : missing) { kept &= ~(1 << UInt64(bit)) }
+                            w &= w &- 1
+                        }
+                        words[j] = kept
                     }
-                    words[wi] = kept
                 }
-            }
-            // Members past the column's end have no value.
-            if !missing {
-                let end = column.count
-                for wi in (end >> 6)..<wordCount where words[wi] != 0 {
-                    let firstBit = wi == end >> 6 ? end & 63 : 0
-                    words[wi] &= firstBit == 0 ? 0 : (1 << UInt64(firstBit)) - 1
-                }
+                i = end
             }
         }
         return set
@@ -113,16 +109,16 @@ extension ContactSet {
     @inlinable
     public func retaining(_ keep: (Int) -> Bool) -> ContactSet {
         var set = self
-        set.words.withUnsafeMutableBufferPointer { words in
-            for wi in 0..<words.count where words[wi] != 0 {
-                var w = words[wi]
+        set.rewriteNonZeroBlocks { firstWord, words in
+            for i in 0..<words.count where words[i] != 0 {
+                var w = words[i]
                 var kept = w
                 while w != 0 {
                     let bit = w.trailingZeroBitCount
-                    if !keep(wi << 6 | bit) { kept &= ~(1 << UInt64(bit)) }
+                    if !keep((firstWord + i) << 6 | bit) { kept &= ~(1 << UInt64(bit)) }
                     w &= w &- 1
                 }
-                words[wi] = kept
+                words[i] = kept
             }
         }
         return set
@@ -133,11 +129,11 @@ extension ContactSet {
     /// The slots whose dictionary id (`-1` = no value) has a true `answers[id]`: a text
     /// filter tests each distinct value once, then this pass only looks answers up.
     public static func build(ids: ChunkedArray<Int32>, answers: [Bool], missing: Bool, capacity: Int) -> ContactSet {
-        var set = ContactSet(capacity: capacity)
+        var flat = [UInt64](repeating: 0, count: (capacity + 63) >> 6)
         // Answers as bytes indexed by id + 1, so "no value" (-1) is just another entry and the
         // inner loop has no branch.
         let table = [missing ? 1 : 0] + answers.map { UInt64($0 ? 1 : 0) }
-        set.words.withUnsafeMutableBufferPointer { words in
+        flat.withUnsafeMutableBufferPointer { words in
             table.withUnsafeBufferPointer { table in
                 ids.withChunks { start, ids in
                     let known = Swift.min(ids.count, capacity - start)
@@ -159,7 +155,7 @@ extension ContactSet {
                 for slot in Swift.min(ids.count, capacity)..<capacity { words[slot >> 6] |= 1 << UInt64(slot & 63) }
             }
         }
-        return set
+        return ContactSet(words: flat)
     }
 
     /// The members of `candidates` whose id has a true answer.

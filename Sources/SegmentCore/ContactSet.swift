@@ -4,6 +4,12 @@
 /// slot is both the smallest and the fastest representation for the set algebra a segment
 /// needs: AND for filters, OR for `any` groups, AND-NOT for exclusions, popcount for counts.
 ///
+/// The bits live in blocks of 65,536 slots (1,024 words, 8 KiB), each copied on write on its
+/// own: a set is shared between the published book and the writer's copy, and a write that
+/// changes a few members (a label added, a trigger's membership moving) copies the blocks it
+/// touches rather than the whole bitmap (1.25 MB at 10M contacts). Bulk operations run
+/// block by block over contiguous words.
+///
 /// ```swift
 /// var vip = ContactSet(capacity: 8)
 /// vip.insert(3)
@@ -11,27 +17,47 @@
 /// sendable.count
 /// ```
 public struct ContactSet: Sendable, Hashable {
-    @usableFromInline var words: [UInt64]
+    @usableFromInline static var blockShift: Int { 10 }
+    @usableFromInline static var blockWords: Int { 1 << blockShift }
+
+    @usableFromInline
+    final class Block: @unchecked Sendable {
+        @usableFromInline var words: [UInt64]
+        @usableFromInline init(_ words: [UInt64]) { self.words = words }
+        @usableFromInline static let zero = Block([UInt64](repeating: 0, count: ContactSet.blockWords))
+    }
+
+    @usableFromInline var blocks: [Block]
 
     /// An empty set able to hold slots `0..<capacity` without growing.
     public init(capacity: Int = 0) {
-        words = [UInt64](repeating: 0, count: (capacity + 63) >> 6)
+        let words = (capacity + 63) >> 6
+        blocks = Array(repeating: Block.zero, count: (words + Self.blockWords - 1) >> Self.blockShift)
+    }
+
+    /// A set from its words (word `i` holds slots `64 i ..< 64 i + 64`).
+    @usableFromInline
+    init(words: [UInt64]) {
+        blocks = stride(from: 0, to: words.count, by: Self.blockWords).map { start in
+            var block = Array(words[start..<Swift.min(start + Self.blockWords, words.count)])
+            if block.count < Self.blockWords { block.append(contentsOf: repeatElement(0, count: Self.blockWords - block.count)) }
+            return Block(block)
+        }
     }
 
     /// The set of every slot in `0..<capacity`.
     public static func full(capacity: Int) -> ContactSet {
-        var set = ContactSet(capacity: capacity)
-        for i in set.words.indices { set.words[i] = ~0 }
+        var words = [UInt64](repeating: ~0, count: (capacity + 63) >> 6)
         let tail = capacity & 63
-        if tail != 0, !set.words.isEmpty { set.words[set.words.count - 1] = (1 << UInt64(tail)) - 1 }
-        return set
+        if tail != 0, !words.isEmpty { words[words.count - 1] = (1 << UInt64(tail)) - 1 }
+        return ContactSet(words: words)
     }
 
     /// Builds a set from a per-slot predicate, testing each slot in `0..<capacity` once.
     @inlinable
     public static func build(capacity: Int, _ isMember: (Int) -> Bool) -> ContactSet {
-        var set = ContactSet(capacity: capacity)
-        set.words.withUnsafeMutableBufferPointer { w in
+        var words = [UInt64](repeating: 0, count: (capacity + 63) >> 6)
+        words.withUnsafeMutableBufferPointer { w in
             var slot = 0
             for wi in 0..<w.count {
                 var word: UInt64 = 0
@@ -41,37 +67,54 @@ public struct ContactSet: Sendable, Hashable {
                 slot += 64
             }
         }
-        return set
+        return ContactSet(words: words)
     }
 
-    public var capacity: Int { words.count << 6 }
+    /// Words held (a multiple of 1,024).
+    @usableFromInline var wordCount: Int { blocks.count << Self.blockShift }
+
+    public var capacity: Int { wordCount << 6 }
 
     public var count: Int {
         var total = 0
-        for w in words { total &+= w.nonzeroBitCount }
+        for block in blocks where block !== Block.zero {
+            block.words.withUnsafeBufferPointer { for w in $0 { total &+= w.nonzeroBitCount } }
+        }
         return total
     }
 
-    public var isEmpty: Bool { words.allSatisfy { $0 == 0 } }
+    public var isEmpty: Bool { blocks.allSatisfy { $0 === Block.zero || !$0.words.contains { $0 != 0 } } }
 
     @inlinable
     public func contains(_ slot: Int) -> Bool {
-        let wi = slot >> 6
-        guard slot >= 0, wi < words.count else { return false }
-        return words[wi] & (1 << UInt64(slot & 63)) != 0
+        guard slot >= 0 else { return false }
+        let wi = slot >> 6, b = wi >> Self.blockShift
+        guard b < blocks.count else { return false }
+        return blocks[b].words[wi & (Self.blockWords - 1)] & (1 << UInt64(slot & 63)) != 0
+    }
+
+    /// Makes block `b` this set's own (copying it if shared), growing the set to hold it.
+    @usableFromInline
+    mutating func ownBlock(_ b: Int) {
+        if b >= blocks.count {
+            // Doubling, so inserting slots in order stays linear.
+            blocks.append(contentsOf: repeatElement(Block.zero, count: Swift.max(b + 1 - blocks.count, blocks.count)))
+        }
+        if !isKnownUniquelyReferenced(&blocks[b]) || blocks[b] === Block.zero { blocks[b] = Block(blocks[b].words) }
     }
 
     public mutating func insert(_ slot: Int) {
         precondition(slot >= 0, "contact slots are never negative")
-        let wi = slot >> 6
-        if wi >= words.count { words.append(contentsOf: repeatElement(0, count: max(wi + 1 - words.count, words.count))) }
-        words[wi] |= 1 << UInt64(slot & 63)
+        let wi = slot >> 6, b = wi >> Self.blockShift
+        ownBlock(b)
+        blocks[b].words[wi & (Self.blockWords - 1)] |= 1 << UInt64(slot & 63)
     }
 
     public mutating func remove(_ slot: Int) {
-        let wi = slot >> 6
-        guard slot >= 0, wi < words.count else { return }
-        words[wi] &= ~(1 << UInt64(slot & 63))
+        guard contains(slot) else { return }
+        let wi = slot >> 6, b = wi >> Self.blockShift
+        ownBlock(b)
+        blocks[b].words[wi & (Self.blockWords - 1)] &= ~(1 << UInt64(slot & 63))
     }
 
     public mutating func update(_ slot: Int, member: Bool) {
@@ -85,11 +128,17 @@ public struct ContactSet: Sendable, Hashable {
     }
 
     public mutating func formIntersection(_ other: ContactSet) {
-        let n = min(words.count, other.words.count)
-        words.withUnsafeMutableBufferPointer { w in
-            other.words.withUnsafeBufferPointer { o in
-                for i in 0..<n { w[i] &= o[i] }
-                for i in n..<w.count { w[i] = 0 }
+        for b in blocks.indices {
+            let theirs = b < other.blocks.count ? other.blocks[b] : Block.zero
+            if blocks[b] === Block.zero { continue }
+            if theirs === Block.zero {
+                blocks[b] = Block.zero
+                continue
+            }
+            if blocks[b] === theirs { continue }  // x ∧ x = x
+            ownBlock(b)
+            blocks[b].words.withUnsafeMutableBufferPointer { w in
+                theirs.words.withUnsafeBufferPointer { o in for i in 0..<w.count { w[i] &= o[i] } }
             }
         }
     }
@@ -101,12 +150,19 @@ public struct ContactSet: Sendable, Hashable {
     }
 
     public mutating func formUnion(_ other: ContactSet) {
-        if other.words.count > words.count {
-            words.append(contentsOf: repeatElement(0, count: other.words.count - words.count))
+        if other.blocks.count > blocks.count {
+            blocks.append(contentsOf: repeatElement(Block.zero, count: other.blocks.count - blocks.count))
         }
-        words.withUnsafeMutableBufferPointer { w in
-            other.words.withUnsafeBufferPointer { o in
-                for i in 0..<o.count { w[i] |= o[i] }
+        for b in other.blocks.indices {
+            let theirs = other.blocks[b]
+            if theirs === Block.zero || blocks[b] === theirs { continue }
+            if blocks[b] === Block.zero {
+                blocks[b] = theirs  // shared until either side writes
+                continue
+            }
+            ownBlock(b)
+            blocks[b].words.withUnsafeMutableBufferPointer { w in
+                theirs.words.withUnsafeBufferPointer { o in for i in 0..<w.count { w[i] |= o[i] } }
             }
         }
     }
@@ -118,31 +174,45 @@ public struct ContactSet: Sendable, Hashable {
     }
 
     public mutating func subtract(_ other: ContactSet) {
-        let n = min(words.count, other.words.count)
-        words.withUnsafeMutableBufferPointer { w in
-            other.words.withUnsafeBufferPointer { o in
-                for i in 0..<n { w[i] &= ~o[i] }
+        for b in blocks.indices where b < other.blocks.count {
+            let theirs = other.blocks[b]
+            if theirs === Block.zero || blocks[b] === Block.zero { continue }
+            if blocks[b] === theirs {
+                blocks[b] = Block.zero
+                continue
+            }
+            ownBlock(b)
+            blocks[b].words.withUnsafeMutableBufferPointer { w in
+                theirs.words.withUnsafeBufferPointer { o in for i in 0..<w.count { w[i] &= ~o[i] } }
             }
         }
     }
 
     /// The size of `self ∩ other` without building it.
     public func intersectionCount(_ other: ContactSet) -> Int {
-        let n = min(words.count, other.words.count)
         var total = 0
-        for i in 0..<n { total &+= (words[i] & other.words[i]).nonzeroBitCount }
+        for b in 0..<Swift.min(blocks.count, other.blocks.count) {
+            let mine = blocks[b], theirs = other.blocks[b]
+            if mine === Block.zero || theirs === Block.zero { continue }
+            mine.words.withUnsafeBufferPointer { w in
+                theirs.words.withUnsafeBufferPointer { o in for i in 0..<w.count { total &+= (w[i] & o[i]).nonzeroBitCount } }
+            }
+        }
         return total
     }
 
     /// Calls `body` with every member in ascending slot order.
     @inlinable
     public func forEach(_ body: (Int) throws -> Void) rethrows {
-        for (wi, word) in words.enumerated() where word != 0 {
-            var w = word
-            while w != 0 {
-                let bit = w.trailingZeroBitCount
-                try body(wi << 6 | bit)
-                w &= w &- 1
+        for (b, block) in blocks.enumerated() where block !== Block.zero {
+            let base = b << Self.blockShift
+            for (i, word) in block.words.enumerated() where word != 0 {
+                var w = word
+                while w != 0 {
+                    let bit = w.trailingZeroBitCount
+                    try body((base + i) << 6 | bit)
+                    w &= w &- 1
+                }
             }
         }
     }
@@ -156,19 +226,28 @@ public struct ContactSet: Sendable, Hashable {
     }
 
     public static func == (lhs: ContactSet, rhs: ContactSet) -> Bool {
-        let n = max(lhs.words.count, rhs.words.count)
-        for i in 0..<n {
-            let a = i < lhs.words.count ? lhs.words[i] : 0
-            let b = i < rhs.words.count ? rhs.words[i] : 0
-            if a != b { return false }
+        for b in 0..<Swift.max(lhs.blocks.count, rhs.blocks.count) {
+            let l = b < lhs.blocks.count ? lhs.blocks[b] : Block.zero
+            let r = b < rhs.blocks.count ? rhs.blocks[b] : Block.zero
+            if l !== r && l.words != r.words { return false }
         }
         return true
     }
 
     public func hash(into hasher: inout Hasher) {
-        var last = words.count
-        while last > 0, words[last - 1] == 0 { last -= 1 }
-        for i in 0..<last { hasher.combine(words[i]) }
+        var last = blocks.count
+        while last > 0, blocks[last - 1] === Block.zero || !blocks[last - 1].words.contains(where: { $0 != 0 }) { last -= 1 }
+        for b in 0..<last { hasher.combine(blocks[b].words) }
+    }
+
+    /// Calls `body` with each block's words (made this set's own) and the index of its first
+    /// word, for bulk rewrites such as `retaining`. Zero blocks are skipped: they stay zero.
+    @inlinable
+    mutating func rewriteNonZeroBlocks(_ body: (_ firstWord: Int, _ words: UnsafeMutableBufferPointer<UInt64>) -> Void) {
+        for b in blocks.indices where blocks[b] !== Block.zero {
+            ownBlock(b)
+            blocks[b].words.withUnsafeMutableBufferPointer { body(b << Self.blockShift, $0) }
+        }
     }
 }
 
@@ -178,8 +257,8 @@ extension ContactSet {
 
     /// Chunks that hold at least one member.
     public var nonEmptyChunks: [Int] {
-        stride(from: 0, to: words.count, by: 64).compactMap { start in
-            words[start..<Swift.min(start + 64, words.count)].contains { $0 != 0 } ? start >> 6 : nil
+        stride(from: 0, to: wordCount, by: 64).compactMap { start in
+            (start..<start + 64).contains { word(at: $0) != 0 } ? start >> 6 : nil
         }
     }
 
@@ -187,11 +266,10 @@ extension ContactSet {
     /// bytes, or `nil` when it has no member: how trigger baselines are persisted.
     public func chunkBytes(_ chunk: Int) -> [UInt8]? {
         let start = chunk * 64
-        guard start < words.count else { return nil }
-        let slice = words[start..<Swift.min(start + 64, words.count)]
-        guard slice.contains(where: { $0 != 0 }) else { return nil }
+        guard (start..<start + 64).contains(where: { word(at: $0) != 0 }) else { return nil }
         var bytes = [UInt8](repeating: 0, count: 512)
-        for (i, word) in slice.enumerated() {
+        for i in 0..<64 {
+            let word = self.word(at: start + i)
             for b in 0..<8 { bytes[i * 8 + b] = UInt8(truncatingIfNeeded: word >> UInt64(b * 8)) }
         }
         return bytes
@@ -200,12 +278,13 @@ extension ContactSet {
     /// Replaces chunk `chunk` with `bytes` as written by `chunkBytes` (growing the set).
     public mutating func setChunk(_ chunk: Int, bytes: [UInt8]) {
         let start = chunk * 64
-        let wordCount = Swift.min(64, bytes.count / 8)
-        if words.count < start + wordCount { words.append(contentsOf: repeatElement(0, count: start + wordCount - words.count)) }
-        for i in 0..<wordCount {
+        for i in 0..<Swift.min(64, bytes.count / 8) {
             var word: UInt64 = 0
             for b in 0..<8 { word |= UInt64(bytes[i * 8 + b]) << UInt64(b * 8) }
-            words[start + i] = word
+            let wi = start + i
+            if word == 0 && self.word(at: wi) == 0 { continue }
+            ownBlock(wi >> Self.blockShift)
+            blocks[wi >> Self.blockShift].words[wi & (Self.blockWords - 1)] = word
         }
     }
 }
@@ -213,8 +292,17 @@ extension ContactSet {
 extension ContactSet {
     /// The 64 slots `64 * index ..< 64 * index + 64` as bits (0 past the end).
     @inlinable
-    public func word(at index: Int) -> UInt64 { index < words.count ? words[index] : 0 }
+    public func word(at index: Int) -> UInt64 {
+        let b = index >> Self.blockShift
+        return b < blocks.count ? blocks[b].words[index & (Self.blockWords - 1)] : 0
+    }
 
     /// Indexes of the words holding at least one member.
-    public var nonZeroWordIndices: [Int] { words.indices.filter { words[$0] != 0 } }
+    public var nonZeroWordIndices: [Int] {
+        var out: [Int] = []
+        for (b, block) in blocks.enumerated() where block !== Block.zero {
+            for (i, word) in block.words.enumerated() where word != 0 { out.append(b << Self.blockShift + i) }
+        }
+        return out
+    }
 }
