@@ -121,9 +121,24 @@ public struct ContactSet: Sendable, Hashable {
         if member { insert(slot) } else { remove(slot) }
     }
 
+    /// A new block `op(mine, theirs)` word by word, in one pass.
+    @usableFromInline
+    static func combined(_ mine: Block, _ theirs: Block, _ op: (UInt64, UInt64) -> UInt64) -> Block {
+        Block([UInt64](unsafeUninitializedCapacity: blockWords) { out, count in
+            mine.words.withUnsafeBufferPointer { m in
+                theirs.words.withUnsafeBufferPointer { t in for i in 0..<blockWords { out[i] = op(m[i], t[i]) } }
+            }
+            count = blockWords
+        })
+    }
+
     public func intersection(_ other: ContactSet) -> ContactSet {
         var result = self
-        result.formIntersection(other)
+        for b in blocks.indices {
+            let mine = blocks[b], theirs = b < other.blocks.count ? other.blocks[b] : Block.zero
+            if mine === Block.zero || mine === theirs { continue }
+            result.blocks[b] = theirs === Block.zero ? Block.zero : Self.combined(mine, theirs, &)
+        }
         return result
     }
 
@@ -136,7 +151,10 @@ public struct ContactSet: Sendable, Hashable {
                 continue
             }
             if blocks[b] === theirs { continue }  // x ∧ x = x
-            ownBlock(b)
+            guard isKnownUniquelyReferenced(&blocks[b]) else {
+                blocks[b] = Self.combined(blocks[b], theirs, &)
+                continue
+            }
             blocks[b].words.withUnsafeMutableBufferPointer { w in
                 theirs.words.withUnsafeBufferPointer { o in for i in 0..<w.count { w[i] &= o[i] } }
             }
@@ -145,7 +163,14 @@ public struct ContactSet: Sendable, Hashable {
 
     public func union(_ other: ContactSet) -> ContactSet {
         var result = self
-        result.formUnion(other)
+        if other.blocks.count > blocks.count {
+            result.blocks.append(contentsOf: other.blocks[blocks.count...])
+        }
+        for b in 0..<Swift.min(blocks.count, other.blocks.count) {
+            let mine = blocks[b], theirs = other.blocks[b]
+            if theirs === Block.zero || mine === theirs { continue }
+            result.blocks[b] = mine === Block.zero ? theirs : Self.combined(mine, theirs, |)
+        }
         return result
     }
 
@@ -160,7 +185,10 @@ public struct ContactSet: Sendable, Hashable {
                 blocks[b] = theirs  // shared until either side writes
                 continue
             }
-            ownBlock(b)
+            guard isKnownUniquelyReferenced(&blocks[b]) else {
+                blocks[b] = Self.combined(blocks[b], theirs, |)
+                continue
+            }
             blocks[b].words.withUnsafeMutableBufferPointer { w in
                 theirs.words.withUnsafeBufferPointer { o in for i in 0..<w.count { w[i] |= o[i] } }
             }
@@ -169,7 +197,11 @@ public struct ContactSet: Sendable, Hashable {
 
     public func subtracting(_ other: ContactSet) -> ContactSet {
         var result = self
-        result.subtract(other)
+        for b in 0..<Swift.min(blocks.count, other.blocks.count) {
+            let mine = blocks[b], theirs = other.blocks[b]
+            if mine === Block.zero || theirs === Block.zero { continue }
+            result.blocks[b] = mine === theirs ? Block.zero : Self.combined(mine, theirs) { $0 & ~$1 }
+        }
         return result
     }
 
@@ -181,7 +213,10 @@ public struct ContactSet: Sendable, Hashable {
                 blocks[b] = Block.zero
                 continue
             }
-            ownBlock(b)
+            guard isKnownUniquelyReferenced(&blocks[b]) else {
+                blocks[b] = Self.combined(blocks[b], theirs) { $0 & ~$1 }
+                continue
+            }
             blocks[b].words.withUnsafeMutableBufferPointer { w in
                 theirs.words.withUnsafeBufferPointer { o in for i in 0..<w.count { w[i] &= ~o[i] } }
             }
