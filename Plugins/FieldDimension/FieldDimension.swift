@@ -189,16 +189,14 @@ public struct FieldDimension: DimensionProvider {
     }
 
     public func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {
-        var index = context.book.takePart(name, as: Index.self) ?? Index()
-        defer { context.book.setPart(name, index) }
-        try apply(change, slot: slot, isNew: isNew, index: &index, context: &context)
+        try apply(batch: [ContactWrite(slot: slot, isNew: isNew, change: change)], context: &context)
     }
 
     /// Takes the index out of the book once for the whole batch.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
-        var index = context.book.takePart(name, as: Index.self) ?? Index()
-        defer { context.book.setPart(name, index) }
-        for write in batch { try apply(write.change, slot: write.slot, isNew: write.isNew, index: &index, context: &context) }
+        try WriteContext.withPart(name, in: &context, orNew: Index.init) { index, context in
+            for write in batch { try apply(write.change, slot: write.slot, isNew: write.isNew, index: &index, context: &context) }
+        }
     }
 
     private func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, index: inout Index, context: inout WriteContext) throws {

@@ -108,16 +108,16 @@ public struct LabelDimension: DimensionProvider {
     /// Takes the index out of the book once for the whole batch, and touches each added
     /// label's row (its `last_added_at`) once per batch rather than once per contact.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
-        var index = context.book.takePart(name, as: Index.self) ?? Index()
-        defer { context.book.setPart(name, index) }
-        var added: Set<String> = []
-        for write in batch {
-            try apply(write.change, slot: write.slot, index: &index, added: &added, context: &context)
-        }
-        for key in added.sorted() {
-            try context.sql.execute(
-                "INSERT INTO label(key, name, last_added_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET last_added_at = excluded.last_added_at",
-                [.text(key), .text(index.labels[key]!.name), .real(context.now)])
+        try WriteContext.withPart(name, in: &context, orNew: Index.init) { index, context in
+            var added: Set<String> = []
+            for write in batch {
+                try apply(write.change, slot: write.slot, index: &index, added: &added, context: &context)
+            }
+            for key in added.sorted() {
+                try context.sql.execute(
+                    "INSERT INTO label(key, name, last_added_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET last_added_at = excluded.last_added_at",
+                    [.text(key), .text(index.labels[key]!.name), .real(context.now)])
+            }
         }
     }
 

@@ -55,16 +55,14 @@ public struct StatusDimension: DimensionProvider {
     }
 
     public func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {
-        var column = context.book.takePart(name, as: CodeColumn.self) ?? CodeColumn(codeCount: Self.statuses.count)
-        defer { context.book.setPart(name, column) }
-        try apply(change, slot: slot, isNew: isNew, column: &column, context: &context)
+        try apply(batch: [ContactWrite(slot: slot, isNew: isNew, change: change)], context: &context)
     }
 
     /// Takes the index out of the book once for the whole batch.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
-        var column = context.book.takePart(name, as: CodeColumn.self) ?? CodeColumn(codeCount: Self.statuses.count)
-        defer { context.book.setPart(name, column) }
-        for write in batch { try apply(write.change, slot: write.slot, isNew: write.isNew, column: &column, context: &context) }
+        try WriteContext.withPart(name, in: &context, orNew: { CodeColumn(codeCount: Self.statuses.count) }) { column, context in
+            for write in batch { try apply(write.change, slot: write.slot, isNew: write.isNew, column: &column, context: &context) }
+        }
     }
 
     private func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, column: inout CodeColumn, context: inout WriteContext) throws {

@@ -124,6 +124,19 @@ public struct WriteContext {
     }
 }
 
+extension WriteContext {
+    /// Runs `body` with provider part `name` taken out of the book (or `make()` when there is
+    /// none yet) and puts it back after: a part mutated while the book still holds it is copied
+    /// on every write. Providers call it once per batch in `apply(batch:)`.
+    public static func withPart<Part: Sendable>(
+        _ name: String, in context: inout WriteContext, orNew make: () -> Part, _ body: (inout Part, inout WriteContext) throws -> Void
+    ) rethrows {
+        var part = context.book.takePart(name, as: Part.self) ?? make()
+        defer { context.book.setPart(name, part) }
+        try body(&part, &context)
+    }
+}
+
 /// An RPC method a provider adds (`engagement.record`). The engine runs `write` methods on
 /// its single writer inside one transaction and `read` methods on a snapshot.
 public struct DimensionMethod: Sendable {
