@@ -76,6 +76,29 @@ extension Book {
         suppressed.update(slot, member: suppressedEmails.contains(email.lowercased()))
     }
 
+    /// Start-up: adds a stored contact without its email-index entry; the index is built in
+    /// bulk by `emailIndex()` (in parallel with the providers' loading) and installed with
+    /// `install(emailIndex:)`. Load suppressions first: membership is decided here.
+    public mutating func loadContact(slot: Int, email: String, createdAt time: Double) {
+        if slot >= emails.count {
+            emails.grow(to: slot + 1, fill: "")
+            createdAt.grow(to: slot + 1, fill: .nan)
+        }
+        emails[slot] = email
+        createdAt[slot] = time
+        alive.insert(slot)
+        if !suppressedEmails.isEmpty && suppressedEmails.contains(email.lowercased()) { suppressed.insert(slot) }
+    }
+
+    /// Lower-cased email → slot for every live contact.
+    public func emailIndex() -> PersistentDictionary<String, Int> {
+        var index = PersistentDictionary<String, Int>()
+        alive.forEach { index[emails[$0].lowercased()] = $0 }
+        return index
+    }
+
+    public mutating func install(emailIndex: PersistentDictionary<String, Int>) { slotByEmail = emailIndex }
+
     /// Frees `slot`; providers clear their own parts.
     public mutating func removeContact(slot: Int) {
         guard slot < emails.count, alive.contains(slot) else { return }

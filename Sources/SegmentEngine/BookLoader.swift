@@ -9,16 +9,23 @@ struct BookLoader {
     let registry: DimensionRegistry
     let time: ISOTime
 
-    /// Loads the core (contacts, suppression, segments), then every provider's index in
-    /// parallel, each on its own read connection and its own copy of the core book, then the
-    /// triggers (whose rules compile against the providers' indexes). At start-up nothing
+    /// Loads the core (suppressions, contacts, segments), then every provider's index and the
+    /// email index in parallel, each provider on its own read connection and its own copy of
+    /// the core book, then the triggers (whose rules compile against the providers' indexes). At start-up nothing
     /// writes, so the separate read transactions see one state.
     func load(_ store: Store) throws -> Book {
         var book = try store.readNow { sql in try loadCore(sql) }
         let core = book
         let providers = registry.providers
         let loaded = Mutex([Result<Book, any Error>?](repeating: nil, count: providers.count))
-        DispatchQueue.concurrentPerform(iterations: providers.count) { p in
+        let emails = Mutex(PersistentDictionary<String, Int>())
+        // One more task builds the email index, which nothing loaded here needs.
+        DispatchQueue.concurrentPerform(iterations: providers.count + 1) { p in
+            guard p < providers.count else {
+                let index = core.emailIndex()
+                emails.withLock { $0 = index }
+                return
+            }
             let result = Result { try store.readNow { sql in
                 var copy = core
                 try providers[p].load(from: sql, into: &copy)
@@ -27,6 +34,7 @@ struct BookLoader {
             loaded.withLock { $0[p] = result }
         }
         for result in loaded.withLock({ $0 }) { book.adoptParts(of: try result!.get()) }
+        book.install(emailIndex: emails.withLock { $0 })
         try store.readNow { sql in try loadTriggers(sql, into: &book) }
         return book
     }
@@ -36,12 +44,12 @@ struct BookLoader {
         try sql.forEachRow("SELECT value FROM meta WHERE key = 'version'", []) { row in
             book.bumpVersion(to: row[0].int64 ?? 0)
         }
-        try sql.forEachRow("SELECT id, email, created_at FROM contact ORDER BY id", []) { row in
-            guard let id = row[0].int64, let email = row[1].string else { return }
-            book.addContact(slot: Int(id), email: email, createdAt: row[2].double ?? 0)
-        }
         try sql.forEachRow("SELECT email FROM suppression", []) { row in
             if let email = row[0].string { book.setSuppressed(email, true) }
+        }
+        try sql.forEachRow("SELECT id, email, created_at FROM contact ORDER BY id", []) { row in
+            guard let id = row[0].int64, let email = row[1].string else { return }
+            book.loadContact(slot: Int(id), email: email, createdAt: row[2].double ?? 0)
         }
         try sql.forEachRow(
             "SELECT id, name, description, filters, review_needed, created_at, updated_at, last_used_at FROM segment", []
