@@ -80,9 +80,12 @@ public struct BenchRunner {
         let restart = ContinuousClock.now
         server = try BenchServer(binary: binary, directory: directory, frozenClock: ISOTime.format(now))
         let startup = try await server.waitUntilReady(since: restart)
-        report.figures.append(BenchFigure(name: "start-up on the loaded book", value: startup, unit: "s", baseline: nil, better: "lower", target: "≤ 5 s", met: startup <= 5 * max(1, scale)))
+        // The issue sets a start-up target at 1M only; larger books report the figure alone.
+        report.figures.append(BenchFigure(
+            name: "start-up on the loaded book", value: startup, unit: "s", baseline: nil, better: "lower",
+            target: scale > 1 ? "(≤ 5 s at 1M)" : "≤ 5 s", met: scale > 1 ? nil : startup <= 5))
         let rss = Double(server.residentBytes) / 1_048_576
-        report.figures.append(BenchFigure(name: "resident memory after loading", value: rss, unit: "MB", baseline: nil, better: "lower", target: "≤ 500 MB", met: rss <= 500 * max(1, scale)))
+        report.figures.append(BenchFigure(name: "resident memory after loading", value: rss, unit: "MB", baseline: nil, better: "lower", target: scale > 1 ? "≤ \(Int(500 * scale)) MB" : "≤ 500 MB", met: rss <= 500 * max(1, scale)))
         let rpc = try await RPCClient.connect(unixPath: server.socket)
 
         // 3. Counts: server side (the engine in process on the same file), round trip, baseline SQL.
