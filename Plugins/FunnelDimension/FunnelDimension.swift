@@ -74,10 +74,6 @@ public struct FunnelDimension: DimensionProvider {
         return Change(stage: stage, lost: try doc.optionalBool("lost"))
     }
 
-    public func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {
-        try apply(batch: [ContactWrite(slot: slot, isNew: isNew, change: change)], context: &context)
-    }
-
     /// Takes the index out of the book once for the whole batch.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
         try WriteContext.withPart(name, in: &context, orNew: Index.init) { index, context in

@@ -101,10 +101,6 @@ public struct LabelDimension: DimensionProvider {
         return Change(replace: replace, add: add ?? [], remove: remove ?? [])
     }
 
-    public func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {
-        try apply(batch: [ContactWrite(slot: slot, isNew: isNew, change: change)], context: &context)
-    }
-
     /// Takes the index out of the book once for the whole batch, and touches each added
     /// label's row (its `last_added_at`) once per batch rather than once per contact.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {

@@ -54,10 +54,6 @@ public struct StatusDimension: DimensionProvider {
         return Change(code: try code(try doc.string("status"), path: doc.path.member("status")))
     }
 
-    public func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {
-        try apply(batch: [ContactWrite(slot: slot, isNew: isNew, change: change)], context: &context)
-    }
-
     /// Takes the index out of the book once for the whole batch.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
         try WriteContext.withPart(name, in: &context, orNew: { CodeColumn(codeCount: Self.statuses.count) }) { column, context in

@@ -65,28 +65,27 @@ public struct Book: Sendable {
 extension Book {
     /// Adds a contact at `slot` (the rowid SQLite assigned).
     public mutating func addContact(slot: Int, email: String, createdAt time: Double) {
+        place(slot: slot, email: email, createdAt: time)
+        slotByEmail[email.lowercased()] = slot
+        suppressed.update(slot, member: suppressedEmails.contains(email.lowercased()))
+    }
+
+    /// The slot's core columns and liveness.
+    private mutating func place(slot: Int, email: String, createdAt time: Double) {
         if slot >= emails.count {
             emails.grow(to: slot + 1, fill: "")
             createdAt.grow(to: slot + 1, fill: .nan)
         }
         emails[slot] = email
         createdAt[slot] = time
-        slotByEmail[email.lowercased()] = slot
         alive.insert(slot)
-        suppressed.update(slot, member: suppressedEmails.contains(email.lowercased()))
     }
 
     /// Start-up: adds a stored contact without its email-index entry; the index is built in
     /// bulk by `emailIndex()` (in parallel with the providers' loading) and installed with
     /// `install(emailIndex:)`. Load suppressions first: membership is decided here.
     public mutating func loadContact(slot: Int, email: String, createdAt time: Double) {
-        if slot >= emails.count {
-            emails.grow(to: slot + 1, fill: "")
-            createdAt.grow(to: slot + 1, fill: .nan)
-        }
-        emails[slot] = email
-        createdAt[slot] = time
-        alive.insert(slot)
+        place(slot: slot, email: email, createdAt: time)
         if !suppressedEmails.isEmpty && suppressedEmails.contains(email.lowercased()) { suppressed.insert(slot) }
     }
 

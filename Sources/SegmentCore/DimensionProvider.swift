@@ -40,7 +40,8 @@ public protocol DimensionProvider: Sendable {
 
     /// Applies a prepared change inside the write transaction: its SQL and its index. Called
     /// for every new contact, with a `nil` change when the document had none of its keys,
-    /// so the provider can set defaults.
+    /// so the provider can set defaults. Implement this or `apply(batch:)` (each defaults to
+    /// the other).
     func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws
 
     /// Applies one upsert batch's writes, in order. The default calls `apply` per write; a
@@ -73,8 +74,13 @@ extension DimensionProvider {
     public var isDashboardDimension: Bool { false }
     public var methods: [DimensionMethod] { [] }
     public func load(from sql: any SQLExecutor, into book: inout Book) throws {}
+    // Each of the two `apply`s defaults to the other: a provider implements at least one,
+    // per contact (simple) or per batch (to touch its index once per batch).
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
         for write in batch { try apply(write.change, slot: write.slot, isNew: write.isNew, context: &context) }
+    }
+    public func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {
+        try apply(batch: [ContactWrite(slot: slot, isNew: isNew, change: change)], context: &context)
     }
     public func remove(slot: Int, context: inout WriteContext) throws {}
     public func column(_ name: String, book: Book) -> ColumnReader? { nil }
