@@ -88,7 +88,7 @@ import WireJSON
         #expect(all["segments"]?.arrayValue?.map { $0["id"] } == [id, good["id"]!])
         #expect(all["segments"]?[1]?["warnings"] == [])
         #expect(all["segments"]?[0]?["warnings"]?.arrayValue?.count == 2)
-        let missing = await TriggerStreamTests.rpcError { try await client.call("segments.lint", ["id": 99]) }
+        let missing = await #expect(throws: RPCError.self) { try await client.call("segments.lint", ["id": 99]) }
         #expect(missing?.code == -32001)
         try await server.stop()
     }
@@ -125,9 +125,9 @@ import WireJSON
         #expect(citra["not_sendable_because"] == ["status is unsubscribed, not active"])
         let byFilters = try await client.call("segments.explain", ["filters": [["dimension": "label", "op": "contains", "value": "vip"]], "email": "ANA@example.com"])
         #expect(byFilters["matches"] == true && byFilters["in_send_audience"] == true && byFilters["email"] == "ana@example.com")
-        let unknown = await TriggerStreamTests.rpcError { try await client.call("segments.explain", ["id": created["id"]!, "email": "nobody@example.com"]) }
+        let unknown = await #expect(throws: RPCError.self) { try await client.call("segments.explain", ["id": created["id"]!, "email": "nobody@example.com"]) }
         #expect(unknown?.code == -32001)
-        let both = await TriggerStreamTests.rpcError { try await client.call("segments.explain", ["id": 1, "filters": [], "email": "ana@example.com"]) }
+        let both = await #expect(throws: RPCError.self) { try await client.call("segments.explain", ["id": 1, "filters": [], "email": "ana@example.com"]) }
         #expect(both?.code == -32602)
         try await server.stop()
     }

@@ -210,19 +210,6 @@ import Glibc
 
     // MARK: Methods, replies and errors
 
-    static func rpcError(_ body: () async throws -> JSONValue) async -> RPCError? {
-        do {
-            let result = try await body()
-            Issue.record("expected an error, got \(result.serialized())")
-            return nil
-        } catch let error as RPCError {
-            return error
-        } catch {
-            Issue.record("unexpected error \(error)")
-            return nil
-        }
-    }
-
     @Test func triggerMethodsAnswerAndRefuseClearly() async throws {
         let server = try await TestServer.start()
         let client = try await server.client()
@@ -237,23 +224,23 @@ import Glibc
         #expect(events["events"]?[0]?["email"] == "budi@example.com" && events["events"]?[0]?["type"] == "enter")
         #expect(events["next"] == 1)
 
-        let badSegment = await Self.rpcError { try await client.call("triggers.create", ["segment": 99]) }
+        let badSegment = await #expect(throws: RPCError.self) { try await client.call("triggers.create", ["segment": 99]) }
         #expect(badSegment?.code == -32001 && badSegment?.message == "no segment with id 99")
-        let badOn = await Self.rpcError { try await client.call("triggers.create", ["segment": .int(segment), "on": ["enter", "leave"]]) }
+        let badOn = await #expect(throws: RPCError.self) { try await client.call("triggers.create", ["segment": .int(segment), "on": ["enter", "leave"]]) }
         #expect(badOn?.code == -32602)
-        let noneOn = await Self.rpcError { try await client.call("triggers.create", ["segment": .int(segment), "on": []]) }
+        let noneOn = await #expect(throws: RPCError.self) { try await client.call("triggers.create", ["segment": .int(segment), "on": []]) }
         #expect(noneOn?.code == -32602)
-        let badTrigger = await Self.rpcError { try await client.call("triggers.delete", ["id": 42]) }
+        let badTrigger = await #expect(throws: RPCError.self) { try await client.call("triggers.delete", ["id": 42]) }
         #expect(badTrigger?.code == -32001 && badTrigger?.message == "no trigger with id 42")
-        let future = await Self.rpcError { try await client.call("events.read", ["after": 5]) }
+        let future = await #expect(throws: RPCError.self) { try await client.call("events.read", ["after": 5]) }
         #expect(future?.code == -32602 && future?.message == "cursor 5 is in the future: the newest event is 1")
-        let futureSubscribe = await Self.rpcError { try await client.call("events.subscribe", ["after": 5]) { _, _ in } }
+        let futureSubscribe = await #expect(throws: RPCError.self) { try await client.call("events.subscribe", ["after": 5]) { _, _ in } }
         #expect(futureSubscribe?.code == -32602)
-        let unknownTrigger = await Self.rpcError { try await client.call("events.subscribe", ["after": 0, "triggers": [.int(trigger), 77]]) { _, _ in } }
+        let unknownTrigger = await #expect(throws: RPCError.self) { try await client.call("events.subscribe", ["after": 0, "triggers": [.int(trigger), 77]]) { _, _ in } }
         #expect(unknownTrigger?.code == -32602 && unknownTrigger?.data?["path"] == "triggers[1]")
-        let badLimit = await Self.rpcError { try await client.call("events.read", ["after": 0, "limit": 0]) }
+        let badLimit = await #expect(throws: RPCError.self) { try await client.call("events.read", ["after": 0, "limit": 0]) }
         #expect(badLimit?.code == -32602)
-        let negative = await Self.rpcError { try await client.call("events.read", ["after": -1]) }
+        let negative = await #expect(throws: RPCError.self) { try await client.call("events.read", ["after": -1]) }
         #expect(negative?.code == -32602)
 
         // A rule edit re-baselines silently and says so; a name edit does not.
@@ -264,7 +251,7 @@ import Glibc
         #expect(try await client.call("events.read", ["after": 1])["events"] == [])
         #expect(try await client.call("triggers.list")["triggers"]?[0]?["members"] == 0)
 
-        let refused = await Self.rpcError { try await client.call("segments.delete", ["id": .int(segment)]) }
+        let refused = await #expect(throws: RPCError.self) { try await client.call("segments.delete", ["id": .int(segment)]) }
         #expect(refused?.code == -32002)
         #expect(refused?.message == "segment \(segment) has triggers \(trigger); delete them first or pass force: true")
         #expect(try await client.call("segments.delete", ["id": .int(segment), "force": true])["deleted"] == .int(segment))

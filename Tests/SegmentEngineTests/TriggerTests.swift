@@ -494,18 +494,6 @@ import WireJSON
         for i in range { _ = try await engine.upsert(contacts: [["email": .string("c\(i)@example.com"), "labels": ["hot"]]]) }
     }
 
-    static func refusal(_ body: () async throws -> Void) async -> SegmentError? {
-        do {
-            try await body()
-            return nil
-        } catch let error as SegmentError {
-            return error
-        } catch {
-            Issue.record("unexpected error \(error)")
-            return nil
-        }
-    }
-
     @Test func readPagesWithLimitAndTriggerFilter() async throws {
         let book = try await Self.book()
         let (_, vip) = try await Self.trigger(book, [filter("label", "contains", "hot")])
@@ -547,7 +535,7 @@ import WireJSON
         #expect(try await engine.pruneEvents() == 0)
 
         for stale in [0, 1, 4] as [Int64] {
-            let error = await Self.refusal { _ = try await engine.readEvents(after: stale, limit: 10) }
+            let error = await #expect(throws: SegmentError.self) { _ = try await engine.readEvents(after: stale, limit: 10) }
             #expect(error?.kind == .invalidParams)
             #expect(error?.path == "after")
             #expect(error?.message.contains("resume from 5") == true, "\(error?.message ?? "no error")")
@@ -557,7 +545,7 @@ import WireJSON
         #expect(try await engine.readEvents(after: 5, limit: 10).map(\.cursor) == [6, 7, 8])
         #expect(try await engine.readEvents(after: 7, limit: 10).map(\.cursor) == [8])
         // The feed refuses the same way.
-        let feedError = await Self.refusal {
+        let feedError = await #expect(throws: SegmentError.self) {
             var it = engine.eventFeed(after: 2).makeAsyncIterator()
             _ = try await it.next()
         }
@@ -565,7 +553,7 @@ import WireJSON
         // Cursors keep counting after pruning; a cursor from the future is refused too.
         try await Self.fire(engine, 8..<9)
         #expect(try await engine.lastCursor() == 9)
-        let future = await Self.refusal { _ = try await engine.readEvents(after: 10, limit: 10) }
+        let future = await #expect(throws: SegmentError.self) { _ = try await engine.readEvents(after: 10, limit: 10) }
         #expect(future?.kind == .invalidParams)
         #expect(future?.message == "cursor 10 is in the future: the newest event is 9")
     }
@@ -579,7 +567,7 @@ import WireJSON
         try await Self.fire(engine, 0..<10)
         #expect(try await engine.pruneEvents() == 6)
         #expect(try await engine.readEvents(after: 6, limit: 100).map(\.cursor) == [7, 8, 9, 10])
-        let error = await Self.refusal { _ = try await engine.readEvents(after: 3, limit: 10) }
+        let error = await #expect(throws: SegmentError.self) { _ = try await engine.readEvents(after: 3, limit: 10) }
         #expect(error?.message.contains("resume from 6") == true, "\(error?.message ?? "no error")")
         // Later events move the horizon on.
         try await Self.fire(engine, 10..<12)
@@ -605,7 +593,7 @@ import WireJSON
         let book = try await Self.book()
         #expect(try await book.engine.lastCursor() == 0)
         #expect(try await book.engine.readEvents(after: 0, limit: 10).isEmpty)
-        let error = await Self.refusal { _ = try await book.engine.readEvents(after: 1, limit: 10) }
+        let error = await #expect(throws: SegmentError.self) { _ = try await book.engine.readEvents(after: 1, limit: 10) }
         #expect(error?.message == "cursor 1 is in the future: the newest event is 0")
         #expect(try await book.engine.pruneEvents() == 0)
     }
