@@ -149,33 +149,31 @@ struct OracleFilterGenerator {
     /// Few distinct values: answered from per-value bitmaps, not a column scan.
     mutating func scoreField() -> OracleFilter {
         let x = Double(rng.int(-3...10)) + (rng.chance(0.1) ? 0.5 : 0)
-        switch rng.int(0...6) {
-        case 0: return field("score", "equals", .double(x)) { $0.score == x }
-        case 1: return field("score", "not_equals", .double(x)) { c in c.score.map { $0 != x } ?? true }
-        case 2: return field("score", "greater_than", .double(x)) { c in c.score.map { $0 > x } ?? false }
-        case 3: return field("score", "less_than", .double(x)) { c in c.score.map { $0 < x } ?? false }
-        case 4:
-            let y = Double(rng.int(-3...10))
-            let (lo, hi) = (min(x, y), max(x, y))
-            return field("score", "between", [.double(lo), .double(hi)]) { c in c.score.map { $0 >= lo && $0 <= hi } ?? false }
-        case 5: return field("score", "is_empty", nil) { $0.score == nil }
-        default: return field("score", "is_not_empty", nil) { $0.score != nil }
-        }
+        return numberField("score", \.score, x) { rng in Double(rng.int(-3...10)) }
     }
 
     mutating func ltvField() -> OracleFilter {
         let x = rng.chance(0.7) ? rng.pick(ltvs) : Double(rng.int(-100...5100))
+        let pool = ltvs
+        return numberField("ltv", \.ltv, x) { rng in rng.chance(0.7) ? rng.pick(pool) : x }
+    }
+
+    /// One filter on number field `name` around `x`; `other` draws the second bound of
+    /// `between` (only then, so each field's random sequence is what it always was).
+    mutating func numberField(
+        _ name: String, _ value: KeyPath<ModelContact, Double?>, _ x: Double, other: (inout SplitMix64) -> Double
+    ) -> OracleFilter {
         switch rng.int(0...6) {
-        case 0: return field("ltv", "equals", .double(x)) { $0.ltv == x }
-        case 1: return field("ltv", "not_equals", .double(x)) { c in c.ltv.map { $0 != x } ?? true }
-        case 2: return field("ltv", "greater_than", .double(x)) { c in c.ltv.map { $0 > x } ?? false }
-        case 3: return field("ltv", "less_than", .double(x)) { c in c.ltv.map { $0 < x } ?? false }
+        case 0: return field(name, "equals", .double(x)) { $0[keyPath: value] == x }
+        case 1: return field(name, "not_equals", .double(x)) { c in c[keyPath: value].map { $0 != x } ?? true }
+        case 2: return field(name, "greater_than", .double(x)) { c in c[keyPath: value].map { $0 > x } ?? false }
+        case 3: return field(name, "less_than", .double(x)) { c in c[keyPath: value].map { $0 < x } ?? false }
         case 4:
-            let y = rng.chance(0.7) ? rng.pick(ltvs) : x
+            let y = other(&rng)
             let (lo, hi) = (min(x, y), max(x, y))
-            return field("ltv", "between", [.double(lo), .double(hi)]) { c in c.ltv.map { $0 >= lo && $0 <= hi } ?? false }
-        case 5: return field("ltv", "is_empty", nil) { $0.ltv == nil }
-        default: return field("ltv", "is_not_empty", nil) { $0.ltv != nil }
+            return field(name, "between", [.double(lo), .double(hi)]) { c in c[keyPath: value].map { $0 >= lo && $0 <= hi } ?? false }
+        case 5: return field(name, "is_empty", nil) { $0[keyPath: value] == nil }
+        default: return field(name, "is_not_empty", nil) { $0[keyPath: value] != nil }
         }
     }
 
