@@ -47,7 +47,7 @@ public struct EngagementDimension: DimensionProvider {
         }
 
         mutating func set(_ event: Int, _ slot: Int, _ t: Double) {
-            if slot >= columns[event].count { columns[event].grow(to: slot + 1, fill: .nan) }
+            columns[event].grow(to: slot + 1, fill: .nan)
             columns[event][slot] = t
         }
     }

@@ -27,7 +27,7 @@ struct TextColumn: Sendable {
     }
 
     mutating func set(_ value: String?, at slot: Int) {
-        if slot >= ids.count { ids.grow(to: slot + 1, fill: Self.missing) }
+        ids.grow(to: slot + 1, fill: Self.missing)
         guard let value else {
             ids[slot] = Self.missing
             return
@@ -74,7 +74,7 @@ struct FieldColumn: Sendable {
         case .text:
             if case .text(let s)? = value { text.set(s, at: slot) } else { text.set(nil, at: slot) }
         case .number, .date:
-            Self.grow(&numbers, slot, Double.nan)
+            numbers.grow(to: slot + 1, fill: .nan)
             let old = numbers[slot]
             switch value {
             case .number(let d)?, .date(let d)?: numbers[slot] = d
@@ -82,7 +82,7 @@ struct FieldColumn: Sendable {
             }
             if byValue != nil { index(slot, from: old, to: numbers[slot]) }
         case .boolean:
-            Self.grow(&booleans, slot, 2)
+            booleans.grow(to: slot + 1, fill: 2)
             if case .boolean(let b)? = value { booleans[slot] = b ? 1 : 0 } else { booleans[slot] = 2 }
         }
     }
@@ -119,10 +119,6 @@ struct FieldColumn: Sendable {
         case .date: return slot < numbers.count && !numbers[slot].isNaN ? .date(numbers[slot]) : nil
         case .boolean: return slot < booleans.count && booleans[slot] != 2 ? .boolean(booleans[slot] == 1) : nil
         }
-    }
-
-    private static func grow<T>(_ array: inout ChunkedArray<T>, _ slot: Int, _ fill: T) {
-        if slot >= array.count { array.grow(to: slot + 1, fill: fill) }
     }
 }
 

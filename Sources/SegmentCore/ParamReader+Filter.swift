@@ -52,7 +52,7 @@ public struct CodeColumn: Sendable {
     public func code(at slot: Int) -> UInt8 { slot < codes.count ? codes[slot] : Self.none }
 
     public mutating func set(_ code: UInt8, at slot: Int) {
-        if slot >= codes.count { codes.grow(to: slot + 1, fill: Self.none) }
+        codes.grow(to: slot + 1, fill: Self.none)
         let old = codes[slot]
         if old == code { return }
         if old != Self.none { members[Int(old)].remove(slot) }

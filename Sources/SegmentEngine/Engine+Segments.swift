@@ -57,8 +57,7 @@ extension Engine {
                 "INSERT INTO segment(name, name_key, description, filters, review_needed, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [.text(name), .text(name.lowercased()), .text(description), .text(text), .integer(rule.reviewNeeded ? 1 : 0),
                  .real(context.now), .real(context.now)])
-            var id: Int64 = 0
-            id = context.sql.lastInsertRowID
+            let id = context.sql.lastInsertRowID
             let segment = Segment(
                 id: id, name: name, description: description, filters: filters, reviewNeeded: rule.reviewNeeded,
                 createdAt: context.now, updatedAt: context.now)

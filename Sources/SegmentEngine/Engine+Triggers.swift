@@ -1,4 +1,5 @@
 import SegmentCore
+import SegmentStore
 import WireJSON
 
 extension Engine {
@@ -13,8 +14,7 @@ extension Engine {
             try context.sql.execute(
                 "INSERT INTO trigger(segment_id, on_enter, on_exit, created_at) VALUES (?, ?, ?, ?)",
                 [.integer(segment), .integer(onEnter ? 1 : 0), .integer(onExit ? 1 : 0), .real(context.now)])
-            var id: Int64 = 0
-            id = context.sql.lastInsertRowID
+            let id = context.sql.lastInsertRowID
             let members = rule.resolve(in: context.book, at: context.now)
             let trigger = Trigger(
                 id: id, segmentID: segment, onEnter: onEnter, onExit: onExit, createdAt: context.now, rule: rule,
@@ -73,7 +73,7 @@ extension Engine {
     /// Writes a trigger's whole baseline (after creation or a rule change).
     static func saveBaseline(_ trigger: Trigger, context: WriteContext) throws {
         try context.sql.execute("DELETE FROM trigger_baseline WHERE trigger_id = ?", [.integer(trigger.id)])
-        for chunk in trigger.members.nonEmptyChunks { try TriggerEvaluator.saveChunk(chunk, of: trigger, sql: context.sql) }
+        for chunk in trigger.members.nonEmptyChunks { try CoreSchema.saveBaselineChunk(chunk, of: trigger.members, trigger: trigger.id, sql: context.sql) }
     }
 
     /// After a segment's rule changed: each of its triggers takes the new rule and the new

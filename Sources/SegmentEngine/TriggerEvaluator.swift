@@ -1,4 +1,5 @@
 import SegmentCore
+import SegmentStore
 
 /// Re-checks the contacts a write touched against every trigger and appends each transition
 /// to the event log, inside the write's own transaction.
@@ -10,11 +11,11 @@ struct TriggerEvaluator {
         guard !context.touched.isEmpty, !context.book.triggers.isEmpty else { return [] }
         var pending: [TriggerEvent] = []
         let touched = context.touched
-        let slots = touched.slots
         // A large write is cheaper to re-check by resolving each rule once (bitmap algebra)
         // than by testing every touched contact one by one.
-        let bulk = slots.count >= Self.bulkThreshold
+        let bulk = touched.count >= Self.bulkThreshold
         let touchedWords = bulk ? touched.nonZeroWordIndices : []
+        let slots = bulk ? [] : touched.slots
         for id in context.book.triggers.keys.sorted() {
             var trigger = context.book.triggers[id]!
             let changed: [Int]
@@ -45,20 +46,10 @@ struct TriggerEvaluator {
                     cursor: 0, trigger: trigger.id, segment: trigger.segmentID, email: email, type: now ? "enter" : "exit",
                     at: context.now, cause: cause))
             }
-            for chunk in chunks.sorted() { try Self.saveChunk(chunk, of: trigger, sql: context.sql) }
+            for chunk in chunks.sorted() { try CoreSchema.saveBaselineChunk(chunk, of: trigger.members, trigger: id, sql: context.sql) }
             context.book.triggers[id] = trigger
         }
         return try append(pending, sql: context.sql)
-    }
-
-    /// Persists one 4,096-slot chunk of a trigger's baseline (an empty chunk has no row).
-    static func saveChunk(_ chunk: Int, of trigger: Trigger, sql: any SQLExecutor) throws {
-        if let bits = trigger.members.chunkBytes(chunk) {
-            try sql.execute("INSERT OR REPLACE INTO trigger_baseline(trigger_id, chunk, bits) VALUES (?, ?, ?)",
-                            [.integer(trigger.id), .integer(Int64(chunk)), .blob(bits)])
-        } else {
-            try sql.execute("DELETE FROM trigger_baseline WHERE trigger_id = ? AND chunk = ?", [.integer(trigger.id), .integer(Int64(chunk))])
-        }
     }
 
     /// Touched contacts from which a rule is resolved whole rather than tested one by one.

@@ -45,11 +45,19 @@ extension CoreSchema {
                 members[id, default: ContactSet()].insert(Int(slot))
             }
             for (id, set) in members {
-                for chunk in set.nonEmptyChunks {
-                    try sql.execute("INSERT INTO trigger_baseline(trigger_id, chunk, bits) VALUES (?, ?, ?)",
-                                    [.integer(id), .integer(Int64(chunk)), .blob(set.chunkBytes(chunk) ?? [])])
-                }
+                for chunk in set.nonEmptyChunks { try saveBaselineChunk(chunk, of: set, trigger: id, sql: sql) }
             }
             try sql.execute("DROP TABLE trigger_member", [])
         })
+
+    /// Persists one 4,096-slot chunk of trigger `id`'s baseline `members` (an empty chunk has
+    /// no row).
+    public static func saveBaselineChunk(_ chunk: Int, of members: ContactSet, trigger id: Int64, sql: any SQLExecutor) throws {
+        if let bits = members.chunkBytes(chunk) {
+            try sql.execute("INSERT OR REPLACE INTO trigger_baseline(trigger_id, chunk, bits) VALUES (?, ?, ?)",
+                            [.integer(id), .integer(Int64(chunk)), .blob(bits)])
+        } else {
+            try sql.execute("DELETE FROM trigger_baseline WHERE trigger_id = ? AND chunk = ?", [.integer(id), .integer(Int64(chunk))])
+        }
+    }
 }

@@ -117,20 +117,8 @@ struct GRDBExecutor: SQLExecutor {
                 switch sqlite3_column_type(handle, column) {
                 case SQLITE_INTEGER: values[i] = .integer(sqlite3_column_int64(handle, column))
                 case SQLITE_FLOAT: values[i] = .real(sqlite3_column_double(handle, column))
-                case SQLITE_TEXT:
-                    let count = Int(sqlite3_column_bytes(handle, column))
-                    if let bytes = sqlite3_column_blob(handle, column) {
-                        values[i] = .text(String(decoding: UnsafeRawBufferPointer(start: bytes, count: count), as: UTF8.self))
-                    } else {
-                        values[i] = .text("")
-                    }
-                case SQLITE_BLOB:
-                    let count = Int(sqlite3_column_bytes(handle, column))
-                    if let bytes = sqlite3_column_blob(handle, column) {
-                        values[i] = .blob(Array(UnsafeRawBufferPointer(start: bytes, count: count)))
-                    } else {
-                        values[i] = .blob([])
-                    }
+                case SQLITE_TEXT: values[i] = .text(String(decoding: Self.bytes(handle, column), as: UTF8.self))
+                case SQLITE_BLOB: values[i] = .blob(Array(Self.bytes(handle, column)))
                 default: values[i] = .null
                 }
             }
@@ -139,6 +127,13 @@ struct GRDBExecutor: SQLExecutor {
     }
 
     var lastInsertRowID: Int64 { db.lastInsertedRowID }
+
+    /// A text or blob column's bytes, valid until the next step (empty when SQLite has none).
+    private static func bytes(_ handle: OpaquePointer, _ column: Int32) -> UnsafeRawBufferPointer {
+        // Pointer first, then its size: the order SQLite documents as safe.
+        let start = sqlite3_column_blob(handle, column)
+        return UnsafeRawBufferPointer(start: start, count: Int(sqlite3_column_bytes(handle, column)))
+    }
 
     private func bind(_ arguments: [SQLValue], to handle: OpaquePointer, sql: String) throws {
         sqlite3_clear_bindings(handle)
