@@ -154,10 +154,14 @@ struct FunnelPredicate: ContactPredicate {
     var aspects: Set<String> { ["funnel"] }
 
     func resolve(in book: Book, at now: Double) -> ContactSet {
+        resolve(in: book, at: now, within: book.alive)
+    }
+
+    func resolve(in book: Book, at now: Double, within candidates: ContactSet) -> ContactSet {
         let index = book.part(dimension, as: FunnelDimension.Index.self) ?? FunnelDimension.Index()
-        var set = book.alive
+        var set = candidates
         if let codes {
-            let hit = index.stages.union(of: codes)
+            let hit = index.stages.union(of: codes, within: candidates)
             set = negated ? set.subtracting(hit) : hit
         }
         if let lost {

@@ -10,19 +10,24 @@ struct LabelPredicate: ContactPredicate {
     var aspects: Set<String> { ["label"] }
 
     func resolve(in book: Book, at now: Double) -> ContactSet {
+        resolve(in: book, at: now, within: book.alive)
+    }
+
+    /// Starts from the candidates, so re-checking a few touched contacts combines only their
+    /// blocks with the label bitmaps.
+    func resolve(in book: Book, at now: Double, within candidates: ContactSet) -> ContactSet {
         let index = book.part(dimension, as: LabelDimension.Index.self) ?? LabelDimension.Index()
         switch mode {
         case .all:
-            var set = book.alive
+            var set = candidates
             for key in keys {
                 guard let members = index.labels[key]?.members else { return ContactSet() }
                 set.formIntersection(members)
             }
             return set
         case .any, .none:
-            var set = ContactSet()
-            for key in keys { if let members = index.labels[key]?.members { set.formUnion(members) } }
-            return mode == .any ? set : book.alive.subtracting(set)
+            let hit = candidates.intersection(anyOf: keys.compactMap { index.labels[$0]?.members })
+            return mode == .any ? hit : candidates.subtracting(hit)
         }
     }
 

@@ -116,6 +116,12 @@ struct StatusPredicate: ContactPredicate {
         return negated ? book.alive.subtracting(hit) : hit
     }
 
+    func resolve(in book: Book, at now: Double, within candidates: ContactSet) -> ContactSet {
+        let column = book.part(dimension, as: CodeColumn.self) ?? CodeColumn(codeCount: StatusDimension.statuses.count)
+        let hit = column.union(of: codes, within: candidates)
+        return negated ? candidates.subtracting(hit) : hit
+    }
+
     func matches(slot: Int, in book: Book, at now: Double) -> Bool {
         let code = book.part(dimension, as: CodeColumn.self)?.code(at: slot) ?? CodeColumn.none
         return codes.contains(code) != negated

@@ -47,10 +47,11 @@ public struct CompiledRule: Sendable {
     private static func resolve(_ node: Node, book: Book, now: Double, within candidates: ContactSet) -> ContactSet {
         switch node {
         case .leaf(let p, _, _):
-            // Testing candidates one by one pays off only when few are left; a dense set is
-            // cheaper to scan in full and intersect.
-            let sparse = p.cost > 1 && candidates.count * 4 < book.slotCount
-            return sparse ? p.resolve(in: book, at: now, within: candidates) : p.resolve(in: book, at: now).intersection(candidates)
+            // Bitmap filters (cost 1) start from the candidates. Scanning filters test
+            // candidates one by one only when few are left; a dense set is cheaper to scan in
+            // full and intersect.
+            let within = p.cost == 1 || candidates.count * 4 < book.slotCount
+            return within ? p.resolve(in: book, at: now, within: candidates) : p.resolve(in: book, at: now).intersection(candidates)
         case .all(let children):
             var set = candidates
             for child in children.sorted(by: { cost($0) < cost($1) }) {

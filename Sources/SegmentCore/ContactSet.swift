@@ -142,6 +142,14 @@ public struct ContactSet: Sendable, Hashable {
         return result
     }
 
+    /// `self ∩ (sets[0] ∪ sets[1] ∪ …)`, combining only the blocks where `self` has members:
+    /// cheap when `self` is a few touched contacts and the sets are whole-book bitmaps.
+    public func intersection(anyOf sets: [ContactSet]) -> ContactSet {
+        var result = ContactSet()
+        for set in sets { result.formUnion(intersection(set)) }
+        return result
+    }
+
     public mutating func formIntersection(_ other: ContactSet) {
         for b in blocks.indices {
             let theirs = b < other.blocks.count ? other.blocks[b] : Block.zero

@@ -66,4 +66,10 @@ public struct CodeColumn: Sendable {
         for c in wanted { set.formUnion(members[Int(c)]) }
         return set
     }
+
+    /// The members of `candidates` that hold one of `wanted`: only the candidates' non-empty
+    /// blocks are combined, so a trigger re-checking a few touched contacts pays for those.
+    public func union(of wanted: [UInt8], within candidates: ContactSet) -> ContactSet {
+        candidates.intersection(anyOf: wanted.map { members[Int($0)] })
+    }
 }
