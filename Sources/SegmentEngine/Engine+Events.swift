@@ -87,13 +87,21 @@ extension Engine {
     }
 
     /// The newest cursor that retention removes (0: nothing to prune).
+    ///
+    /// Retention removes a prefix of the log: events older than the horizon up to the first
+    /// one that is not (events are appended in time order, so with a steady clock that is all
+    /// of them; a clock stepped back keeps an old event a little longer, never drops a young
+    /// one), and beyond that whatever exceeds the count. The scan from the oldest event stops
+    /// at the first young one, so it reads only what is about to go.
     static func pruneThrough(horizon: Double, keep: Int64, _ sql: any SQLExecutor) throws -> Int64 {
         var last: Int64 = 0
         try sql.forEachRow("SELECT seq FROM sqlite_sequence WHERE name = 'event'", []) { last = $0[0].int64 ?? 0 }
-        var through: Int64 = 0
-        try sql.forEachRow("SELECT MAX(cursor) FROM event WHERE at < ? OR cursor <= ?", [.real(horizon), .integer(last - keep)]) {
-            through = $0[0].int64 ?? 0
-        }
-        return through
+        var oldest: Int64?
+        try sql.forEachRow("SELECT MIN(cursor) FROM event", []) { oldest = $0[0].int64 }
+        guard let oldest else { return 0 }
+        var firstYoung: Int64?
+        try sql.forEachRow("SELECT cursor FROM event WHERE at >= ? ORDER BY cursor LIMIT 1", [.real(horizon)]) { firstYoung = $0[0].int64 }
+        let through = max(firstYoung.map { $0 - 1 } ?? last, last - keep)
+        return through >= oldest ? through : 0
     }
 }

@@ -8,7 +8,8 @@ import WireJSON
 /// A database written by the first storage layout (one SQL row per field value and per label)
 /// opens with the current one (`field.v2`, `label.v2`: one row per contact) and loses nothing:
 /// numbers keep every bit, text keeps quotes and non-ASCII, booleans stay booleans; trigger
-/// baselines (`triggers.v2`: bitmap chunks instead of one row per member) keep every member.
+/// baselines (`triggers.v2`: bitmap chunks instead of one row per member) keep every member;
+/// the event log keeps its events without its time index (`events.v2`).
 @Suite struct StorageMigrationTests {
     @Test func firstLayoutRowsBecomeOneDocumentPerContactExactly() async throws {
         let directory = NSTemporaryDirectory() + "segment-migration-" + UUID().uuidString
@@ -18,7 +19,7 @@ import WireJSON
         let registry = TestBook.registry()
         let current = CoreSchema.migrations + registry.providers.flatMap(\.migrations)
         let firstLayout = current.filter { !$0.name.hasSuffix(".v2") }
-        #expect(Set(current.map(\.name)).subtracting(firstLayout.map(\.name)) == ["field.v2", "label.v2", "triggers.v2"])
+        #expect(Set(current.map(\.name)).subtracting(firstLayout.map(\.name)) == ["field.v2", "label.v2", "triggers.v2", "events.v2"])
 
         let ltv = 0.1 + 0.2  // 0.30000000000000004: SQLite's own JSON would print 0.3
         let signup = 1_767_225_600.123_456_7
@@ -49,6 +50,10 @@ import WireJSON
                 VALUES (1, 'vips', 'vips', '[{"dimension":"label","op":"contains","value":"vip"}]', 0, 0, 0)
                 """, [])
             try sql.execute("INSERT INTO trigger(id, segment_id, on_enter, on_exit, created_at) VALUES (1, 1, 1, 1, 0)", [])
+            try sql.execute("""
+                INSERT INTO event(trigger_id, segment_id, email, type, at, cause)
+                VALUES (1, 1, 'ana@example.com', 'enter', 1767225600, 'contacts.upsert')
+                """, [])
             for slot in [1, 2, 4_095, 4_096, 70_000] as [Int64] {
                 try sql.execute("INSERT INTO trigger_member(trigger_id, contact_id) VALUES (1, ?)", [.integer(slot)])
             }
@@ -74,5 +79,13 @@ import WireJSON
         #expect(try engine.count(filters: vip, audience: .all).matched == 2)
         // The trigger's baseline, across chunk boundaries, comes back whole.
         #expect(engine.triggers().first?.members.slots == [1, 2, 4_095, 4_096, 70_000])
+        // The event log keeps its events and loses its time index (`events.v2`).
+        #expect(try await engine.readEvents(after: 0, limit: 10).map(\.email) == ["ana@example.com"])
+        let indexes = try Store(path: path, migrations: current).readNow { sql in
+            var names: [String] = []
+            try sql.forEachRow("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'event'", []) { names.append($0[0].string ?? "") }
+            return names
+        }
+        #expect(indexes.isEmpty, "\(indexes)")
     }
 }

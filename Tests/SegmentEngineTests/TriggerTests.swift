@@ -558,6 +558,24 @@ import WireJSON
         #expect(future?.message == "cursor 10 is in the future: the newest event is 9")
     }
 
+    @Test func pruneByAgeRemovesOnlyAPrefixWhenTheClockSteppedBack() async throws {
+        let book = try Self.retentionBook(seconds: 10 * 86_400)
+        let engine = book.engine
+        defer { withExtendedLifetime(book) {} }
+        let segment = try await engine.createSegment(name: "Hot", filters: [filter("label", "contains", "hot")])
+        _ = try await engine.createTrigger(segment: segment.id, onEnter: true, onExit: true, includeExisting: false)
+        book.clock.advance(days: 5)
+        try await Self.fire(engine, 0..<2)  // cursors 1, 2 at day 5
+        book.clock.advance(days: -5)
+        try await Self.fire(engine, 2..<3)  // cursor 3 at day 0: the clock stepped back
+        book.clock.advance(days: 12)  // day 12: cursor 3 is 12 days old, cursors 1 and 2 only 7
+        #expect(try await engine.pruneEvents() == 0, "pruning cursor 3 would take the younger 1 and 2 with it")
+        #expect(try await engine.readEvents(after: 0, limit: 10).map(\.cursor) == [1, 2, 3])
+        book.clock.advance(days: 4)  // day 16: all three are older than 10 days
+        #expect(try await engine.pruneEvents() == 3)
+        #expect(try await engine.readEvents(after: 3, limit: 10).isEmpty)
+    }
+
     @Test func pruneByCountKeepsTheNewest() async throws {
         let book = try Self.retentionBook(count: 4)
         let engine = book.engine
