@@ -35,18 +35,19 @@ struct TriggerEvaluator {
                 changed = slots.filter { trigger.members.contains($0) != trigger.rule.matches(slot: $0, in: context.book, at: context.now) }
             }
             guard !changed.isEmpty else { continue }
-            var chunks: Set<Int> = []
+            // `changed` ascends, so the chunks to persist are its distinct consecutive chunk numbers.
+            var chunks: [Int] = []
             for slot in changed {
                 let now = !trigger.members.contains(slot)
                 trigger.members.update(slot, member: now)
-                chunks.insert(slot / ContactSet.chunkSlots)
+                if chunks.last != slot / ContactSet.chunkSlots { chunks.append(slot / ContactSet.chunkSlots) }
                 guard now ? trigger.onEnter : trigger.onExit else { continue }
                 let email = slot < context.book.emails.count && !context.book.emails[slot].isEmpty ? context.book.emails[slot] : base.emails[slot]
                 pending.append(TriggerEvent(
                     cursor: 0, trigger: trigger.id, segment: trigger.segmentID, email: email, type: now ? "enter" : "exit",
                     at: context.now, cause: cause))
             }
-            for chunk in chunks.sorted() { try CoreSchema.saveBaselineChunk(chunk, of: trigger.members, trigger: id, sql: context.sql) }
+            for chunk in chunks { try CoreSchema.saveBaselineChunk(chunk, of: trigger.members, trigger: id, sql: context.sql) }
             context.book.triggers[id] = trigger
         }
         return try append(pending, sql: context.sql)
@@ -63,20 +64,32 @@ struct TriggerEvaluator {
     /// rows of one INSERT get consecutive cursors ending at the last inserted rowid.
     func append(_ events: [TriggerEvent], sql: any SQLExecutor) throws -> [TriggerEvent] {
         var stored = events
+        var arguments: [SQLValue] = []
+        arguments.reserveCapacity(Self.rowsPerInsert * 6)
         var start = 0
         while start < stored.count {
             let end = min(start + Self.rowsPerInsert, stored.count)
-            var arguments: [SQLValue] = []
-            arguments.reserveCapacity((end - start) * 6)
+            arguments.removeAll(keepingCapacity: true)
             for e in stored[start..<end] {
-                arguments += [.integer(e.trigger), .integer(e.segment), .text(e.email), .text(e.type), .real(e.at), .text(e.cause)]
+                arguments.append(.integer(e.trigger))
+                arguments.append(.integer(e.segment))
+                arguments.append(.text(e.email))
+                arguments.append(.text(e.type))
+                arguments.append(.real(e.at))
+                arguments.append(.text(e.cause))
             }
-            let rows = Array(repeating: "(?, ?, ?, ?, ?, ?)", count: end - start).joined(separator: ", ")
-            try sql.execute("INSERT INTO event(trigger_id, segment_id, email, type, at, cause) VALUES \(rows)", arguments)
+            try sql.execute(end - start == Self.rowsPerInsert ? Self.fullInsert : Self.insert(rows: end - start), arguments)
             let last = sql.lastInsertRowID
             for i in start..<end { stored[i].cursor = last - Int64(end - 1 - i) }
             start = end
         }
         return stored
     }
+
+    static func insert(rows: Int) -> String {
+        "INSERT INTO event(trigger_id, segment_id, email, type, at, cause) VALUES "
+            + Array(repeating: "(?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
+    }
+
+    static let fullInsert = insert(rows: rowsPerInsert)
 }
