@@ -87,6 +87,13 @@ struct FieldColumn: Sendable {
         }
     }
 
+    /// Sets the value if it differs; whether it did.
+    mutating func update(_ value: FieldValue?, at slot: Int) -> Bool {
+        guard self.value(at: slot) != value else { return false }
+        set(value, at: slot)
+        return true
+    }
+
     /// Moves `slot` between the value bitmaps (NaN: no value).
     private mutating func index(_ slot: Int, from old: Double, to new: Double) {
         guard old != new || old.isNaN != new.isNaN else { return }

@@ -38,7 +38,7 @@ extension FieldDimension {
                     let def = FieldDefinition(name: field, type: type, system: false)
                     index.definitions[field] = def
                     index.order.append(field)
-                    index.columns[field] = FieldColumn(type: type)
+                    index.addColumn(field, type: type)
                     context.book.setPart(dimension, index)
                     return Self.json(def)
                 }),
