@@ -1,5 +1,6 @@
 import SegmentCore
 import SegmentEngine
+import SegmentStore
 import Testing
 import WireJSON
 
@@ -157,5 +158,37 @@ extension RestartTests {
             #expect(contact["fields"]?["note"]?.stringValue == expected, "contact \(i)")
             #expect(contact["name"]?.stringValue == expected, "contact \(i)")
         }
+    }
+}
+
+extension RestartTests {
+    /// A contact's stored field document is the canonical JSON of its values (sorted keys,
+    /// exact numbers): written byte by byte, it must stay what `JSONValue.serialized()` writes
+    /// and what the `field.v2` migration wrote, or a restart could read back something else.
+    @Test func storedFieldDocumentsAreCanonicalJSON() async throws {
+        let book = try TestBook()
+        for (name, type) in [("zeta", "text"), ("ltv", "number"), ("orders", "number"), ("signup", "date"), ("vip", "boolean")] {
+            try await book.define(name, type)
+        }
+        let ltv = 0.1 + 0.2
+        _ = try await book.engine.upsert(contacts: [
+            ["email": "ana@example.com", "name": "Ana \"A\" Zoë",
+             "fields": ["zeta": "東京\n", "ltv": .double(ltv), "orders": 3, "signup": "2026-01-31T08:00:00Z", "vip": false]],
+            ["email": "bo@example.com", "fields": ["vip": true]],
+            ["email": "cy@example.com", "labels": ["no-fields"]],
+        ])
+        let signup = try #require(ISOTime().parseInstant("2026-01-31T08:00:00Z"))
+        let stored = try Store(path: book.path, migrations: []).readNow { sql in
+            var docs: [String] = []
+            try sql.forEachRow("SELECT doc FROM contact_fields ORDER BY contact_id", []) { docs.append($0[0].string ?? "") }
+            return docs
+        }
+        let expected: [JSONValue] = [
+            ["name": "Ana \"A\" Zoë", "zeta": "東京\n", "ltv": .double(ltv), "orders": .double(3), "signup": .double(signup), "vip": false],
+            ["vip": true],
+        ]
+        #expect(stored == expected.map { $0.serialized() })
+        try book.restart()
+        #expect(book.engine.contact(email: "ana@example.com")?["fields"]?["ltv"] == .double(ltv))
     }
 }
