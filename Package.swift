@@ -21,7 +21,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
-        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
     ],
     targets: [
         // A small JSON value type with a strict parser and a compact serializer, shared by the
@@ -29,7 +28,7 @@ let package = Package(
         .target(name: "WireJSON", swiftSettings: swiftSettings),
         .target(
             name: "SegmentCore",
-            dependencies: ["WireJSON", .product(name: "HashTreeCollections", package: "swift-collections")],
+            dependencies: ["WireJSON"],
             swiftSettings: swiftSettings
         ),
         // System zlib (zlib1g-dev), for gzip streams and imports.

@@ -12,9 +12,9 @@ struct TextColumn: Sendable {
     var ids = ChunkedArray<Int32>()
     var values = ChunkedArray<String>()
     var lower = ChunkedArray<String>()
-    /// Text → id. Names are often unique per contact: a plain dictionary would be copied
-    /// whole by the first write of every batch.
-    var idOf = PersistentDictionary<String, Int32>()
+    /// Text → id, holding only ids (the texts are in `values`). Names are often unique per
+    /// contact: a plain dictionary would be copied whole by the first write of every batch.
+    var idOf = HashIndex()
 
     func value(at slot: Int) -> String? {
         guard slot < ids.count, ids[slot] != Self.missing else { return nil }
@@ -32,14 +32,15 @@ struct TextColumn: Sendable {
             ids[slot] = Self.missing
             return
         }
-        if let id = idOf[value] {
-            ids[slot] = id
+        let hash = value.hashValue
+        if let id = idOf.find(hash: hash, where: { values[$0] == value }) {
+            ids[slot] = Int32(id)
         } else {
-            let id = Int32(values.count)
+            let id = values.count
             values.append(value)
             lower.append(value.lowercased())
-            idOf[value] = id
-            ids[slot] = id
+            idOf.insert(hash: hash, value: id)
+            ids[slot] = Int32(id)
         }
     }
 }

@@ -16,8 +16,9 @@ public struct Book: Sendable {
     public internal(set) var emails = ChunkedArray<String>()
     /// Slot → creation time.
     public internal(set) var createdAt = ChunkedArray<Double>()
-    /// Lower-cased email → slot. A persistent hash tree: a write shares all it does not change.
-    public internal(set) var slotByEmail = PersistentDictionary<String, Int>()
+    /// Lower-cased email → slot, holding only slots (the addresses are in `emails`); chunked
+    /// copy-on-write, so a write copies the few chunks it touches.
+    var emailIndex = HashIndex()
     /// Lower-cased suppressed addresses (account level; they need not be contacts).
     public internal(set) var suppressedEmails: Set<String> = []
     /// Slots of contacts whose address is suppressed.
@@ -34,10 +35,24 @@ public struct Book: Sendable {
     /// One past the highest slot: the length every per-slot column must have.
     public var slotCount: Int { emails.count }
 
-    public var contactCount: Int { slotByEmail.count }
+    public var contactCount: Int { emailIndex.count }
 
     /// The slot of `email`, compared case-insensitively.
-    public func slot(of email: String) -> Int? { slotByEmail[email.lowercased()] }
+    public func slot(of email: String) -> Int? {
+        let key = email.lowercased()
+        return emailIndex.find(hash: key.hashValue) { Self.address(emails[$0], is: key) }
+    }
+
+    /// Whether `stored` lower-cases to `key` (itself lower-cased), without building the
+    /// lower-cased copy for ASCII addresses.
+    static func address(_ stored: String, is key: String) -> Bool {
+        var s = stored.utf8.makeIterator(), k = key.utf8.makeIterator()
+        while let a = s.next() {
+            guard a < 0x80 else { return stored.lowercased() == key }
+            guard let b = k.next(), (a &- 0x41 < 26 ? a | 0x20 : a) == b else { return false }
+        }
+        return k.next() == nil
+    }
 
     /// Adds the parts `other` has and this book lacks: how indexes loaded in parallel, each on
     /// its own copy of the core book, are gathered into one.
@@ -66,8 +81,9 @@ extension Book {
     /// Adds a contact at `slot` (the rowid SQLite assigned).
     public mutating func addContact(slot: Int, email: String, createdAt time: Double) {
         place(slot: slot, email: email, createdAt: time)
-        slotByEmail[email.lowercased()] = slot
-        suppressed.update(slot, member: suppressedEmails.contains(email.lowercased()))
+        let key = email.lowercased()
+        emailIndex.insert(hash: key.hashValue, value: slot)
+        suppressed.update(slot, member: suppressedEmails.contains(key))
     }
 
     /// The slot's core columns and liveness.
@@ -82,26 +98,26 @@ extension Book {
     }
 
     /// Start-up: adds a stored contact without its email-index entry; the index is built in
-    /// bulk by `emailIndex()` (in parallel with the providers' loading) and installed with
+    /// bulk by `buildEmailIndex()` (in parallel with the providers' loading) and installed with
     /// `install(emailIndex:)`. Load suppressions first: membership is decided here.
     public mutating func loadContact(slot: Int, email: String, createdAt time: Double) {
         place(slot: slot, email: email, createdAt: time)
         if !suppressedEmails.isEmpty && suppressedEmails.contains(email.lowercased()) { suppressed.insert(slot) }
     }
 
-    /// Lower-cased email → slot for every live contact.
-    public func emailIndex() -> PersistentDictionary<String, Int> {
-        var index = PersistentDictionary<String, Int>()
-        alive.forEach { index[emails[$0].lowercased()] = $0 }
+    /// The email index of every live contact, built in bulk (start-up).
+    public func buildEmailIndex() -> HashIndex {
+        var index = HashIndex(capacity: alive.count)
+        alive.forEach { index.insert(hash: emails[$0].lowercased().hashValue, value: $0) }
         return index
     }
 
-    public mutating func install(emailIndex: PersistentDictionary<String, Int>) { slotByEmail = emailIndex }
+    public mutating func install(emailIndex: HashIndex) { self.emailIndex = emailIndex }
 
     /// Frees `slot`; providers clear their own parts.
     public mutating func removeContact(slot: Int) {
         guard slot < emails.count, alive.contains(slot) else { return }
-        slotByEmail.removeValue(forKey: emails[slot].lowercased())
+        emailIndex.remove(hash: emails[slot].lowercased().hashValue) { $0 == slot }
         emails[slot] = ""
         createdAt[slot] = .nan
         alive.remove(slot)
@@ -111,7 +127,7 @@ extension Book {
     public mutating func setSuppressed(_ email: String, _ isSuppressed: Bool) {
         let key = email.lowercased()
         if isSuppressed { suppressedEmails.insert(key) } else { suppressedEmails.remove(key) }
-        if let slot = slotByEmail[key] { suppressed.update(slot, member: isSuppressed) }
+        if let slot = slot(of: key) { suppressed.update(slot, member: isSuppressed) }
     }
 
     public mutating func setSegment(_ segment: Segment) { segments[segment.id] = segment }

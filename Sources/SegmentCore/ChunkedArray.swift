@@ -94,10 +94,3 @@ extension ChunkedArray {
 
 extension ChunkedArray: Sendable where Element: Sendable {}
 extension ChunkedArray.Chunk: @unchecked Sendable where Element: Sendable {}
-
-import HashTreeCollections
-
-/// A hash map with structural sharing (swift-collections' `TreeDictionary`): copying is O(1)
-/// and a change copies only the path it touches, so book columns keyed by text stay cheap to
-/// write while old snapshots keep their state. Re-exported so plugins depend on the core only.
-public typealias PersistentDictionary<Key: Hashable, Value> = TreeDictionary<Key, Value>

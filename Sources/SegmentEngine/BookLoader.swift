@@ -18,11 +18,11 @@ struct BookLoader {
         let core = book
         let providers = registry.providers
         let loaded = Mutex([Result<Book, any Error>?](repeating: nil, count: providers.count))
-        let emails = Mutex(PersistentDictionary<String, Int>())
+        let emails = Mutex(HashIndex())
         // One more task builds the email index, which nothing loaded here needs.
         DispatchQueue.concurrentPerform(iterations: providers.count + 1) { p in
             guard p < providers.count else {
-                let index = core.emailIndex()
+                let index = core.buildEmailIndex()
                 emails.withLock { $0 = index }
                 return
             }
