@@ -98,6 +98,8 @@ public struct ParamReader: Sendable {
 
     /// Refuses keys outside `allowed`, so a typo (`"lables"`) is an error, not a silent no-op.
     public func rejectUnknownKeys(allowed: Set<String>) throws(SegmentError) {
+        // Sorted only to name the first unknown key when there is one (this runs per contact).
+        guard object.keys.contains(where: { !allowed.contains($0) }) else { return }
         for key in object.keys.sorted() where !allowed.contains(key) {
             throw .invalidParams(path: path.member(key), "unknown key; expected one of \(allowed.sorted().joined(separator: ", "))")
         }

@@ -103,10 +103,14 @@ extension Engine {
     /// A deliberately plain check: one `@`, a non-empty local part, a dotted domain, no
     /// spaces or control characters, at most 254 characters.
     static func checkEmail(_ email: String, path: String) throws(SegmentError) {
-        let parts = email.split(separator: "@", omittingEmptySubsequences: false)
-        let ok = email.utf8.count <= 254 && parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".")
-            && !parts[1].hasPrefix(".") && !parts[1].hasSuffix(".")
-            && !containsSpaceOrControl(email)
+        // On the UTF-8 bytes ('@' and '.' are ASCII, so no character is split): splitting into
+        // substrings allocated per contact on ingest.
+        let bytes = email.utf8
+        let at = bytes.firstIndex(of: UInt8(ascii: "@"))
+        let domain = at.map { bytes[bytes.index(after: $0)...] }
+        let ok = bytes.count <= 254 && at != nil && at != bytes.startIndex && domain.map { d in
+            !d.contains(UInt8(ascii: "@")) && d.contains(UInt8(ascii: ".")) && d.first != UInt8(ascii: ".") && d.last != UInt8(ascii: ".")
+        } == true && !containsSpaceOrControl(email)
         guard ok else { throw .invalidParams(path: path, "not an email address: \"\(email)\"") }
     }
 
@@ -171,6 +175,7 @@ extension Engine {
 
 extension String {
     var trimmingSpaces: String {
+        if let first = utf8.first, let last = utf8.last, first != 0x20, first != 0x09, last != 0x20, last != 0x09 { return self }
         var s = Substring(self)
         while let c = s.first, c == " " || c == "\t" { s.removeFirst() }
         while let c = s.last, c == " " || c == "\t" { s.removeLast() }

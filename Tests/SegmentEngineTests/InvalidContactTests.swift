@@ -116,6 +116,26 @@ import WireJSON
         #expect(try book.count([]).matched == 0)
     }
 
+    /// The checks run on bytes with fast paths for ASCII; these pin what they accept, what
+    /// they refuse, and that the first bad key (in key order) is the one named.
+    @Test func emailShapesTrimmingAndTheFirstBadKeyAreExact() async throws {
+        let book = try await Self.book()
+        let refused = ["a@b@example.com", "@example.com", "ana@.example.com", "ana@example.com.", "ana@examplecom", "ana@"]
+        let result = try await book.engine.upsert(contacts: refused.map { ["email": .string($0)] } + [
+            ["email": "o'neil+tag@sub.example.co", "labels": [" vip\t", "Zoë ", "\u{00A0}wide\u{3000}"]],
+            ["email": "ÉLODIE@Example.com"],
+            ["email": "unknowns@example.com", "fields": ["zz": 1, "aa": 1, "ltv": 2]],
+        ])
+        #expect(result.failed.map(\.index) == Array(0..<refused.count) + [refused.count + 2])
+        for (index, error) in result.failed.prefix(refused.count) { #expect(error.path == "contacts[\(index)].email") }
+        #expect(result.failed.last?.error.path == "contacts[\(refused.count + 2)].fields.aa")
+        #expect(Set(try book.contact("o'neil+tag@sub.example.co")["labels"]?.arrayValue ?? []) == ["vip", "Zoë", "wide"])
+        // Non-ASCII addresses compare case-insensitively too.
+        let again = try await book.engine.upsert(contacts: [["email": "élodie@EXAMPLE.COM", "labels": ["seen"]]])
+        #expect(again.updated == 1 && again.created == 0)
+        #expect(try book.contact("ÉLODIE@example.com")["email"] == "ÉLODIE@Example.com")
+    }
+
     @Test func aBatchOverTheLimitIsRefusedWhole() async throws {
         let book = try await Self.book()
         let limit = book.engine.configuration.maxBatch
