@@ -55,20 +55,38 @@ public struct FieldDimension: DimensionProvider {
         /// Custom fields by name, in declaration order for listing.
         var definitions: [String: FieldDefinition] = [:]
         var order: [String] = []
-        /// Columns of `name` and of every custom field.
-        private(set) var columns: [String: FieldColumn] = ["name": FieldColumn(type: .text)]
-        /// The column names sorted: the order a stored document lists its values in.
-        private(set) var documentOrder = ["name"]
+        /// Columns of `name` and of every custom field, in the order they were added, and
+        /// each one's place. An array, not a dictionary of columns: a write updates a column
+        /// in place and reads it without copying it (a dictionary's getter copies the column,
+        /// a retain per storage, and that was per field per contact on ingest).
+        private(set) var columns: [FieldColumn] = [FieldColumn(type: .text)]
+        private(set) var position: [String: Int] = ["name": 0]
+        /// The order a stored document lists its values in (sorted by name), with each
+        /// name's JSON key bytes (`"name":`).
+        private(set) var documentOrder: [(position: Int, key: [UInt8])] = Index.documentOrder(["name": 0])
+
+        func column(_ field: String) -> FieldColumn? { position[field].map { columns[$0] } }
+
+        var columnNames: Dictionary<String, Int>.Keys { position.keys }
 
         mutating func addColumn(_ field: String, type: FieldType) {
-            columns[field] = FieldColumn(type: type)
-            documentOrder = columns.keys.sorted()
+            position[field] = columns.count
+            columns.append(FieldColumn(type: type))
+            documentOrder = Self.documentOrder(position)
         }
 
-        /// Sets one value in place (through the dictionary's modify accessor: reading a column
-        /// out of the dictionary copies it, a retain per storage); whether it changed.
+        static func documentOrder(_ position: [String: Int]) -> [(position: Int, key: [UInt8])] {
+            position.sorted { $0.key < $1.key }.map { name, p in
+                var key: [UInt8] = []
+                JSONValue.string(name).write(into: &key)
+                return (p, key + [UInt8(ascii: ":")])
+            }
+        }
+
+        /// Sets one value in place; whether it changed.
         mutating func update(_ field: String, _ value: FieldValue?, at slot: Int) -> Bool {
-            columns[field]?.update(value, at: slot) ?? false
+            guard let p = position[field] else { return false }
+            return columns[p].update(value, at: slot)
         }
 
         func definition(_ field: String) -> FieldDefinition? {
@@ -136,18 +154,19 @@ public struct FieldDimension: DimensionProvider {
     /// straight into bytes: building a dictionary to serialize it was a third of a field write.
     static func document(slot: Int, index: Index) -> String? {
         var out: [UInt8] = [UInt8(ascii: "{")]
-        for field in index.documentOrder {
-            let value: JSONValue
-            switch index.columns[field]?.value(at: slot) {
-            case nil: continue
-            case .text(let s)?: value = .string(s)
-            case .number(let d)?, .date(let d)?: value = .double(d)
-            case .boolean(let b)?: value = .bool(b)
+        index.columns.withUnsafeBufferPointer { columns in
+            for (position, key) in index.documentOrder {
+                let value: JSONValue
+                switch columns[position].value(at: slot) {
+                case nil: continue
+                case .text(let s)?: value = .string(s)
+                case .number(let d)?, .date(let d)?: value = .double(d)
+                case .boolean(let b)?: value = .bool(b)
+                }
+                if out.count > 1 { out.append(UInt8(ascii: ",")) }
+                out.append(contentsOf: key)
+                value.write(into: &out)
             }
-            if out.count > 1 { out.append(UInt8(ascii: ",")) }
-            JSONValue.string(field).write(into: &out)
-            out.append(UInt8(ascii: ":"))
-            value.write(into: &out)
         }
         guard out.count > 1 else { return nil }
         out.append(UInt8(ascii: "}"))
@@ -162,15 +181,22 @@ public struct FieldDimension: DimensionProvider {
         if doc.has("fields") {
             let fields = try doc.object("fields")
             let index = Self.index(book, name)
-            for key in fields.object.keys.sorted() {
-                let path = fields.path.member(key)
-                if Self.systemFields.contains(where: { $0.name == key }) {
-                    throw .invalidParams(path: path, "\(key) is a system field; set name at the top level, email and created_at cannot be set")
-                }
+            let checkField = { (key: String, raw: JSONValue) throws(SegmentError) -> FieldValue? in
                 guard let def = index.definitions[key] else {
+                    let path = fields.path.member(key)
+                    if Self.systemFields.contains(where: { $0.name == key }) {
+                        throw .invalidParams(path: path, "\(key) is a system field; set name at the top level, email and created_at cannot be set")
+                    }
                     throw .invalidParams(path: path, "unknown field \"\(key)\"; declare it first with fields.define")
                 }
-                values.append((key, try check(fields.object[key]!, type: def.type, path: path, time: time)))
+                return try self.check(raw, type: def.type, path: fields.path.member(key), time: time)
+            }
+            do {
+                for (key, raw) in fields.object { values.append((key, try checkField(key, raw))) }
+            } catch {
+                // Sorted only when something is wrong, so the error names the first bad key.
+                for key in fields.object.keys.sorted() { _ = try checkField(key, fields.object[key]!) }
+                throw error
             }
         }
         return values.isEmpty ? nil : Change(values: values)
@@ -233,7 +259,7 @@ public struct FieldDimension: DimensionProvider {
     public func remove(slot: Int, context: inout WriteContext) throws {
         try context.sql.execute("DELETE FROM contact_fields WHERE contact_id = ?", [.integer(Int64(slot))])
         var index = context.book.takePart(name, as: Index.self) ?? Index()
-        for key in index.documentOrder { _ = index.update(key, nil, at: slot) }
+        for key in Array(index.columnNames) { _ = index.update(key, nil, at: slot) }
         context.book.setPart(name, index)
     }
 
@@ -241,9 +267,9 @@ public struct FieldDimension: DimensionProvider {
         let index = Self.index(book, name)
         var fields: [String: JSONValue] = [:]
         for field in index.order {
-            fields[field] = Self.json(index.columns[field]?.value(at: slot))
+            fields[field] = Self.json(index.column(field)?.value(at: slot))
         }
-        return ["name": Self.json(index.columns["name"]?.value(at: slot)), "fields": .object(fields)]
+        return ["name": Self.json(index.column("name")?.value(at: slot)), "fields": .object(fields)]
     }
 
     static func json(_ value: FieldValue?) -> JSONValue {
@@ -258,7 +284,7 @@ public struct FieldDimension: DimensionProvider {
 
     public func column(_ column: String, book: Book) -> ColumnReader? {
         let index = Self.index(book, name)
-        guard let values = index.columns[column] else { return nil }
+        guard let values = index.column(column) else { return nil }
         return ColumnReader { Self.json(values.value(at: $0)) }
     }
 }

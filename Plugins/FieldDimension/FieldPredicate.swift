@@ -92,7 +92,7 @@ struct FieldPredicate: ContactPredicate {
             guard book.alive.contains(slot) else { return nil }
             return .date(book.createdAt[slot])
         default:
-            let column = FieldDimension.index(book, dimension).columns[field]
+            let column = FieldDimension.index(book, dimension).column(field)
             if lowered, let column, column.type == .text { return column.text.lowerValue(at: slot).map(FieldValue.text) }
             return column?.value(at: slot)
         }
@@ -104,7 +104,7 @@ struct FieldPredicate: ContactPredicate {
 
     func resolve(in book: Book, at now: Double) -> ContactSet {
         let test = self.test
-        let column = FieldDimension.index(book, dimension).columns[field]
+        let column = FieldDimension.index(book, dimension).column(field)
         switch column?.type {
         case .text?:
             let c = column!.text
@@ -132,7 +132,7 @@ struct FieldPredicate: ContactPredicate {
     var cost: Int { 10 }
 
     func resolve(in book: Book, at now: Double, within candidates: ContactSet) -> ContactSet {
-        let column = FieldDimension.index(book, dimension).columns[field]
+        let column = FieldDimension.index(book, dimension).column(field)
         if let column, column.type == .number || column.type == .date, let range = test.range {
             return ContactSet.filter(candidates, column: column.numbers, range: range)
         }
