@@ -208,7 +208,8 @@ public struct FieldDimension: DimensionProvider {
         switch type {
         case .text:
             guard let s = raw.stringValue else { throw .invalidParams(path: path, "expected text, got \(raw.typeName)") }
-            guard s.count <= Self.maxTextLength else { throw .invalidParams(path: path, "text is at most \(Self.maxTextLength) characters") }
+            // UTF-8 bytes bound the characters from above: count characters only past that.
+            guard s.utf8.count <= Self.maxTextLength || s.count <= Self.maxTextLength else { throw .invalidParams(path: path, "text is at most \(Self.maxTextLength) characters") }
             return s.isEmpty ? nil : .text(s)
         case .number:
             guard let d = raw.doubleValue, d.isFinite else { throw .invalidParams(path: path, "expected a number, got \(raw.typeName)") }

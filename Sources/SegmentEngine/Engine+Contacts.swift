@@ -103,22 +103,32 @@ extension Engine {
     /// A deliberately plain check: one `@`, a non-empty local part, a dotted domain, no
     /// spaces or control characters, at most 254 characters.
     static func checkEmail(_ email: String, path: String) throws(SegmentError) {
-        // On the UTF-8 bytes ('@' and '.' are ASCII, so no character is split): splitting into
-        // substrings allocated per contact on ingest.
-        let bytes = email.utf8
-        let at = bytes.firstIndex(of: UInt8(ascii: "@"))
-        let domain = at.map { bytes[bytes.index(after: $0)...] }
-        let ok = bytes.count <= 254 && at != nil && at != bytes.startIndex && domain.map { d in
-            !d.contains(UInt8(ascii: "@")) && d.contains(UInt8(ascii: ".")) && d.first != UInt8(ascii: ".") && d.last != UInt8(ascii: ".")
-        } == true && !containsSpaceOrControl(email)
-        guard ok else { throw .invalidParams(path: path, "not an email address: \"\(email)\"") }
+        guard isPlainAddress(email) else { throw .invalidParams(path: path, "not an email address: \"\(email)\"") }
     }
 
-    /// Whitespace or a control character anywhere; ASCII (nearly every address) is checked by
-    /// byte, since Unicode property lookups were 5% of an ingest profile.
-    static func containsSpaceOrControl(_ email: String) -> Bool {
-        if email.utf8.allSatisfy({ $0 < 0x80 }) { return email.utf8.contains { $0 <= 0x20 || $0 == 0x7F } }
-        return email.unicodeScalars.contains { $0.properties.isWhitespace || $0.properties.generalCategory == .control }
+    /// One pass over the UTF-8 bytes ('@' and '.' are ASCII, so no character is split):
+    /// splitting into substrings and Unicode property lookups were several percent of ingest.
+    /// Non-ASCII addresses take the slower whitespace and control check.
+    static func isPlainAddress(_ email: String) -> Bool {
+        var text = email
+        return text.withUTF8 { bytes in
+            guard bytes.count <= 254 else { return false }
+            var at = -1, lastDot = -1, ascii = true
+            for (i, byte) in bytes.enumerated() {
+                switch byte {
+                case UInt8(ascii: "@"):
+                    guard at < 0 else { return false }  // a second '@'
+                    at = i
+                case UInt8(ascii: "."): if at >= 0 { lastDot = i }
+                case 0...0x20, 0x7F: return false  // space or ASCII control
+                case 0x80...: ascii = false
+                default: break
+                }
+            }
+            // A non-empty local part; a domain with a dot, not starting or ending with one.
+            guard at > 0, lastDot > at, bytes[at + 1] != UInt8(ascii: "."), bytes[bytes.count - 1] != UInt8(ascii: ".") else { return false }
+            return ascii || !email.unicodeScalars.contains { $0.properties.isWhitespace || $0.properties.generalCategory == .control }
+        }
     }
 
     /// The whole contact, every provider's part, or `nil` if there is none with that email.
