@@ -16,6 +16,7 @@ import SegmentCore
 public final class Store: Sendable {
     let pool: DatabasePool
     public let path: String
+    private let checkpointer: WALCheckpointer
 
     /// Opens (creating if needed) the database at `path` and applies `migrations` in order.
     public init(path: String, migrations: [StoreMigration]) throws {
@@ -41,6 +42,11 @@ public final class Store: Sendable {
             }
         }
         try migrator.migrate(pool)
+        // Checkpoints run off the writer (see WALCheckpointer); the store keeps the
+        // checkpointer alive as long as the writer connection that calls it.
+        checkpointer = try WALCheckpointer(path: path)
+        let checkpointer = checkpointer
+        try pool.writeWithoutTransaction { db in checkpointer.install(on: db.sqliteConnection!) }
     }
 
     /// Runs `body` in one write transaction; commits if it returns, rolls back if it throws.
@@ -78,6 +84,7 @@ public final class Store: Sendable {
 
     /// Checkpoints the WAL and closes every connection.
     public func close() throws {
+        checkpointer.close()
         try? pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
         try pool.close()
     }

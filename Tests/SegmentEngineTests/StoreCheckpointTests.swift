@@ -1,0 +1,37 @@
+import Foundation
+import SegmentCore
+import SegmentStore
+import Testing
+
+/// The writer no longer checkpoints inside its commits; a background connection does. The
+/// write-ahead log must still be copied back and restarted, or it would grow with every
+/// write for as long as the server runs.
+@Suite struct StoreCheckpointTests {
+    @Test func theLogIsCheckpointedAndRestartedWithoutTheWriter() async throws {
+        let directory = NSTemporaryDirectory() + "segment-checkpoint-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/c.sqlite"
+        let store = try Store(path: path, migrations: [StoreMigration("t.v1", sql: "CREATE TABLE chunk (id INTEGER PRIMARY KEY, bytes BLOB NOT NULL)")])
+        let walSize = { ((try? FileManager.default.attributesOfItem(atPath: path + "-wal"))?[.size] as? Int) ?? 0 }
+        let writes = 16, bytesPerWrite = 1_200_000  // ~300 pages each, ~19 MB in all
+        for i in 0..<writes {
+            _ = try await store.write({ sql in
+                try sql.execute("INSERT INTO chunk(id, bytes) VALUES (?, ?)", [.integer(Int64(i)), .blob([UInt8](repeating: UInt8(i), count: bytesPerWrite))])
+                return 0
+            }, afterCommit: { _ in })
+            try await Task.sleep(for: .milliseconds(40))  // the checkpoint runs beside the writes
+        }
+        // The log restarts once a checkpoint has copied it all: it stays near the threshold
+        // (1,000 pages, ~4 MB) plus a write or two, far below the ~19 MB written.
+        #expect(walSize() < 10_000_000, "WAL is \(walSize()) bytes after \(writes * bytesPerWrite) written")
+        let stored = try await store.read { sql in
+            var rows: [(Int64, Int)] = []
+            try sql.forEachRow("SELECT id, length(bytes) FROM chunk ORDER BY id", []) { rows.append(($0[0].int64 ?? -1, Int($0[1].int64 ?? 0))) }
+            return rows.map { "\($0.0):\($0.1)" }
+        }
+        #expect(stored == (0..<writes).map { "\($0):\(bytesPerWrite)" })
+        try store.close()
+        #expect(walSize() == 0, "close truncates the log")
+    }
+}
