@@ -38,9 +38,11 @@ public struct Book: Sendable {
     public var contactCount: Int { emailIndex.count }
 
     /// The slot of `email`, compared case-insensitively.
-    public func slot(of email: String) -> Int? {
-        let key = email.lowercased()
-        return emailIndex.find(hash: key.hashValue) { Self.address(emails[$0], is: key) }
+    public func slot(of email: String) -> Int? { slot(ofKey: email.lowercased()) }
+
+    /// The slot of the contact whose lower-cased address is `key`.
+    public func slot(ofKey key: String) -> Int? {
+        emailIndex.find(hash: key.hashValue) { Self.address(emails[$0], is: key) }
     }
 
     /// Whether `stored` lower-cases to `key` (itself lower-cased), without building the
@@ -78,12 +80,11 @@ public struct Book: Sendable {
 }
 
 extension Book {
-    /// Adds a contact at `slot` (the rowid SQLite assigned).
-    public mutating func addContact(slot: Int, email: String, createdAt time: Double) {
+    /// Adds a contact at `slot` (the rowid SQLite assigned); `key` is `email` lower-cased.
+    public mutating func addContact(slot: Int, email: String, key: String, createdAt time: Double) {
         place(slot: slot, email: email, createdAt: time)
-        let key = email.lowercased()
         emailIndex.insert(hash: key.hashValue, value: slot)
-        suppressed.update(slot, member: suppressedEmails.contains(key))
+        if !suppressedEmails.isEmpty { suppressed.update(slot, member: suppressedEmails.contains(key)) }
     }
 
     /// The slot's core columns and liveness.

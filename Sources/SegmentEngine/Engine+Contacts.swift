@@ -23,6 +23,8 @@ public struct UpsertResult: Sendable, Equatable {
 /// One validated contact document, ready to write.
 struct PreparedContact: Sendable {
     let email: String
+    /// The lower-cased address, the contact's identity (computed off the writer).
+    let key: String
     let changes: [(provider: Int, change: any ContactChange)]
 }
 
@@ -60,16 +62,15 @@ extension Engine {
             var writes = Array(repeating: [ContactWrite](), count: providers.count)
             for p in providers.indices { writes[p].reserveCapacity(items.count) }
             for item in items {
-                let key = item.email.lowercased()
-                if let slot = context.book.slot(of: key) {
+                if let slot = context.book.slot(ofKey: item.key) {
                     for (p, change) in item.changes { writes[p].append(ContactWrite(slot: slot, isNew: false, change: change)) }
                     updated += 1
                 } else {
                     try context.sql.execute(
                         "INSERT INTO contact(email, email_key, created_at) VALUES (?, ?, ?)",
-                        [.text(item.email), .text(key), .real(context.now)])
+                        [.text(item.email), .text(item.key), .real(context.now)])
                     let slot = Int(context.sql.lastInsertRowID)
-                    context.book.addContact(slot: slot, email: item.email, createdAt: context.now)
+                    context.book.addContact(slot: slot, email: item.email, key: item.key, createdAt: context.now)
                     context.touched.insert(slot)
                     for p in providers.indices {
                         let change = item.changes.first { $0.provider == p }?.change
@@ -97,7 +98,7 @@ extension Engine {
         for (p, provider) in registry.providers.enumerated() {
             if let change = try provider.prepare(doc, book: book, time: time) { changes.append((p, change)) }
         }
-        return PreparedContact(email: email, changes: changes)
+        return PreparedContact(email: email, key: email.lowercased(), changes: changes)
     }
 
     /// A deliberately plain check: one `@`, a non-empty local part, a dotted domain, no
