@@ -240,19 +240,26 @@ public struct FieldDimension: DimensionProvider {
     /// Takes the index out of the book once for the whole batch.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
         try WriteContext.withPart(name, in: &context, orNew: Index.init) { index, context in
-            for write in batch { try apply(write.change, slot: write.slot, isNew: write.isNew, index: &index, context: &context) }
+            var rows = RowBatch("INSERT OR REPLACE INTO contact_fields(contact_id, doc)", width: 2)
+            for write in batch { try apply(write.change, slot: write.slot, index: &index, rows: &rows, context: &context) }
+            try rows.flush(context.sql)
         }
     }
 
-    private func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, index: inout Index, context: inout WriteContext) throws {
+    /// Documents wait in `rows` (a hundred per statement); a delete runs them first, so the
+    /// two stay in order for a contact written twice in one batch.
+    private func apply(_ change: (any ContactChange)?, slot: Int, index: inout Index, rows: inout RowBatch, context: inout WriteContext) throws {
         guard let change = change as? Change else { return }
         var changed = false
         for (field, value) in change.values where index.update(field, value, at: slot) { changed = true }
         guard changed else { return }
         context.touched.insert(slot)
         if let doc = Self.document(slot: slot, index: index) {
-            try context.sql.execute("INSERT OR REPLACE INTO contact_fields(contact_id, doc) VALUES (?, ?)", [.integer(Int64(slot)), .text(doc)])
+            rows.append(.integer(Int64(slot)))
+            rows.append(.text(doc))
+            try rows.endRow(context.sql)
         } else {
+            try rows.flush(context.sql)
             try context.sql.execute("DELETE FROM contact_fields WHERE contact_id = ?", [.integer(Int64(slot))])
         }
     }

@@ -74,26 +74,29 @@ public struct FunnelDimension: DimensionProvider {
         return Change(stage: stage, lost: try doc.optionalBool("lost"))
     }
 
-    /// Takes the index out of the book once for the whole batch.
+    /// Takes the index out of the book once for the whole batch; rows are written a hundred
+    /// per statement.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
         try WriteContext.withPart(name, in: &context, orNew: Index.init) { index, context in
-            for write in batch { try apply(write.change, slot: write.slot, isNew: write.isNew, index: &index, context: &context) }
+            var rows = RowBatch("INSERT OR REPLACE INTO contact_funnel(contact_id, stage, lost)", width: 3)
+            for write in batch {
+                guard let change = write.change as? Change else { continue }
+                let slot = write.slot
+                let oldStage = index.stages.code(at: slot)
+                let oldLost = index.lost.contains(slot)
+                let newStage = change.stage.map { $0 ?? CodeColumn.none } ?? oldStage
+                let newLost = change.lost ?? oldLost
+                guard newStage != oldStage || newLost != oldLost else { continue }
+                rows.append(.integer(Int64(slot)))
+                rows.append(newStage == CodeColumn.none ? .null : .integer(Int64(newStage)))
+                rows.append(.integer(newLost ? 1 : 0))
+                try rows.endRow(context.sql)
+                index.stages.set(newStage, at: slot)
+                index.lost.update(slot, member: newLost)
+                context.touched.insert(slot)
+            }
+            try rows.flush(context.sql)
         }
-    }
-
-    private func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, index: inout Index, context: inout WriteContext) throws {
-        guard let change = change as? Change else { return }
-        let oldStage = index.stages.code(at: slot)
-        let oldLost = index.lost.contains(slot)
-        let newStage = change.stage.map { $0 ?? CodeColumn.none } ?? oldStage
-        let newLost = change.lost ?? oldLost
-        guard newStage != oldStage || newLost != oldLost else { return }
-        try context.sql.execute(
-            "INSERT OR REPLACE INTO contact_funnel(contact_id, stage, lost) VALUES (?, ?, ?)",
-            [.integer(Int64(slot)), newStage == CodeColumn.none ? .null : .integer(Int64(newStage)), .integer(newLost ? 1 : 0)])
-        index.stages.set(newStage, at: slot)
-        index.lost.update(slot, member: newLost)
-        context.touched.insert(slot)
     }
 
     public func remove(slot: Int, context: inout WriteContext) throws {

@@ -107,9 +107,11 @@ public struct LabelDimension: DimensionProvider {
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
         try WriteContext.withPart(name, in: &context, orNew: Index.init) { index, context in
             var added: Set<String> = []
+            var rows = RowBatch("INSERT OR REPLACE INTO contact_labels(contact_id, keys)", width: 2)
             for write in batch {
-                try apply(write.change, slot: write.slot, isNew: write.isNew, index: &index, added: &added, context: &context)
+                try apply(write.change, slot: write.slot, isNew: write.isNew, index: &index, added: &added, rows: &rows, context: &context)
             }
+            try rows.flush(context.sql)
             for key in added.sorted() {
                 try context.sql.execute(
                     "INSERT INTO label(key, name, last_added_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET last_added_at = excluded.last_added_at",
@@ -119,8 +121,11 @@ public struct LabelDimension: DimensionProvider {
     }
 
     /// A new contact carries no label yet, so its write skips looking through every label.
+    /// Rows wait in `rows` (a hundred per statement); a delete runs them first, so the two
+    /// stay in order for a contact written twice in one batch.
     private func apply(
-        _ change: (any ContactChange)?, slot: Int, isNew: Bool, index: inout Index, added: inout Set<String>, context: inout WriteContext
+        _ change: (any ContactChange)?, slot: Int, isNew: Bool, index: inout Index, added: inout Set<String>, rows: inout RowBatch,
+        context: inout WriteContext
     ) throws {
         guard let change = change as? Change else { return }
         var wanted: [String: String] = [:]  // key → display name
@@ -150,10 +155,12 @@ public struct LabelDimension: DimensionProvider {
         context.touched.insert(slot)
         let slotArg = SQLValue.integer(Int64(slot))
         if wanted.isEmpty {
+            try rows.flush(context.sql)
             try context.sql.execute("DELETE FROM contact_labels WHERE contact_id = ?", [slotArg])
         } else {
-            let keys = JSONValue.array(wanted.keys.sorted().map(JSONValue.string)).serialized()
-            try context.sql.execute("INSERT OR REPLACE INTO contact_labels(contact_id, keys) VALUES (?, ?)", [slotArg, .text(keys)])
+            rows.append(slotArg)
+            rows.append(.text(JSONValue.array(wanted.keys.sorted().map(JSONValue.string)).serialized()))
+            try rows.endRow(context.sql)
         }
     }
 

@@ -54,21 +54,23 @@ public struct StatusDimension: DimensionProvider {
         return Change(code: try code(try doc.string("status"), path: doc.path.member("status")))
     }
 
-    /// Takes the index out of the book once for the whole batch.
+    /// Takes the index out of the book once for the whole batch; rows are written a hundred
+    /// per statement.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
         try WriteContext.withPart(name, in: &context, orNew: { CodeColumn(codeCount: Self.statuses.count) }) { column, context in
-            for write in batch { try apply(write.change, slot: write.slot, isNew: write.isNew, column: &column, context: &context) }
+            var rows = RowBatch("INSERT OR REPLACE INTO contact_status(contact_id, status)", width: 2)
+            for write in batch {
+                let new: UInt8
+                if let change = write.change as? Change { new = change.code } else if write.isNew { new = 0 } else { continue }
+                if column.code(at: write.slot) == new { continue }
+                rows.append(.integer(Int64(write.slot)))
+                rows.append(.integer(Int64(new)))
+                try rows.endRow(context.sql)
+                column.set(new, at: write.slot)
+                context.touched.insert(write.slot)
+            }
+            try rows.flush(context.sql)
         }
-    }
-
-    private func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, column: inout CodeColumn, context: inout WriteContext) throws {
-        let new: UInt8
-        if let change = change as? Change { new = change.code } else if isNew { new = 0 } else { return }
-        if column.code(at: slot) == new { return }
-        try context.sql.execute(
-            "INSERT OR REPLACE INTO contact_status(contact_id, status) VALUES (?, ?)", [.integer(Int64(slot)), .integer(Int64(new))])
-        column.set(new, at: slot)
-        context.touched.insert(slot)
     }
 
     public func remove(slot: Int, context: inout WriteContext) throws {

@@ -56,40 +56,28 @@ struct TriggerEvaluator {
     /// Touched contacts from which a rule is resolved whole rather than tested one by one.
     static let bulkThreshold = 256
 
-    /// Events per INSERT statement: one statement (and one update of the AUTOINCREMENT
-    /// counter) per row cost ~1.7 µs per event, most of a triggered write.
-    static let rowsPerInsert = 100
-
-    /// Appends `events` in order and returns them with their cursors. With one writer, the
-    /// rows of one INSERT get consecutive cursors ending at the last inserted rowid.
+    /// Appends `events` in order and returns them with their cursors, a hundred rows per
+    /// statement. With one writer, the rows of one INSERT get consecutive cursors ending at
+    /// the last inserted rowid.
     func append(_ events: [TriggerEvent], sql: any SQLExecutor) throws -> [TriggerEvent] {
         var stored = events
-        var arguments: [SQLValue] = []
-        arguments.reserveCapacity(Self.rowsPerInsert * 6)
-        var start = 0
-        while start < stored.count {
-            let end = min(start + Self.rowsPerInsert, stored.count)
-            arguments.removeAll(keepingCapacity: true)
-            for e in stored[start..<end] {
-                arguments.append(.integer(e.trigger))
-                arguments.append(.integer(e.segment))
-                arguments.append(.text(e.email))
-                arguments.append(.text(e.type))
-                arguments.append(.real(e.at))
-                arguments.append(.text(e.cause))
-            }
-            try sql.execute(end - start == Self.rowsPerInsert ? Self.fullInsert : Self.insert(rows: end - start), arguments)
-            let last = sql.lastInsertRowID
-            for i in start..<end { stored[i].cursor = last - Int64(end - 1 - i) }
-            start = end
+        var rows = RowBatch("INSERT INTO event(trigger_id, segment_id, email, type, at, cause)", width: 6)
+        var firstWaiting = 0
+        func assign(_ last: Int64?, through end: Int) {
+            guard let last else { return }
+            for i in firstWaiting..<end { stored[i].cursor = last - Int64(end - 1 - i) }
+            firstWaiting = end
         }
+        for (i, e) in events.enumerated() {
+            rows.append(.integer(e.trigger))
+            rows.append(.integer(e.segment))
+            rows.append(.text(e.email))
+            rows.append(.text(e.type))
+            rows.append(.real(e.at))
+            rows.append(.text(e.cause))
+            assign(try rows.endRow(sql), through: i + 1)
+        }
+        assign(try rows.flush(sql), through: events.count)
         return stored
     }
-
-    static func insert(rows: Int) -> String {
-        "INSERT INTO event(trigger_id, segment_id, email, type, at, cause) VALUES "
-            + Array(repeating: "(?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
-    }
-
-    static let fullInsert = insert(rows: rowsPerInsert)
 }

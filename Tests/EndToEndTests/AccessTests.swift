@@ -150,9 +150,10 @@ import Glibc
         #expect(interpolated == allowed, "SQL built with interpolation: \(interpolated)")
         let engagement = try String(contentsOf: packageRoot.appendingPathComponent("Plugins/EngagementDimension/EngagementDimension.swift"), encoding: .utf8)
         #expect(engagement.contains(#"let column = ["last_open", "last_click", "last_send"][event]"#), "the column must come from a fixed list")
-        let evaluator = try String(contentsOf: packageRoot.appendingPathComponent("Sources/SegmentEngine/TriggerEvaluator.swift"), encoding: .utf8)
-        #expect(evaluator.contains(#"+ Array(repeating: "(?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")"#),
-                "the event insert's rows must be fixed placeholder groups")
+        // Multi-row inserts add only placeholder groups to a fixed prefix.
+        let rowBatch = try String(contentsOf: packageRoot.appendingPathComponent("Sources/SegmentCore/RowBatch.swift"), encoding: .utf8)
+        #expect(rowBatch.contains(#"let row = "(" + Array(repeating: "?", count: width).joined(separator: ", ") + ")""#),
+                "multi-row inserts must add fixed placeholder groups only")
     }
 
     /// Field names, labels, emails, names and segment names that look like SQL are stored and

@@ -192,3 +192,30 @@ extension RestartTests {
         #expect(book.engine.contact(email: "ana@example.com")?["fields"]?["ltv"] == .double(ltv))
     }
 }
+
+extension RestartTests {
+    /// Rows are written a hundred per statement, so a batch of 250 spans three statements per
+    /// table. A contact repeated in the batch is created by its first occurrence and updated
+    /// by the later ones, and a later occurrence that clears labels and fields deletes rows
+    /// the earlier one left waiting: the file must end up with what the book answers.
+    @Test func aLargeBatchWithRepeatsReopensIdentically() async throws {
+        let book = try TestBook()
+        try await book.define("city", "text")
+        var docs: [JSONValue] = (0..<250).map { i in
+            ["email": .string("bulk\(i)@example.com"), "status": i % 3 == 0 ? "unsubscribed" : "active",
+             "labels": .array([.string("l\(i % 7)")]), "fields": ["city": .string("City \(i % 11)")], "funnel": "aware"]
+        }
+        docs[150] = ["email": "BULK130@example.com", "labels": [], "fields": ["city": .null], "funnel": "customer", "status": "hard_bounce"]
+        docs[230] = ["email": "bulk20@example.com", "add_labels": ["late"], "lost": true]
+        let result = try await book.engine.upsert(contacts: docs)
+        #expect(result.created == 248 && result.updated == 2 && result.failed.isEmpty, "\(result.created) created, \(result.updated) updated, \(result.failed.count) failed")
+        let emails = (0..<250).map { "bulk\($0)@example.com" }
+        let before = emails.map { book.engine.contact(email: $0) }
+        let cleared = try #require(before[130])  // its rows still waited in the statement when cleared
+        #expect(cleared["labels"] == [] && cleared["fields"]?["city"] == .null && cleared["funnel"] == "customer" && cleared["status"] == "hard_bounce")
+        #expect(before[20]?["labels"] == ["l6", "late"] && before[20]?["lost"] == true)
+        try book.restart()
+        #expect(emails.map { book.engine.contact(email: $0) } == before)
+        #expect(try book.count([filter("label", "contains", "late")]).matched == 1)
+    }
+}
