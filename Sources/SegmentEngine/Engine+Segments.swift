@@ -1,4 +1,5 @@
 import SegmentCore
+import SegmentStore
 import WireJSON
 
 /// The answer of `segments.validate`.
@@ -118,8 +119,9 @@ extension Engine {
                         "segment \(id) has triggers \(triggers.map(String.init).joined(separator: ", ")); delete them first or pass force: true")
                 }
                 for trigger in triggers {
-                    context.book.triggers.removeValue(forKey: trigger)
-                    try context.sql.execute("DELETE FROM trigger_baseline WHERE trigger_id = ?", [.integer(trigger)])
+                    if let removed = context.book.triggers.removeValue(forKey: trigger) {
+                        try CoreSchema.deleteBaseline(removed.members, trigger: trigger, sql: context.sql)
+                    }
                     try context.sql.execute("DELETE FROM trigger WHERE id = ?", [.integer(trigger)])
                 }
             }

@@ -19,7 +19,7 @@ extension Engine {
             let trigger = Trigger(
                 id: id, segmentID: segment, onEnter: onEnter, onExit: onExit, createdAt: context.now, rule: rule,
                 members: includeExisting ? ContactSet() : members)
-            try Self.saveBaseline(trigger, context: context)
+            try CoreSchema.saveBaseline(trigger.members, replacing: ContactSet(), trigger: id, sql: context.sql)
             context.book.triggers[id] = trigger
             if includeExisting {
                 // Existing members enter through the ordinary evaluation, as if they had just matched.
@@ -38,7 +38,7 @@ extension Engine {
     public func deleteTrigger(id: Int64) async throws -> Trigger {
         try await write(cause: "triggers.delete") { context in
             guard let trigger = context.book.triggers.removeValue(forKey: id) else { throw SegmentError.notFound("no trigger with id \(id)") }
-            try context.sql.execute("DELETE FROM trigger_baseline WHERE trigger_id = ?", [.integer(id)])
+            try CoreSchema.deleteBaseline(trigger.members, trigger: id, sql: context.sql)
             try context.sql.execute("DELETE FROM trigger WHERE id = ?", [.integer(id)])
             return trigger
         }
@@ -70,20 +70,15 @@ extension Engine {
         }
     }
 
-    /// Writes a trigger's whole baseline (after creation or a rule change).
-    static func saveBaseline(_ trigger: Trigger, context: WriteContext) throws {
-        try context.sql.execute("DELETE FROM trigger_baseline WHERE trigger_id = ?", [.integer(trigger.id)])
-        for chunk in trigger.members.nonEmptyChunks { try CoreSchema.saveBaselineChunk(chunk, of: trigger.members, trigger: trigger.id, sql: context.sql) }
-    }
-
     /// After a segment's rule changed: each of its triggers takes the new rule and the new
     /// membership as its baseline, silently. Returns the ids re-baselined.
     static func rebaseline(segment: Segment, context: inout WriteContext, registry: DimensionRegistry, time: ISOTime) throws -> [Int64] {
         var ids: [Int64] = []
         for (id, var trigger) in context.book.triggers where trigger.segmentID == segment.id {
             trigger.rule = try registry.compile(filters: segment.filters, book: context.book, time: time)
+            let previous = trigger.members
             trigger.members = trigger.rule.resolve(in: context.book, at: context.now)
-            try saveBaseline(trigger, context: context)
+            try CoreSchema.saveBaseline(trigger.members, replacing: previous, trigger: id, sql: context.sql)
             context.book.triggers[id] = trigger
             ids.append(id)
         }

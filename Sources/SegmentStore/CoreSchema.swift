@@ -2,7 +2,7 @@ import SegmentCore
 
 /// The tables the core owns; providers add their own after these.
 public enum CoreSchema {
-    public static var migrations: [StoreMigration] { base + [triggerMigration, baselineChunksMigration, eventTimeIndexMigration] }
+    public static var migrations: [StoreMigration] { base + [triggerMigration, baselineChunksMigration, eventTimeIndexMigration, baselineByChunkMigration] }
 
     static let base: [StoreMigration] = [
         StoreMigration("core.v1", sql: """
@@ -56,6 +56,32 @@ extension CoreSchema {
     /// `Engine.pruneThrough`).
     static let eventTimeIndexMigration = StoreMigration("events.v2", sql: "DROP INDEX IF EXISTS event_by_at;")
 
+    /// Baseline rows keyed by chunk first: a write's transitions fall in the chunks of the
+    /// contacts it touched, so the rows it rewrites for all triggers now share a few pages
+    /// instead of taking one page per trigger (a triggered batch of 1,000 rewrote 100-200
+    /// pages of baselines; its WAL and checkpoints were a large part of its cost). Rows are
+    /// deleted by key (`deleteBaseline`), never by scanning for a trigger's id.
+    static let baselineByChunkMigration = StoreMigration("triggers.v3", sql: """
+        CREATE TABLE trigger_baseline_by_chunk (chunk INTEGER NOT NULL, trigger_id INTEGER NOT NULL, bits BLOB NOT NULL,
+            PRIMARY KEY (chunk, trigger_id)) WITHOUT ROWID;
+        INSERT INTO trigger_baseline_by_chunk(chunk, trigger_id, bits) SELECT chunk, trigger_id, bits FROM trigger_baseline;
+        DROP TABLE trigger_baseline;
+        ALTER TABLE trigger_baseline_by_chunk RENAME TO trigger_baseline;
+        """)
+
+    /// Persists trigger `id`'s whole baseline `members` over the rows of `previous` (one per
+    /// non-empty chunk of it): chunks that emptied lose their row.
+    public static func saveBaseline(_ members: ContactSet, replacing previous: ContactSet, trigger id: Int64, sql: any SQLExecutor) throws {
+        for chunk in Set(previous.nonEmptyChunks).union(members.nonEmptyChunks).sorted() {
+            try saveBaselineChunk(chunk, of: members, trigger: id, sql: sql)
+        }
+    }
+
+    /// Deletes trigger `id`'s baseline rows, one per non-empty chunk of `members`.
+    public static func deleteBaseline(_ members: ContactSet, trigger id: Int64, sql: any SQLExecutor) throws {
+        for chunk in members.nonEmptyChunks { try saveBaselineChunk(chunk, of: ContactSet(), trigger: id, sql: sql) }
+    }
+
     /// Persists one 4,096-slot chunk of trigger `id`'s baseline `members` (an empty chunk has
     /// no row).
     public static func saveBaselineChunk(_ chunk: Int, of members: ContactSet, trigger id: Int64, sql: any SQLExecutor) throws {
@@ -63,7 +89,7 @@ extension CoreSchema {
             try sql.execute("INSERT OR REPLACE INTO trigger_baseline(trigger_id, chunk, bits) VALUES (?, ?, ?)",
                             [.integer(id), .integer(Int64(chunk)), .blob(bits)])
         } else {
-            try sql.execute("DELETE FROM trigger_baseline WHERE trigger_id = ? AND chunk = ?", [.integer(id), .integer(Int64(chunk))])
+            try sql.execute("DELETE FROM trigger_baseline WHERE chunk = ? AND trigger_id = ?", [.integer(Int64(chunk)), .integer(id)])
         }
     }
 }

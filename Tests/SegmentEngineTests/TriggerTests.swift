@@ -2,6 +2,7 @@ import Foundation
 import SegmentCore
 import SegmentEngine
 import Testing
+import SegmentStore
 import WireJSON
 
 /// Automation triggers at the engine level (issue 5): each cause of a transition, exactly one
@@ -436,6 +437,40 @@ import WireJSON
         #expect(book.engine.triggers().first { $0.id == trigger.id }?.members.count == 2)
         let none = try await Self.eventsOf(book) { try await book.seed([["email": "budi@example.com", "labels": ["newsletter"]]]) }
         #expect(none.isEmpty)
+    }
+
+    /// Baseline rows are keyed by chunk and deleted by key, so a re-baseline that empties a
+    /// chunk and a trigger's deletion must remove exactly its rows, across chunks, and leave
+    /// another trigger's rows alone.
+    @Test func baselineRowsFollowMembersAcrossChunks() async throws {
+        let book = try TestBook()
+        // Slots 1 ... 10,000: members every 1,000 (slots 1, 1,001 ... 9,001) fall in chunks 0, 1
+        // and 2 (4,096 slots each).
+        _ = try await book.engine.upsert(contacts: (0..<10_000).map { i in
+            ["email": .string("c\(i)@example.com"), "labels": i % 1_000 == 0 ? ["vip"] : ["other"]]
+        })
+        let rows = { (trigger: Int64) throws -> [Int64] in
+            try Store(path: book.path, migrations: []).readNow { sql in
+                var chunks: [Int64] = []
+                try sql.forEachRow("SELECT chunk FROM trigger_baseline WHERE trigger_id = ? ORDER BY chunk", [.integer(trigger)]) {
+                    chunks.append($0[0].int64 ?? -1)
+                }
+                return chunks
+            }
+        }
+        let (segment, watched) = try await Self.trigger(book, [filter("label", "contains", "vip")])
+        let (_, kept) = try await Self.trigger(book, [filter("label", "contains", "vip")], name: "Kept")
+        #expect(try rows(watched.id) == [0, 1, 2])
+        _ = try await book.engine.updateSegmentAndTriggers(id: segment.id, filters: [filter("label", "contains", "nobody")])
+        #expect(try rows(watched.id) == [], "an empty baseline keeps no rows")
+        _ = try await book.engine.updateSegmentAndTriggers(id: segment.id, filters: [filter("label", "contains", "vip")])
+        #expect(try rows(watched.id) == [0, 1, 2])
+        _ = try await book.engine.deleteTrigger(id: watched.id)
+        #expect(try rows(watched.id) == [])
+        #expect(try rows(kept.id) == [0, 1, 2])
+        try book.restart()
+        #expect(book.engine.triggers().map(\.id) == [kept.id])
+        #expect(book.engine.triggers().first?.members.count == 10)
     }
 
     @Test func deletingASegmentWithTriggersNeedsForce() async throws {
