@@ -45,15 +45,23 @@ public struct Book: Sendable {
         emailIndex.find(hash: key.hashValue) { Self.address(emails[$0], is: key) }
     }
 
-    /// Whether `stored` lower-cases to `key` (itself lower-cased), without building the
-    /// lower-cased copy for ASCII addresses.
+    /// Whether `stored` lower-cased equals `key` (itself lower-cased) as Swift compares
+    /// strings, without building the lower-cased copy while both are ASCII. Any non-ASCII byte
+    /// on either side takes the full comparison: String equality is canonical equivalence
+    /// ("a;b" equals "a\u{037E}b"), which the hash agrees with.
     static func address(_ stored: String, is key: String) -> Bool {
         var s = stored.utf8.makeIterator(), k = key.utf8.makeIterator()
-        while let a = s.next() {
-            guard a < 0x80 else { return stored.lowercased() == key }
-            guard let b = k.next(), (a &- 0x41 < 26 ? a | 0x20 : a) == b else { return false }
+        while true {
+            let a = s.next(), b = k.next()
+            if a == nil && b == nil { return true }
+            if (a ?? 0) >= 0x80 || (b ?? 0) >= 0x80 { return stored.lowercased() == key }
+            guard let a, let b else {
+                // One ended: equal only if what is left of the other could still be
+                // equivalent to nothing, which takes a non-ASCII byte.
+                return (a == nil ? key.utf8 : stored.utf8).contains { $0 >= 0x80 } && stored.lowercased() == key
+            }
+            if (a &- 0x41 < 26 ? a | 0x20 : a) != b { return false }
         }
-        return k.next() == nil
     }
 
     /// Adds the parts `other` has and this book lacks: how indexes loaded in parallel, each on

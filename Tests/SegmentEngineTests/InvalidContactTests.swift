@@ -136,6 +136,18 @@ import WireJSON
         #expect(try book.contact("ÉLODIE@example.com")["email"] == "ÉLODIE@Example.com")
     }
 
+    /// Addresses Swift's string equality treats as one (canonical equivalence: U+037E is a
+    /// semicolon) are one contact, in one batch and across calls, like any case variant.
+    @Test func canonicallyEquivalentAddressesAreOneContact() async throws {
+        let book = try TestBook()
+        let batch = try await book.engine.upsert(contacts: [["email": "a;b@example.com"], ["email": "A\u{037E}B@example.com", "labels": ["x"]]])
+        #expect(batch.created == 1 && batch.updated == 1 && batch.failed.isEmpty)
+        let again = try await book.engine.upsert(contacts: [["email": "a\u{037E}b@EXAMPLE.com", "labels": ["y"]]])
+        #expect(again.created == 0 && again.updated == 1)
+        #expect(book.engine.countContacts().total == 1)
+        #expect(try book.contact("a;b@example.com")["labels"] == ["y"])
+    }
+
     @Test func aBatchOverTheLimitIsRefusedWhole() async throws {
         let book = try await Self.book()
         let limit = book.engine.configuration.maxBatch
