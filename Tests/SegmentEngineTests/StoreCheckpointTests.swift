@@ -7,12 +7,17 @@ import Testing
 /// write-ahead log must still be copied back and restarted, or it would grow with every
 /// write for as long as the server runs.
 @Suite struct StoreCheckpointTests {
-    @Test func theLogIsCheckpointedAndRestartedWithoutTheWriter() async throws {
+    /// A store with one table of blobs in a fresh directory; the caller removes the directory.
+    static func store() throws -> (Store, path: String) {
         let directory = NSTemporaryDirectory() + "segment-checkpoint-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/c.sqlite"
-        let store = try Store(path: path, migrations: [StoreMigration("t.v1", sql: "CREATE TABLE chunk (id INTEGER PRIMARY KEY, bytes BLOB NOT NULL)")])
+        return (try Store(path: path, migrations: [StoreMigration("t.v1", sql: "CREATE TABLE chunk (id INTEGER PRIMARY KEY, bytes BLOB NOT NULL)")]), path)
+    }
+
+    @Test func theLogIsCheckpointedAndRestartedWithoutTheWriter() async throws {
+        let (store, path) = try Self.store()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
         let walSize = { ((try? FileManager.default.attributesOfItem(atPath: path + "-wal"))?[.size] as? Int) ?? 0 }
         let writes = 16, bytesPerWrite = 1_200_000  // ~300 pages each, ~19 MB in all
         for i in 0..<writes {
@@ -39,11 +44,8 @@ import Testing
     /// itself past 4,000 pages (~16 MB), so the log stays bounded instead of growing with every
     /// write (it passed 100 MB loading 10M contacts before the writer's bound).
     @Test func theLogStaysBoundedUnderSteadyWrites() async throws {
-        let directory = NSTemporaryDirectory() + "segment-checkpoint-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let path = directory + "/c.sqlite"
-        let store = try Store(path: path, migrations: [StoreMigration("t.v1", sql: "CREATE TABLE chunk (id INTEGER PRIMARY KEY, bytes BLOB NOT NULL)")])
+        let (store, path) = try Self.store()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
         defer { try? store.close() }
         var largest = 0
         for i in 0..<40 {  // ~48 MB in all
