@@ -516,12 +516,16 @@ import WireJSON
 
     // MARK: Reading, retention and cursors
 
-    /// An engine on its own file with retention settings (the shared fixture uses defaults).
-    static func retentionBook(seconds: Double = 30 * 86_400, count: Int = 1_000_000) throws -> ConfiguredEngine {
-        try ConfiguredEngine { config in
+    /// An engine on its own file with retention settings (the shared fixture uses defaults)
+    /// and a trigger on the label `hot`, which `fire` gives.
+    static func retentionBook(seconds: Double = 30 * 86_400, count: Int = 1_000_000) async throws -> ConfiguredEngine {
+        let book = try ConfiguredEngine { config in
             config.eventRetentionSeconds = seconds
             config.eventRetentionCount = count
         }
+        let segment = try await book.engine.createSegment(name: "Hot", filters: [filter("label", "contains", "hot")])
+        _ = try await book.engine.createTrigger(segment: segment.id, onEnter: true, onExit: true, includeExisting: false)
+        return book
     }
 
     /// `n` enter events, one write each.
@@ -556,11 +560,9 @@ import WireJSON
     }
 
     @Test func pruneByAgeThenAnOldCursorIsRefusedWithWhereToResume() async throws {
-        let book = try Self.retentionBook(seconds: 10 * 86_400)
+        let book = try await Self.retentionBook(seconds: 10 * 86_400)
         let engine = book.engine
         defer { withExtendedLifetime(book) {} }
-        let segment = try await engine.createSegment(name: "Hot", filters: [filter("label", "contains", "hot")])
-        _ = try await engine.createTrigger(segment: segment.id, onEnter: true, onExit: true, includeExisting: false)
         try await Self.fire(engine, 0..<5)  // cursors 1...5 at day 0
         book.clock.advance(days: 6)
         try await Self.fire(engine, 5..<8)  // cursors 6...8 at day 6
@@ -594,11 +596,9 @@ import WireJSON
     }
 
     @Test func pruneByAgeRemovesOnlyAPrefixWhenTheClockSteppedBack() async throws {
-        let book = try Self.retentionBook(seconds: 10 * 86_400)
+        let book = try await Self.retentionBook(seconds: 10 * 86_400)
         let engine = book.engine
         defer { withExtendedLifetime(book) {} }
-        let segment = try await engine.createSegment(name: "Hot", filters: [filter("label", "contains", "hot")])
-        _ = try await engine.createTrigger(segment: segment.id, onEnter: true, onExit: true, includeExisting: false)
         book.clock.advance(days: 5)
         try await Self.fire(engine, 0..<2)  // cursors 1, 2 at day 5
         book.clock.advance(days: -5)
@@ -612,11 +612,9 @@ import WireJSON
     }
 
     @Test func pruneByCountKeepsTheNewest() async throws {
-        let book = try Self.retentionBook(count: 4)
+        let book = try await Self.retentionBook(count: 4)
         let engine = book.engine
         defer { withExtendedLifetime(book) {} }
-        let segment = try await engine.createSegment(name: "Hot", filters: [filter("label", "contains", "hot")])
-        _ = try await engine.createTrigger(segment: segment.id, onEnter: true, onExit: true, includeExisting: false)
         try await Self.fire(engine, 0..<10)
         #expect(try await engine.pruneEvents() == 6)
         #expect(try await engine.readEvents(after: 6, limit: 100).map(\.cursor) == [7, 8, 9, 10])
