@@ -21,6 +21,11 @@ final class BenchServer {
     func waitUntilReady(since start: ContinuousClock.Instant, timeout: Double = 600) async throws -> Double {
         let deadline = ContinuousClock.now + .seconds(timeout)
         while ContinuousClock.now < deadline {
+            // A server that could not start (a socket path too long, a port in use) has said
+            // why on stderr; waiting out the timeout would only hide it.
+            guard process.isRunning else {
+                throw BenchError("the server exited with status \(process.terminationStatus) before it answered rpc.ping")
+            }
             if let client = try? await RPCClient.connect(unixPath: socket) {
                 if (try? await client.call("rpc.ping")) != nil {
                     try? await client.close()
