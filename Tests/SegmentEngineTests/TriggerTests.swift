@@ -7,8 +7,9 @@ import WireJSON
 
 /// Automation triggers at the engine level (issue 5): each cause of a transition, exactly one
 /// event per transition, include_existing, persisted baselines, re-baselining on a rule edit,
-/// retention and cursor errors. Time moves only through `ManualTime`; nothing sleeps.
-@Suite struct TriggerTests {
+/// retention and cursor errors. Time moves only through `ManualTime`; nothing sleeps. Feeds
+/// wait for events, so each test has a time limit: a broken build fails a test, not the run.
+@Suite(.timeLimit(.minutes(1))) struct TriggerTests {
     // MARK: Fixtures
 
     /// A book with `city` (text) and `lifetime_value` (number) and four contacts:
