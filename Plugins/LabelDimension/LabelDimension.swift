@@ -142,13 +142,8 @@ public struct LabelDimension: DimensionProvider {
         let dropped = isNew ? [] : index.labels.compactMap { key, entry in entry.members.contains(slot) && wanted[key] == nil ? key : nil }
         for key in dropped { index.labels[key]?.members.remove(slot) }
         var gained = false
-        for (key, display) in wanted where index.labels[key]?.members.contains(slot) != true {
-            if index.labels[key] == nil {
-                index.labels[key] = Entry(name: display)
-            }
+        for (key, display) in wanted where Self.gain(&index.labels[key, default: Entry(name: display)], slot: slot, at: context.now) {
             added.insert(key)
-            index.labels[key]!.members.insert(slot)
-            index.labels[key]!.lastAddedAt = context.now
             gained = true
         }
         guard gained || !dropped.isEmpty else { return }
@@ -158,10 +153,26 @@ public struct LabelDimension: DimensionProvider {
             try rows.flush(context.sql)
             try context.sql.execute("DELETE FROM contact_labels WHERE contact_id = ?", [slotArg])
         } else {
+            // The JSON array of sorted keys, written straight into bytes.
+            var keys: [UInt8] = [UInt8(ascii: "[")]
+            for key in wanted.keys.sorted() {
+                if keys.count > 1 { keys.append(UInt8(ascii: ",")) }
+                JSONValue.string(key).write(into: &keys)
+            }
+            keys.append(UInt8(ascii: "]"))
             rows.append(slotArg)
-            rows.append(.text(JSONValue.array(wanted.keys.sorted().map(JSONValue.string)).serialized()))
+            rows.append(.text(String(decoding: keys, as: UTF8.self)))
             try rows.endRow(context.sql)
         }
+    }
+
+    /// Adds `slot` to the label in one access to the index (each lookup hashes the key);
+    /// whether it was not there yet.
+    private static func gain(_ entry: inout Entry, slot: Int, at now: Double) -> Bool {
+        guard !entry.members.contains(slot) else { return false }
+        entry.members.insert(slot)
+        entry.lastAddedAt = now
+        return true
     }
 
     public func remove(slot: Int, context: inout WriteContext) throws {
