@@ -35,12 +35,9 @@ extension FieldDimension {
                     }
                     try context.sql.execute(
                         "INSERT INTO field_def(name, type, created_at) VALUES (?, ?, ?)", [.text(field), .text(type.rawValue), .real(context.now)])
-                    let def = FieldDefinition(name: field, type: type, system: false)
-                    index.definitions[field] = def
-                    index.order.append(field)
-                    index.addColumn(field, type: type)
+                    index.define(field, type: type)
                     context.book.setPart(dimension, index)
-                    return Self.json(def)
+                    return Self.json(index.definitions[field]!)
                 }),
             DimensionMethod(
                 name: "fields.list",

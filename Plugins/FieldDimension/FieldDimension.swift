@@ -52,9 +52,9 @@ public struct FieldDimension: DimensionProvider {
 
     /// The field dimension's part of the book.
     struct Index: Sendable {
-        /// Custom fields by name, in declaration order for listing.
-        var definitions: [String: FieldDefinition] = [:]
-        var order: [String] = []
+        /// Custom fields by name, and their names in declaration order for listing.
+        private(set) var definitions: [String: FieldDefinition] = [:]
+        private(set) var order: [String] = []
         /// Columns of `name` and of every custom field, in the order they were added, and
         /// each one's place. An array, not a dictionary of columns: a write updates a column
         /// in place and reads it without copying it (a dictionary's getter copies the column,
@@ -67,9 +67,10 @@ public struct FieldDimension: DimensionProvider {
 
         func column(_ field: String) -> FieldColumn? { position[field].map { columns[$0] } }
 
-        var columnNames: Dictionary<String, Int>.Keys { position.keys }
-
-        mutating func addColumn(_ field: String, type: FieldType) {
+        /// Declares a custom field: its definition, its place in the listing, its column.
+        mutating func define(_ field: String, type: FieldType) {
+            definitions[field] = FieldDefinition(name: field, type: type, system: false)
+            order.append(field)
             position[field] = columns.count
             columns.append(FieldColumn(type: type))
             documentOrder = Self.documentOrder(position)
@@ -81,6 +82,11 @@ public struct FieldDimension: DimensionProvider {
                 JSONValue.string(name).write(into: &key)
                 return (p, key + [UInt8(ascii: ":")])
             }
+        }
+
+        /// Clears every value of `slot`.
+        mutating func clear(slot: Int) {
+            for p in columns.indices { _ = columns[p].update(nil, at: slot) }
         }
 
         /// Sets one value in place; whether it changed.
@@ -105,9 +111,7 @@ public struct FieldDimension: DimensionProvider {
         var index = Index()
         try sql.forEachRow("SELECT name, type FROM field_def ORDER BY rowid", []) { row in
             guard let name = row[0].string, let type = row[1].string.flatMap(FieldType.init(rawValue:)) else { return }
-            index.definitions[name] = FieldDefinition(name: name, type: type, system: false)
-            index.order.append(name)
-            index.addColumn(name, type: type)
+            index.define(name, type: type)
         }
         try sql.forEachRow("SELECT contact_id, doc FROM contact_fields", []) { row in
             guard let slot = row[0].int64.map(Int.init), book.alive.contains(slot), let text = row[1].string,
@@ -267,7 +271,7 @@ public struct FieldDimension: DimensionProvider {
     public func remove(slot: Int, context: inout WriteContext) throws {
         try context.sql.execute("DELETE FROM contact_fields WHERE contact_id = ?", [.integer(Int64(slot))])
         var index = context.book.takePart(name, as: Index.self) ?? Index()
-        for key in Array(index.columnNames) { _ = index.update(key, nil, at: slot) }
+        index.clear(slot: slot)
         context.book.setPart(name, index)
     }
 
