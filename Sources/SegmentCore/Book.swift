@@ -136,7 +136,7 @@ extension Book {
     public mutating func setSuppressed(_ email: String, _ isSuppressed: Bool) {
         let key = email.lowercased()
         if isSuppressed { suppressedEmails.insert(key) } else { suppressedEmails.remove(key) }
-        if let slot = slot(of: key) { suppressed.update(slot, member: isSuppressed) }
+        if let slot = slot(ofKey: key) { suppressed.update(slot, member: isSuppressed) }
     }
 
     public mutating func setSegment(_ segment: Segment) { segments[segment.id] = segment }

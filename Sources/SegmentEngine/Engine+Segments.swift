@@ -1,5 +1,4 @@
 import SegmentCore
-import SegmentStore
 import WireJSON
 
 /// The answer of `segments.validate`.
@@ -118,12 +117,7 @@ extension Engine {
                     throw SegmentError.conflict(
                         "segment \(id) has triggers \(triggers.map(String.init).joined(separator: ", ")); delete them first or pass force: true")
                 }
-                for trigger in triggers {
-                    if let removed = context.book.triggers.removeValue(forKey: trigger) {
-                        try CoreSchema.deleteBaseline(removed.members, trigger: trigger, sql: context.sql)
-                    }
-                    try context.sql.execute("DELETE FROM trigger WHERE id = ?", [.integer(trigger)])
-                }
+                for trigger in triggers { _ = try Self.dropTrigger(trigger, context: &context) }
             }
             try context.sql.execute("DELETE FROM segment WHERE id = ?", [.integer(id)])
             context.book.removeSegment(id: id)

@@ -34,12 +34,19 @@ extension Engine {
     /// Every trigger, by id.
     public func triggers() -> [Trigger] { snapshot.triggers.values.sorted { $0.id < $1.id } }
 
+    /// Removes trigger `id` from the book and its row and baseline rows from the store; the
+    /// trigger, or `nil` when there is none.
+    static func dropTrigger(_ id: Int64, context: inout WriteContext) throws -> Trigger? {
+        guard let trigger = context.book.triggers.removeValue(forKey: id) else { return nil }
+        try CoreSchema.deleteBaseline(trigger.members, trigger: id, sql: context.sql)
+        try context.sql.execute("DELETE FROM trigger WHERE id = ?", [.integer(id)])
+        return trigger
+    }
+
     /// Deletes a trigger and its baseline (its past events stay in the log).
     public func deleteTrigger(id: Int64) async throws -> Trigger {
         try await write(cause: "triggers.delete") { context in
-            guard let trigger = context.book.triggers.removeValue(forKey: id) else { throw SegmentError.notFound("no trigger with id \(id)") }
-            try CoreSchema.deleteBaseline(trigger.members, trigger: id, sql: context.sql)
-            try context.sql.execute("DELETE FROM trigger WHERE id = ?", [.integer(id)])
+            guard let trigger = try Self.dropTrigger(id, context: &context) else { throw SegmentError.notFound("no trigger with id \(id)") }
             return trigger
         }
     }
