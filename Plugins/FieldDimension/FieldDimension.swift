@@ -263,8 +263,7 @@ public struct FieldDimension: DimensionProvider {
             rows.append(.text(doc))
             try rows.endRow(context.sql)
         } else {
-            try rows.flush(context.sql)
-            try context.sql.execute("DELETE FROM contact_fields WHERE contact_id = ?", [.integer(Int64(slot))])
+            try rows.execute("DELETE FROM contact_fields WHERE contact_id = ?", [.integer(Int64(slot))], context.sql)
         }
     }
 

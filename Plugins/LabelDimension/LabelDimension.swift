@@ -150,8 +150,7 @@ public struct LabelDimension: DimensionProvider {
         context.touched.insert(slot)
         let slotArg = SQLValue.integer(Int64(slot))
         if wanted.isEmpty {
-            try rows.flush(context.sql)
-            try context.sql.execute("DELETE FROM contact_labels WHERE contact_id = ?", [slotArg])
+            try rows.execute("DELETE FROM contact_labels WHERE contact_id = ?", [slotArg], context.sql)
         } else {
             // The JSON array of sorted keys, written straight into bytes.
             var keys: [UInt8] = [UInt8(ascii: "[")]

@@ -64,10 +64,10 @@ extension Engine {
             var slots = [Int](repeating: -1, count: items.count)
             var isNew = [Bool](repeating: false, count: items.count)
             var newKeys: Set<String> = []
-            func place(_ last: Int64?) {
-                guard let last else { return }
-                for (n, i) in waiting.enumerated() {
-                    slots[i] = Int(last) - (waiting.count - 1 - n)
+            func place(_ ids: ClosedRange<Int64>?) {
+                guard let ids else { return }
+                for (i, id) in zip(waiting, ids) {
+                    slots[i] = Int(id)
                     context.book.addContact(slot: slots[i], email: items[i].email, key: items[i].key, createdAt: context.now)
                     context.touched.insert(slots[i])
                 }

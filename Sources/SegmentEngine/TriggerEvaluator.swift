@@ -56,28 +56,27 @@ struct TriggerEvaluator {
     /// Touched contacts from which a rule is resolved whole rather than tested one by one.
     static let bulkThreshold = 256
 
-    /// Appends `events` in order and returns them with their cursors, a hundred rows per
-    /// statement. With one writer, the rows of one INSERT get consecutive cursors ending at
-    /// the last inserted rowid.
+    /// Appends `events` in order and returns them with their cursors (their rowids), a
+    /// hundred rows per statement.
     func append(_ events: [TriggerEvent], sql: any SQLExecutor) throws -> [TriggerEvent] {
         var stored = events
         var rows = RowBatch("INSERT INTO event(trigger_id, segment_id, email, type, at, cause)", width: 6)
         var firstWaiting = 0
-        func assign(_ last: Int64?, through end: Int) {
-            guard let last else { return }
-            for i in firstWaiting..<end { stored[i].cursor = last - Int64(end - 1 - i) }
-            firstWaiting = end
+        func assign(_ cursors: ClosedRange<Int64>?) {
+            guard let cursors else { return }
+            for (i, cursor) in zip(firstWaiting..., cursors) { stored[i].cursor = cursor }
+            firstWaiting += cursors.count
         }
-        for (i, e) in events.enumerated() {
+        for e in events {
             rows.append(.integer(e.trigger))
             rows.append(.integer(e.segment))
             rows.append(.text(e.email))
             rows.append(.text(e.type))
             rows.append(.real(e.at))
             rows.append(.text(e.cause))
-            assign(try rows.endRow(sql), through: i + 1)
+            assign(try rows.endRow(sql))
         }
-        assign(try rows.flush(sql), through: events.count)
+        assign(try rows.flush(sql))
         return stored
     }
 }
