@@ -8,10 +8,8 @@ import WireJSON
 /// measured with the release build (README), never asserted here.
 @Suite struct BenchSmokeTests {
     @Test func aSmallBenchRunsEveryMeasurementAndMatchesTheBaseline() async throws {
-        // Short: the bench puts its own directory (and the server's socket) inside TMPDIR, and
-        // a Unix socket path has a 107-byte limit.
-        let directory = "/tmp/sb-" + UUID().uuidString.prefix(8)
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // Short (the bench puts its own directory and the server's socket inside TMPDIR).
+        let directory = try TestServer.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let run = try await runProcess(
             productsDirectory().appendingPathComponent("segmentd").path,

@@ -1,6 +1,5 @@
 import SegmentCore
 import SegmentEngine
-import SegmentStore
 import Testing
 import WireJSON
 
@@ -178,11 +177,7 @@ extension RestartTests {
             ["email": "cy@example.com", "labels": ["no-fields"]],
         ])
         let signup = try #require(ISOTime().parseInstant("2026-01-31T08:00:00Z"))
-        let stored = try Store(path: book.path, migrations: []).readNow { sql in
-            var docs: [String] = []
-            try sql.forEachRow("SELECT doc FROM contact_fields ORDER BY contact_id", []) { docs.append($0[0].string ?? "") }
-            return docs
-        }
+        let stored = try storedColumn(at: book.path, "SELECT doc FROM contact_fields ORDER BY contact_id").map { $0.string ?? "" }
         let expected: [JSONValue] = [
             ["name": "Ana \"A\" Zoë", "zeta": "東京\n", "ltv": .double(ltv), "orders": .double(3), "signup": .double(signup), "vip": false],
             ["vip": true],

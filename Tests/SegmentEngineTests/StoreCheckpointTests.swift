@@ -15,10 +15,15 @@ import Testing
         return (try Store(path: path, migrations: [StoreMigration("t.v1", sql: "CREATE TABLE chunk (id INTEGER PRIMARY KEY, bytes BLOB NOT NULL)")]), path)
     }
 
+    /// The size of the store's write-ahead log, 0 when there is none.
+    static func walSize(_ path: String) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: path + "-wal"))?[.size] as? Int) ?? 0
+    }
+
     @Test func theLogIsCheckpointedAndRestartedWithoutTheWriter() async throws {
         let (store, path) = try Self.store()
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
-        let walSize = { ((try? FileManager.default.attributesOfItem(atPath: path + "-wal"))?[.size] as? Int) ?? 0 }
+        let walSize = { Self.walSize(path) }
         let writes = 16, bytesPerWrite = 1_200_000  // ~300 pages each, ~19 MB in all
         for i in 0..<writes {
             _ = try await store.write({ sql in
@@ -53,7 +58,7 @@ import Testing
                 try sql.execute("INSERT INTO chunk(id, bytes) VALUES (?, ?)", [.integer(Int64(i)), .blob([UInt8](repeating: 7, count: 1_200_000))])
                 return 0
             }, afterCommit: { _ in })
-            largest = max(largest, ((try? FileManager.default.attributesOfItem(atPath: path + "-wal"))?[.size] as? Int) ?? 0)
+            largest = max(largest, Self.walSize(path))
         }
         #expect(largest < 20_000_000, "the WAL reached \(largest) bytes")
     }

@@ -2,7 +2,6 @@ import Foundation
 import SegmentCore
 import SegmentEngine
 import Testing
-import SegmentStore
 import WireJSON
 
 /// Automation triggers at the engine level (issue 5): each cause of a transition, exactly one
@@ -451,13 +450,8 @@ import WireJSON
             ["email": .string("c\(i)@example.com"), "labels": i % 1_000 == 0 ? ["vip"] : ["other"]]
         })
         let rows = { (trigger: Int64) throws -> [Int64] in
-            try Store(path: book.path, migrations: []).readNow { sql in
-                var chunks: [Int64] = []
-                try sql.forEachRow("SELECT chunk FROM trigger_baseline WHERE trigger_id = ? ORDER BY chunk", [.integer(trigger)]) {
-                    chunks.append($0[0].int64 ?? -1)
-                }
-                return chunks
-            }
+            try storedColumn(at: book.path, "SELECT chunk FROM trigger_baseline WHERE trigger_id = ? ORDER BY chunk", [.integer(trigger)])
+                .map { $0.int64 ?? -1 }
         }
         let (segment, watched) = try await Self.trigger(book, [filter("label", "contains", "vip")])
         let (_, kept) = try await Self.trigger(book, [filter("label", "contains", "vip")], name: "Kept")
