@@ -142,9 +142,16 @@ public struct ContactSet: Sendable, Hashable {
         return result
     }
 
-    /// `self ∩ (sets[0] ∪ sets[1] ∪ …)`, combining only the blocks where `self` has members:
-    /// cheap when `self` is a few touched contacts and the sets are whole-book bitmaps.
+    /// `self ∩ (sets[0] ∪ sets[1] ∪ …)`. When `self` is a few touched contacts, each set is
+    /// intersected first, which combines only the blocks where `self` has members; when
+    /// `self` covers most blocks (a whole-book count), the union is built first, one pass per
+    /// set and one intersection, instead of two passes per set.
     public func intersection(anyOf sets: [ContactSet]) -> ContactSet {
+        guard sets.count > 1, blocks.count(where: { $0 !== Block.zero }) * 2 <= blocks.count else {
+            var union = ContactSet()
+            for set in sets { union.formUnion(set) }
+            return intersection(union)
+        }
         var result = ContactSet()
         for set in sets { result.formUnion(intersection(set)) }
         return result
