@@ -113,9 +113,7 @@ struct StatusPredicate: ContactPredicate {
     var aspects: Set<String> { ["status"] }
 
     func resolve(in book: Book, at now: Double) -> ContactSet {
-        let column = book.part(dimension, as: CodeColumn.self) ?? CodeColumn(codeCount: StatusDimension.statuses.count)
-        let hit = column.union(of: codes)
-        return negated ? book.alive.subtracting(hit) : hit
+        resolve(in: book, at: now, within: book.alive)
     }
 
     func resolve(in book: Book, at now: Double, within candidates: ContactSet) -> ContactSet {

@@ -60,13 +60,6 @@ public struct CodeColumn: Sendable {
         codes[slot] = code
     }
 
-    /// The union of the bitmaps of `codes`.
-    public func union(of wanted: [UInt8]) -> ContactSet {
-        var set = ContactSet()
-        for c in wanted { set.formUnion(members[Int(c)]) }
-        return set
-    }
-
     /// The members of `candidates` that hold one of `wanted`: only the candidates' non-empty
     /// blocks are combined, so a trigger re-checking a few touched contacts pays for those.
     public func union(of wanted: [UInt8], within candidates: ContactSet) -> ContactSet {
