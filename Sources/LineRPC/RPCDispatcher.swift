@@ -25,6 +25,8 @@ final class RPCDispatcher: Sendable {
     let stats: StatisticsRecorder
     let shutdownSignal: AsyncSignal
     let logger: Logger
+    /// Where handlers run (see ``RPCServer``).
+    let handlerExecutor: any TaskExecutor
     /// `rpc.discover`'s result, generated once from the registered methods.
     let discoverDocument: JSONValue
 
@@ -33,6 +35,7 @@ final class RPCDispatcher: Sendable {
         methods: [RPCMethod],
         stats: StatisticsRecorder,
         shutdownSignal: AsyncSignal,
+        handlerExecutor: any TaskExecutor,
         logger: Logger
     ) {
         var table: [String: RPCMethod] = [:]
@@ -46,6 +49,7 @@ final class RPCDispatcher: Sendable {
         self.stats = stats
         self.shutdownSignal = shutdownSignal
         self.logger = logger
+        self.handlerExecutor = handlerExecutor
         self.discoverDocument = OpenRPCDocument.make(
             methods: BuiltinMethod.descriptors + methods,
             configuration: configuration
@@ -109,12 +113,12 @@ final class RPCDispatcher: Sendable {
 
     /// Runs an admitted job's handler and returns its reply (`nil` for a notification).
     ///
-    /// The handler runs in its own task so that `rpc.cancel` can cancel just this request;
-    /// cancelling the calling task (disconnect, shutdown) cancels it too.
+    /// The handler runs in its own task, on the handler threads, so that `rpc.cancel` can
+    /// cancel just this request; cancelling the calling task (disconnect, shutdown) cancels it too.
     func execute(_ job: Job) async -> JSONValue? {
         let method = job.method
         let request = job.request
-        let task = Task { try await method.handler(request) }
+        let task = Task(executorPreference: handlerExecutor) { try await method.handler(request) }
         job.handle.attach { task.cancel() }
         let result = await withTaskCancellationHandler {
             await task.result

@@ -8,7 +8,10 @@ import WireJSON
 /// A newline-delimited JSON-RPC 2.0 server on a Unix socket and/or TCP, as a `Service`.
 ///
 /// Each connection is one task in a discarding task group (per-connection failures stay
-/// there); each request is a child task of its connection. Graceful shutdown (SIGTERM through
+/// there); each request is a child task of its connection. Connections run on threads of
+/// their own and handlers on others (``RPCServerConfiguration/connectionThreads`` and
+/// ``RPCServerConfiguration/handlerThreads``), never on Swift's shared cooperative pool, so a
+/// handler that computes for seconds cannot stall `rpc.ping` on another connection. Graceful shutdown (SIGTERM through
 /// a `ServiceGroup`, or ``shutdown()``) stops accepting, answers new requests with
 /// `-32006`, gives in-flight requests ``RPCServerConfiguration/drainTimeout`` before
 /// cancelling them (each still gets a reply), closes the connections, removes the socket
@@ -41,6 +44,10 @@ public final class RPCServer: Service, Sendable {
     let stats = StatisticsRecorder()
     let shutdownSignal = AsyncSignal()
     let dispatcher: RPCDispatcher
+    /// Runs the connections: framing, parsing, built-ins, replies.
+    let connectionThreads: WorkerThreads
+    /// Runs method handlers, so a long one never holds a thread that connections need.
+    let handlerThreads: WorkerThreads
     private let lifecycle = Mutex(Lifecycle.idle)
     private let lastConnectionID = Atomic<UInt64>(0)
 
@@ -57,9 +64,17 @@ public final class RPCServer: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.eventLoopGroup = eventLoopGroup
+        connectionThreads = WorkerThreads(name: "rpc-connections", count: configuration.connectionThreads)
+        handlerThreads = WorkerThreads(name: "rpc-handlers", count: configuration.handlerThreads)
         self.dispatcher = RPCDispatcher(
-            configuration: configuration, methods: methods, stats: stats, shutdownSignal: shutdownSignal, logger: logger
+            configuration: configuration, methods: methods, stats: stats, shutdownSignal: shutdownSignal,
+            handlerExecutor: handlerThreads, logger: logger
         )
+    }
+
+    deinit {
+        connectionThreads.shutdown()
+        handlerThreads.shutdown()
     }
 
     /// Binds the listeners; once it returns, clients can connect. Calling it again is a no-op.
@@ -113,11 +128,15 @@ public final class RPCServer: Service, Sendable {
         for listener in listeners {
             logger.info("listening", metadata: ["rpc.transport": "\(listener.transport)", "rpc.address": "\(describe(listener))"])
         }
-        await withGracefulShutdownHandler {
-            await serve(listeners)
-        } onGracefulShutdown: {
-            self.shutdown()
+        await withTaskExecutorPreference(connectionThreads) {
+            await withGracefulShutdownHandler {
+                await serve(listeners)
+            } onGracefulShutdown: {
+                self.shutdown()
+            }
         }
+        connectionThreads.shutdown()
+        handlerThreads.shutdown()
         for listener in listeners { listener.socketFile?.remove() }
         lifecycle.withLock { $0 = .stopped }
         logger.info("server stopped")

@@ -1,3 +1,4 @@
+import NIOCore
 import WireJSON
 
 /// Where and how an ``RPCServer`` listens, its limits, and what it says about itself.
@@ -39,6 +40,15 @@ public struct RPCServerConfiguration: Sendable {
     public var protocolVersion: String
     /// Extra members merged into `rpc.hello`'s result (the app adds `dimensions`).
     public var helloExtras: @Sendable () -> [String: JSONValue]
+    /// Threads that run method handlers (``WorkerThreads``), apart from Swift's cooperative
+    /// pool: a handler that computes or blocks for seconds (an export, a backup) then slows
+    /// other clients by a share of the CPU, not by its whole run. Handlers beyond this many
+    /// wait for a thread. Default: twice the number of cores, at least 4.
+    public var handlerThreads: Int = max(4, 2 * System.coreCount)
+    /// Threads that run the connections (framing, parsing, built-in methods such as
+    /// `rpc.ping`, writing replies), apart from the handlers' threads and from the
+    /// cooperative pool. Default: 2.
+    public var connectionThreads: Int = 2
 
     public init(
         unixSocketPath: String? = "./segmentd.sock",
@@ -88,6 +98,9 @@ public struct RPCServerConfiguration: Sendable {
             || limits.maxFailedHellos < 1
         {
             throw RPCServerError("invalid limits: \(limits)")
+        }
+        if handlerThreads < 1 || connectionThreads < 1 {
+            throw RPCServerError("handlerThreads and connectionThreads must be at least 1 (got \(handlerThreads), \(connectionThreads))")
         }
     }
 }

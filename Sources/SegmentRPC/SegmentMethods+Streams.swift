@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import LineRPC
 import SegmentCore
@@ -48,7 +47,8 @@ extension SegmentMethods {
                 }
                 let exporter = FileExporter(directory: exportDirectory)
                 let target = try exporter.confine(relative)
-                let result = try await Self.offThePool { try exporter.write(plan, to: target, gzip: options.gzip) }
+                // Blocking file I/O, on the server's handler threads (never the cooperative pool).
+                let result = try exporter.write(plan, to: target, gzip: options.gzip)
                 if let id = options.segment { await engine.markUsed(segment: id) }
                 return [
                     "path": .string(String(target.dropFirst((FileExporter.realPath(exportDirectory) ?? "").count + 1))),
@@ -127,12 +127,5 @@ extension SegmentMethods {
             "format": .string(plan.format.rawValue), "columns": .array(plan.columns.map { .string($0) }),
             "compress": options.gzip ? "gzip" : .null, "complete": .bool(complete),
         ]
-    }
-
-    /// Runs blocking file I/O on a dispatch thread, keeping the small cooperative pool free.
-    static func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
-        }
     }
 }

@@ -56,7 +56,8 @@ public enum BackupMethod {
                 throw RPCError.invalidParams(path: "path", (error as? SegmentError)?.message ?? "\(error)")
             }
             let started = ContinuousClock.now
-            let bytes = try await offThePool { try write(engine: engine, to: target) }
+            // Blocking, but handlers run on the server's handler threads, not the cooperative pool.
+            let bytes = try write(engine: engine, to: target)
             let root = FileExporter.realPath(exportDirectory) ?? exportDirectory
             let shown = target.hasPrefix(root + "/") ? String(target.dropFirst(root.count + 1)) : target
             return [
@@ -95,12 +96,5 @@ public enum BackupMethod {
             close(dirfd)
         }
         return Int(info.st_size)
-    }
-
-    /// Blocking SQLite work runs on a dispatch thread, keeping the cooperative pool free.
-    static func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
-        }
     }
 }
