@@ -98,20 +98,24 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        .testTarget(name: "WireJSONTests", dependencies: ["WireJSON"], swiftSettings: swiftSettings),
-        .testTarget(name: "StreamCodecTests", dependencies: ["StreamCodec"], swiftSettings: swiftSettings),
+        // The test suites' `.ownThreads` trait: tests run on threads of their own, not on the
+        // cooperative pool that one CPU-bound test would otherwise hold (see OwnThreads.swift).
+        .target(name: "TestThreads", dependencies: ["LineRPC"], path: "Tests/TestThreads", swiftSettings: swiftSettings),
+        .testTarget(name: "WireJSONTests", dependencies: ["WireJSON", "TestThreads"], swiftSettings: swiftSettings),
+        .testTarget(name: "StreamCodecTests", dependencies: ["StreamCodec", "TestThreads"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SegmentEngineTests",
             dependencies: [
                 "SegmentEngine", "SegmentCore", "SegmentStore",
                 "StatusDimension", "FieldDimension", "LabelDimension", "FunnelDimension", "EngagementDimension",
+                "TestThreads",
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "LineRPCTests",
             dependencies: [
-                "LineRPC", "WireJSON",
+                "LineRPC", "WireJSON", "TestThreads",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -120,7 +124,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["SegmentdApp", "LineRPC", "WireJSON", "SegmentEngine", "SegmentCore", "StreamCodec", "segmentd"],
+            dependencies: ["SegmentdApp", "LineRPC", "WireJSON", "SegmentEngine", "SegmentCore", "StreamCodec", "segmentd", "TestThreads"],
             // Read at run time from the package folder, not built into the bundle.
             exclude: ["Corpus"],
             swiftSettings: swiftSettings

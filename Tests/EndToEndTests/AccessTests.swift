@@ -1,6 +1,7 @@
 import Foundation
 import LineRPC
 import SegmentCore
+import TestThreads
 import Testing
 import WireJSON
 #if canImport(Glibc)
@@ -10,7 +11,7 @@ import Glibc
 /// Access (issue 8, item 5) and online backup (item 6): socket permissions, TCP on loopback
 /// with a token and a cap on failed hellos, no SQL built from client strings, strings that look
 /// like SQL stored verbatim; `segmentd backup` under write load.
-@Suite(.serialized) struct AccessTests {
+@Suite(.serialized, .ownThreads) struct AccessTests {
     static func mode(of path: String) -> UInt16 {
         var info = stat()
         guard stat(path, &info) == 0 else { return 0 }

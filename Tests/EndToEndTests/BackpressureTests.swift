@@ -2,11 +2,12 @@ import Foundation
 import LineRPC
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
 /// A large stream to slow, stalled, cancelling and vanishing readers.
-@Suite(.serialized) struct BackpressureTests {
+@Suite(.serialized, .ownThreads) struct BackpressureTests {
     static let rows = 200_000
 
     /// 200,000 contacts, inserted through the engine in big batches.

@@ -1,4 +1,5 @@
 import Foundation
+import TestThreads
 import Testing
 import WireJSON
 
@@ -6,7 +7,7 @@ import WireJSON
 /// differs from the hand-written SQL answer or a resolve that streamed a different number of
 /// rows, so a clean exit means every answer matched the baseline. The figures themselves are
 /// measured with the release build (README), never asserted here.
-@Suite struct BenchSmokeTests {
+@Suite(.ownThreads) struct BenchSmokeTests {
     @Test func aSmallBenchRunsEveryMeasurementAndMatchesTheBaseline() async throws {
         // Short (the bench puts its own directory and the server's socket inside TMPDIR).
         let directory = try TestServer.makeTemporaryDirectory()

@@ -2,11 +2,12 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import TestThreads
 import Testing
 
 /// The launcher every end-to-end test uses for real binaries (see ChildProcess.swift for why it
 /// is not Foundation's `Process`).
-@Suite struct ChildProcessTests {
+@Suite(.ownThreads) struct ChildProcessTests {
     /// With 1,500 extra descriptors open in the test process — what the load suites hold when
     /// CI crashed inside `Process.run()` — a child still starts, inherits none of them, and
     /// reports its exit code.

@@ -1,10 +1,11 @@
 import Foundation
 import LineRPC
+import TestThreads
 import Testing
 import WireJSON
 
 /// Every product method over a real Unix socket, checking the answers a caller relies on.
-@Suite struct EveryMethodTests {
+@Suite(.ownThreads) struct EveryMethodTests {
     @Test func contactBookSegmentsAndSuppressionOverTheSocket() async throws {
         let server = try await TestServer.start()
         let c = try await server.client()

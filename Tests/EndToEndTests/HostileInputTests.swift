@@ -1,6 +1,7 @@
 import Foundation
 import LineRPC
 import SegmentCore
+import TestThreads
 import Testing
 import WireJSON
 #if canImport(Glibc)
@@ -16,7 +17,7 @@ import Glibc
 /// Modes (environment variables):
 /// - `SEGMENTD_FUZZ_LINES` lines the fuzzer sends (default 20,000; the full run uses 500,000).
 /// - `SEGMENTD_FUZZ_SEED` the generator's seed (default 8; a failure prints the seed and batch).
-@Suite(.serialized) struct HostileInputTests {
+@Suite(.serialized, .ownThreads) struct HostileInputTests {
     static var fuzzLines: Int { Int(ProcessInfo.processInfo.environment["SEGMENTD_FUZZ_LINES"] ?? "") ?? 20_000 }
     static var fuzzSeed: UInt64 { UInt64(ProcessInfo.processInfo.environment["SEGMENTD_FUZZ_SEED"] ?? "") ?? 8 }
 

@@ -1,11 +1,12 @@
 import Foundation
 import LineRPC
 import StreamCodec
+import TestThreads
 import Testing
 import WireJSON
 
 /// `segmentd import` and `segmentd export`, run as the real binary against a live server.
-@Suite struct ImportExportCLITests {
+@Suite(.ownThreads) struct ImportExportCLITests {
     /// Runs the built `segmentd` in the server's directory, on its socket.
     static func segmentd(_ server: TestServer, _ arguments: [String]) async throws -> (status: Int32, out: String, err: String) {
         try await runProcess(

@@ -1,13 +1,14 @@
 import Foundation
 import LineRPC
 import SegmentCore
+import TestThreads
 import Testing
 import WireJSON
 
 /// Segment hygiene over the socket (issue 6): usage recorded by a send count, a resolve, an
 /// export and a trigger and shown as last_used_at; lint on create, update, validate and on
 /// demand; review_needed cleared only by an explicit update; explain by id and by filters.
-@Suite struct LintExplainTestsOverSocket {
+@Suite(.ownThreads) struct LintExplainTestsOverSocket {
     static func seed(_ client: RPCClient) async throws {
         _ = try await client.call("fields.define", ["name": "city", "type": "text"])
         _ = try await client.call("contacts.upsert", ["contacts": [

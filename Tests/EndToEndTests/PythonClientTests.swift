@@ -1,9 +1,10 @@
 import Foundation
+import TestThreads
 import Testing
 import WireJSON
 
 /// The standard-library Python client of proto-docs drives a live server and checks real answers.
-@Suite struct PythonClientTests {
+@Suite(.ownThreads) struct PythonClientTests {
     @Test func pythonClientSelftestPasses() async throws {
         let server = try await TestServer.start()
         let script = packageRoot.appendingPathComponent("proto-docs/clients/segmentd_client.py").path

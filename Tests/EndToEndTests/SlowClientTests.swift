@@ -1,6 +1,7 @@
 import Foundation
 import LineRPC
 import SegmentCore
+import TestThreads
 import Testing
 import WireJSON
 #if canImport(Glibc)
@@ -19,7 +20,7 @@ import Glibc
 /// `SEGMENTD_SLOW_BAD_CLIENTS` scales the number of bad clients of each kind (default 1×:
 /// 3 stalled readers, 20 half lines, 50 silent; the full run uses 10×; the test's timeouts
 /// scale with it).
-@Suite(.serialized) struct SlowClientTests {
+@Suite(.serialized, .ownThreads) struct SlowClientTests {
     static var scale: Int { Int(ProcessInfo.processInfo.environment["SEGMENTD_SLOW_BAD_CLIENTS"] ?? "") ?? 1 }
     /// Scaled with the number of bad clients, so the measurement always ends before they time out.
     /// Long enough that the measurement with the bad clients present ends before they time out

@@ -3,11 +3,12 @@ import LineRPC
 import SegmentCore
 import SegmentEngine
 import StreamCodec
+import TestThreads
 import Testing
 import WireJSON
 
 /// segments.resolve and segments.export: content, snapshot, backpressure, cancellation, files.
-@Suite struct StreamTests {
+@Suite(.ownThreads) struct StreamTests {
     /// A small book with values that need CSV quoting and non-ASCII text.
     static func seed(_ engine: Engine) async throws {
         let define = engine.providerMethods.first { $0.name == "fields.define" }!

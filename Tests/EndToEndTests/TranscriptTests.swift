@@ -1,4 +1,5 @@
 import Foundation
+import TestThreads
 import Testing
 import WireJSON
 
@@ -9,7 +10,7 @@ import WireJSON
 /// server must send. The string `"<any>"` in an expected line matches any value. Each file
 /// gets a fresh server with the clock at 2026-01-15T12:00:00Z; its blocks run in order on
 /// one connection.
-@Suite struct TranscriptTests {
+@Suite(.ownThreads) struct TranscriptTests {
     static var documents: [String] {
         let dir = packageRoot.appendingPathComponent("proto-docs")
         let files = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []

@@ -3,6 +3,7 @@ import LineRPC
 import SegmentCore
 import SegmentEngine
 import Synchronization
+import TestThreads
 import Testing
 import WireJSON
 #if canImport(Glibc)
@@ -12,7 +13,7 @@ import Glibc
 /// Triggers over the socket (issue 5): events.subscribe while writes flow (the replay/live
 /// handover has no gap and no duplicate), a subscriber that does not read is dropped at the
 /// bound and resumes without loss, and the methods' errors and replies.
-@Suite struct TriggerStreamTests {
+@Suite(.ownThreads) struct TriggerStreamTests {
     /// Sets up the "Hot" segment (label hot) and a trigger on it for enter and exit.
     static func hotTrigger(_ client: RPCClient, members: Int64 = 0) async throws -> (segment: Int64, trigger: Int64) {
         let segment = try await client.call("segments.create", ["name": "Hot leads", "filters": [["dimension": "label", "op": "contains", "value": "hot"]]])

@@ -1,11 +1,12 @@
 import Foundation
 import SegmentCore
+import TestThreads
 import Testing
 import WireJSON
 
 /// The README's walkthrough, run line by line with the real `segmentd` binary against a
 /// fresh server whose socket is in the working directory (the embedded default).
-@Suite struct WalkthroughTests {
+@Suite(.ownThreads) struct WalkthroughTests {
     @Test func readmeWalkthroughRunsAndCountsTheExampleSegments() async throws {
         let readme = try String(contentsOf: packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
         let block = try #require(readme.components(separatedBy: "<!-- walkthrough -->").dropFirst().first)

@@ -1,11 +1,12 @@
 import NIOCore
 import NIOEmbedded
+import TestThreads
 import Testing
 
 @testable import LineRPC
 
 /// The line decoder and the partial-line timeout, driven through `EmbeddedChannel`.
-@Suite struct FramingTests {
+@Suite(.ownThreads) struct FramingTests {
     private func makeChannel(maxLineBytes: Int = 16) throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder(maxLineBytes: maxLineBytes)))

@@ -1,9 +1,10 @@
 import LineRPC
+import TestThreads
 import Testing
 import WireJSON
 
 /// Error codes, types and wire form.
-@Suite struct RPCErrorTests {
+@Suite(.ownThreads) struct RPCErrorTests {
     @Test func everyErrorHasItsCodeAndType() {
         let cases: [(RPCError, Int, String)] = [
             (.parseError("p"), -32700, "parse_error"),

@@ -1,8 +1,9 @@
 import LineRPC
+import TestThreads
 import Testing
 import WireJSON
 
-@Suite struct ServerSmokeTests {
+@Suite(.ownThreads) struct ServerSmokeTests {
     @Test func echoAndPing() async throws {
         let server = try await TestServer()
         let client = try await server.client()

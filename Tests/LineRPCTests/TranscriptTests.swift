@@ -1,10 +1,11 @@
 import Foundation
 import LineRPC
+import TestThreads
 import Testing
 import WireJSON
 
 /// Replays proto-docs/transport.md's ```transcript blocks against a bare LineRPC server.
-@Suite struct TranscriptTests {
+@Suite(.ownThreads) struct TranscriptTests {
     static let transportDoc = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("proto-docs/transport.md")

@@ -1,10 +1,11 @@
 import SegmentCore
+import TestThreads
 import Testing
 
 /// The column scans behind number, date, engagement and text filters, against a plain
 /// slot-by-slot evaluation: chunk boundaries (4,096 slots), a partial last chunk, slots past
 /// the column's end (no value), NaN, and candidate sets of every density.
-@Suite struct ColumnScanTests {
+@Suite(.ownThreads) struct ColumnScanTests {
     static let capacity = 3 * 4_096 + 1_000
 
     static func column(count: Int, seed: UInt64) -> ChunkedArray<Double> {

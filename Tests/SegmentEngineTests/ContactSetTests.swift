@@ -1,10 +1,11 @@
 import SegmentCore
+import TestThreads
 import Testing
 
 /// The bitmap every filter resolves to, against Swift's `Set<Int>`: operations across block
 /// boundaries (65,536 slots), copies that must not see each other's writes (the published
 /// book and the writer's copy share blocks), and the persisted 512-byte chunks.
-@Suite struct ContactSetTests {
+@Suite(.ownThreads) struct ContactSetTests {
     static func random(_ rng: inout SplitMix64, upTo limit: Int, density: UInt64) -> (ContactSet, Set<Int>) {
         var set = ContactSet(capacity: Int(rng.next() % UInt64(limit)))
         var model: Set<Int> = []

@@ -1,11 +1,12 @@
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
 /// The engagement dimension: `before`, `after`, `between`, `within_last`, `not_within_last`,
 /// `never`, `ever` against an injected clock (now is 2026-06-01T12:00:00Z).
-@Suite struct EngagementDimensionTests {
+@Suite(.ownThreads) struct EngagementDimensionTests {
     static let recent = "recent@example.com", edge = "edge@example.com", justOut = "just-out@example.com"
     static let old = "old@example.com", older = "older@example.com", never = "never@example.com"
     static let sendOnly = "send-only@example.com"

@@ -1,10 +1,11 @@
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
 /// A sixth dimension defined only in the tests plugs in next to the five built-ins.
-@Suite struct ExtraProviderTests {
+@Suite(.ownThreads) struct ExtraProviderTests {
     static func book() async throws -> TestBook {
         let book = try TestBook(extra: [ScoreDimension()])
         try await book.seed([

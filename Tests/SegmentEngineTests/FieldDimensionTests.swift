@@ -1,12 +1,13 @@
 import Foundation
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
 /// The field dimension: text, number, date and boolean custom fields and the system fields,
 /// every operator with its edges (case, inclusive/exclusive bounds, whole days, missing values).
-@Suite struct FieldDimensionTests {
+@Suite(.ownThreads) struct FieldDimensionTests {
     static let a = "ana@example.com", b = "budi@example.com", c = "cici@example.com"
     static let d = "dedi@example.com", e = "eka@example.com", f = "fajar@example.com"
     static let everyone = [a, b, c, d, e, f]

@@ -1,10 +1,11 @@
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
 /// The funnel dimension: `equals`, `not_equals`, `in`, the `lost` flag alone and combined.
-@Suite struct FunnelDimensionTests {
+@Suite(.ownThreads) struct FunnelDimensionTests {
     static let aware = "aware@example.com", engaged = "engaged@example.com", customer = "customer@example.com"
     static let loyal = "loyal@example.com", promoter = "promoter@example.com", lostCustomer = "lost-customer@example.com"
     static let none = "none@example.com", lostNone = "lost-none@example.com"

@@ -1,11 +1,12 @@
 import SegmentCore
+import TestThreads
 import Testing
 
 /// The email and text-id index against a plain dictionary: random inserts and removals with
 /// real hashes and with hashes forced to collide (long probe runs, runs that wrap past the end
 /// of the table, removals from the middle of a run), growth, and copies that must not see
 /// each other's changes.
-@Suite struct HashIndexTests {
+@Suite(.ownThreads) struct HashIndexTests {
     /// Keys live outside the index, as emails live in the book: `keys[value]`.
     struct Model {
         var index = HashIndex()

@@ -1,11 +1,12 @@
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
 /// Invalid contacts fail alone with their index and path; an atomic batch with one bad item
 /// writes nothing; a refused item never half-applies.
-@Suite struct InvalidContactTests {
+@Suite(.ownThreads) struct InvalidContactTests {
     static func book() async throws -> TestBook {
         let book = try TestBook()
         try await book.define("ltv", "number")

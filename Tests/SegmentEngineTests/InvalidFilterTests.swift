@@ -1,11 +1,12 @@
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
 /// Every invalid filter is refused as invalid params, naming the exact JSON path of what is wrong,
 /// by compile, count, validate and segment creation alike.
-@Suite struct InvalidFilterTests {
+@Suite(.ownThreads) struct InvalidFilterTests {
     struct Case: Sendable, CustomTestStringConvertible {
         let name: String
         let filters: JSONValue

@@ -1,11 +1,12 @@
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
 /// The label dimension: `contains` (one or all), `contains_any`, `not_contains`, case-insensitively,
 /// and the label writes (replace, add, remove).
-@Suite struct LabelDimensionTests {
+@Suite(.ownThreads) struct LabelDimensionTests {
     static let a = "a@example.com", b = "b@example.com", c = "c@example.com", d = "d@example.com", e = "e@example.com"
 
     static func book() async throws -> TestBook {

@@ -1,13 +1,14 @@
 import Foundation
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
 /// Segment hygiene at the engine level (issue 6): every lint code on a minimal example and
 /// quiet on good segments (the product's five examples among them), stale labels and unused
 /// segments through the hand-moved clock, explain against an oracle, review_needed and usage.
-@Suite struct LintExplainTests {
+@Suite(.ownThreads) struct LintExplainTests {
     static func codes(_ warnings: [LintWarning]) -> [String] { warnings.map(\.code) }
 
     /// A small realistic book: ShapesBook's ten contacts (labels newsletter and vip gained now).
@@ -299,9 +300,9 @@ import WireJSON
         #expect(g["filters"]?[0]?["any"]?.arrayValue?.map { $0["matches"] } == [true, true])
         #expect(g["filters"]?[0]?["matches"] == true && g["filters"]?[0]?["path"] == "filters[0]")
 
-        await #expect(throws: SegmentError.self) { _ = try book.engine.explain(rule: rule, email: "nobody@example.com") }
+        #expect(throws: SegmentError.self) { _ = try book.engine.explain(rule: rule, email: "nobody@example.com") }
         _ = try await book.engine.delete(emails: ["sari@example.com"])
-        await #expect(throws: SegmentError.self) { _ = try book.engine.explain(rule: rule, email: "sari@example.com") }
+        #expect(throws: SegmentError.self) { _ = try book.engine.explain(rule: rule, email: "sari@example.com") }
         // No filter: everyone matches, with an empty list of reasons.
         let all = try book.engine.explain(rule: try book.engine.compile(filters: []), email: "rina@example.com")
         #expect(all["matches"] == true && all["filters"] == [])

@@ -1,6 +1,7 @@
 import Foundation
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
@@ -8,7 +9,7 @@ import WireJSON
 /// hundred random rules. For each rule, `count` (matched, sendable, excluded), the member sets
 /// of both audiences, and the single-contact `matches` path equal the test's own evaluation
 /// over its plain model.
-@Suite struct OracleTests {
+@Suite(.ownThreads) struct OracleTests {
     static let contacts = 20_000
     static let rules = 300
 

@@ -1,11 +1,12 @@
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
 /// Closing and reopening an engine on the same file gives the same answers: counts, contacts,
 /// segments, fields, labels, suppression and the version.
-@Suite struct RestartTests {
+@Suite(.ownThreads) struct RestartTests {
     /// Everything a client can ask, gathered into comparable values.
     struct Answers: Equatable {
         var version: Int64

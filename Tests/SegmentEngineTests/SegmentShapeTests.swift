@@ -1,10 +1,11 @@
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
 /// The product's five segment shapes on a hand-made book, with hand-picked members.
-@Suite struct SegmentShapeTests {
+@Suite(.ownThreads) struct SegmentShapeTests {
     @Test(arguments: ShapesBook.shapes)
     func storedSegmentGivesTheHandPickedMembers(_ shape: ShapesBook.Shape) async throws {
         let book = try TestBook()

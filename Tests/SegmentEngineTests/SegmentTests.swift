@@ -1,10 +1,11 @@
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
 /// Stored segments: create, get, update, delete, list, unique names, review_needed, validate, count.
-@Suite struct SegmentTests {
+@Suite(.ownThreads) struct SegmentTests {
     static let vip: JSONValue = [filter("label", "contains", "vip")]
     static let grouped: JSONValue = [filter("status", "equals", "active"), ["any": [filter("label", "contains", "vip"), filter("funnel", "equals", "customer")]]]
 

@@ -1,10 +1,11 @@
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
 /// Readers work on an immutable snapshot while writes go on.
-@Suite struct SnapshotTests {
+@Suite(.ownThreads) struct SnapshotTests {
     @Test func anOldSnapshotKeepsAnsweringForItsState() async throws {
         let book = try TestBook()
         try await book.seed((0..<10).map { ["email": .string("c\($0)@example.com"), "labels": ["vip"]] })

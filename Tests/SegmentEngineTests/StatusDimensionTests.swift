@@ -1,10 +1,11 @@
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
 /// The status dimension: `equals`, `not_equals`, `in`, and the default status.
-@Suite struct StatusDimensionTests {
+@Suite(.ownThreads) struct StatusDimensionTests {
     static func book() async throws -> TestBook {
         let book = try TestBook()
         try await book.seed([

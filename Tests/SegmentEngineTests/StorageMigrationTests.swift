@@ -2,6 +2,7 @@ import Foundation
 import SegmentCore
 import SegmentEngine
 import SegmentStore
+import TestThreads
 import Testing
 import WireJSON
 
@@ -10,7 +11,7 @@ import WireJSON
 /// numbers keep every bit, text keeps quotes and non-ASCII, booleans stay booleans; trigger
 /// baselines (`triggers.v2`: bitmap chunks instead of one row per member) keep every member;
 /// the event log keeps its events without its time index (`events.v2`).
-@Suite struct StorageMigrationTests {
+@Suite(.ownThreads) struct StorageMigrationTests {
     @Test func firstLayoutRowsBecomeOneDocumentPerContactExactly() async throws {
         let directory = NSTemporaryDirectory() + "segment-migration-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

@@ -1,12 +1,13 @@
 import Foundation
 import SegmentCore
 import SegmentStore
+import TestThreads
 import Testing
 
 /// The writer no longer checkpoints inside its commits; a background connection does. The
 /// write-ahead log must still be copied back and restarted, or it would grow with every
 /// write for as long as the server runs.
-@Suite struct StoreCheckpointTests {
+@Suite(.ownThreads) struct StoreCheckpointTests {
     /// A store with one table of blobs in a fresh directory; the caller removes the directory.
     static func store() throws -> (Store, path: String) {
         let directory = NSTemporaryDirectory() + "segment-checkpoint-" + UUID().uuidString

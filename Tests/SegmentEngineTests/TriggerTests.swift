@@ -1,6 +1,7 @@
 import Foundation
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
@@ -8,7 +9,7 @@ import WireJSON
 /// event per transition, include_existing, persisted baselines, re-baselining on a rule edit,
 /// retention and cursor errors. Time moves only through `ManualTime`; nothing sleeps. Feeds
 /// wait for events, so each test has a time limit: a broken build fails a test, not the run.
-@Suite(.timeLimit(.minutes(1))) struct TriggerTests {
+@Suite(.timeLimit(.minutes(1)), .ownThreads) struct TriggerTests {
     // MARK: Fixtures
 
     /// A book with `city` (text) and `lifetime_value` (number) and four contacts:

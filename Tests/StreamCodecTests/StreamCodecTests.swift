@@ -1,7 +1,8 @@
 import StreamCodec
+import TestThreads
 import Testing
 
-@Suite struct SHA256Tests {
+@Suite(.ownThreads) struct SHA256Tests {
     @Test(arguments: [
         ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
         ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
@@ -27,7 +28,7 @@ import Testing
     }
 }
 
-@Suite struct GzipTests {
+@Suite(.ownThreads) struct GzipTests {
     @Test func roundTripInPiecesWithFlushes() throws {
         let text = Array(String(repeating: "email,name\r\nana@example.com,Ana Ümit\r\n", count: 5_000).utf8)
         let gz = try GzipCompressor(level: 1)
@@ -56,7 +57,7 @@ import Testing
     }
 }
 
-@Suite struct CSVTests {
+@Suite(.ownThreads) struct CSVTests {
     @Test func quotingFollowsRFC4180() {
         var out: [UInt8] = []
         CSV.appendRecord(["plain", "a,b", "say \"hi\"", "two\nlines", " padded", "Jakarta Selatan", "üñï"], to: &out)

@@ -1,8 +1,9 @@
+import TestThreads
 import Testing
 import WireJSON
 
 /// Accepted documents and the values they produce.
-@Suite struct JSONParserAcceptanceTests {
+@Suite(.ownThreads) struct JSONParserAcceptanceTests {
     @Test func scalars() throws {
         #expect(try JSONParser.parse("null") == .null)
         #expect(try JSONParser.parse("true") == .bool(true))
@@ -81,7 +82,7 @@ import WireJSON
 }
 
 /// Rejected documents, each with its message and byte offset.
-@Suite struct JSONParserRejectionTests {
+@Suite(.ownThreads) struct JSONParserRejectionTests {
     static let cases: [(String, String, Int)] = [
         ("", "empty input", 0),
         ("   ", "unexpected end of input", 3),

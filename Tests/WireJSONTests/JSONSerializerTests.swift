@@ -1,8 +1,9 @@
+import TestThreads
 import Testing
 import WireJSON
 
 /// Compact output, key order, escaping and number formatting.
-@Suite struct JSONSerializerTests {
+@Suite(.ownThreads) struct JSONSerializerTests {
     @Test func compactWithSortedKeys() {
         let value: JSONValue = ["b": 1, "a": [true, .null, 2.5], "c": ["z": "", "y": [:]]]
         #expect(value.serialized() == #"{"a":[true,null,2.5],"b":1,"c":{"y":{},"z":""}}"#)
