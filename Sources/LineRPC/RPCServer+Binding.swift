@@ -42,7 +42,9 @@ extension RPCServer {
     private func bootstrap() -> ServerBootstrap {
         let logger = self.logger
         return ServerBootstrap(group: eventLoopGroup)
-            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            // Room for a burst of connects (the kernel caps it at net.core.somaxconn): a Unix
+            // socket connect fails with EAGAIN, instead of waiting, when the backlog is full.
+            .serverChannelOption(ChannelOptions.backlog, value: 4096)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(AcceptErrorHandler(logger: logger))

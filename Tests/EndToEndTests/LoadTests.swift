@@ -1,6 +1,7 @@
 import Foundation
 import LineRPC
 import SegmentCore
+import TestThreads
 import Testing
 import WireJSON
 #if canImport(Glibc)
@@ -14,7 +15,7 @@ import Glibc
 /// `SEGMENTD_LOAD_CONNECTIONS` sets the number of connections (default 1,000; the full run
 /// uses 4,000, with `max_connections` raised to match). Each one makes
 /// `SEGMENTD_LOAD_CALLS` calls (default 4).
-@Suite(.serialized) struct LoadTests {
+@Suite(.serialized, .ownThreads) struct LoadTests {
     static var connections: Int { Int(ProcessInfo.processInfo.environment["SEGMENTD_LOAD_CONNECTIONS"] ?? "") ?? 1_000 }
     static var callsEach: Int { Int(ProcessInfo.processInfo.environment["SEGMENTD_LOAD_CALLS"] ?? "") ?? 4 }
 
@@ -34,15 +35,18 @@ import Glibc
 
     /// Connects, retrying while the listen backlog is full: a Unix socket `connect` fails
     /// with EAGAIN (instead of waiting) when the server has not accepted the earlier ones yet.
+    /// The retries are bounded by time (a hang guard, not a speed test): on a loaded two-core
+    /// machine a thousand connects can outrun the accept loop for seconds.
     static func connect(_ server: TestServer) async throws -> RPCClient {
-        var attempt = 0
+        let deadline = ContinuousClock.now + .seconds(60)
+        var pause = 5
         while true {
             do {
                 return try await server.client()
             } catch {
-                attempt += 1
-                guard attempt < 100, "\(error)".contains("errno: 11") else { throw error }
-                try await Task.sleep(for: .milliseconds(10))
+                guard ContinuousClock.now < deadline, "\(error)".contains("errno: 11") else { throw error }
+                try await Task.sleep(for: .milliseconds(pause))
+                pause = min(pause * 2, 200)
             }
         }
     }

@@ -1,14 +1,15 @@
 import Foundation
 import LineRPC
 import Synchronization
+import TestThreads
 import Testing
 import WireJSON
 
 /// Concurrency, streams, cancellation and limits over a real Unix socket.
-@Suite struct EndToEndTests {
+@Suite(.ownThreads) struct EndToEndTests {
     @Test func twentyConnectionsCallConcurrently() async throws {
         let server = try await TestServer()
-        try await withTimeout(10) {
+        try await withTimeout(60) {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for connection in 0..<20 {
                     group.addTask {
@@ -40,9 +41,11 @@ import WireJSON
     @Test func repliesMayOvertakeEachOther() async throws {
         let server = try await TestServer()
         let client = try await server.client()
-        try await client.sendLine(#"{"jsonrpc":"2.0","id":"slow","method":"test.sleep","params":{"ms":300}}"#)
+        // The slow request waits on a gate the test opens only after the fast reply arrived.
+        try await client.sendLine(#"{"jsonrpc":"2.0","id":"slow","method":"test.gate"}"#)
         try await client.sendLine(#"{"jsonrpc":"2.0","id":"fast","method":"test.echo","params":{"value":"x"}}"#)
         let first = try await withTimeout { try json(try await client.readLine()) }
+        server.probe.bump("gate.open")
         let second = try await withTimeout { try json(try await client.readLine()) }
         #expect(first["id"] == "fast")
         #expect(second["id"] == "slow")
@@ -84,17 +87,18 @@ import WireJSON
         try await server.stop()
     }
 
-    /// The sleeps are long enough (3 s) that both are still running when the third request
-    /// arrives even on a loaded host (at 400 ms they once finished first in a parallel run).
+    /// Both slots are held by requests waiting on a gate the test opens only after the third
+    /// request was refused: no sleep can run out first on a loaded host.
     @Test func inFlightLimitAnswersOverloaded() async throws {
         let server = try await TestServer { $0.limits.maxInFlightPerConnection = 2 }
         let client = try await server.client()
-        let sleepers = (0..<2).map { _ in Task { try await client.call("test.sleep", ["ms": 3_000]) } }
-        #expect(await eventually { server.probe["sleep.started"] == 2 })
+        let waiters = (0..<2).map { _ in Task { try await client.call("test.gate") } }
+        #expect(await eventually { server.probe["gate.waiting"] == 2 })
         let error = await #expect(throws: RPCError.self) { try await withTimeout { try await client.call("test.echo", ["value": "x"]) } }
         #expect(error?.code == -32004)
         #expect(error?.type == "overloaded")
-        for sleeper in sleepers { #expect(try await sleeper.value == ["slept": 3_000]) }
+        server.probe.bump("gate.open")
+        for waiter in waiters { #expect(try await withTimeout { try await waiter.value } == ["opened": true]) }
         // Slots are released: the connection works again.
         #expect(try await client.call("test.echo", ["value": "y"]) == ["value": "y"])
         try await client.close()
@@ -157,17 +161,19 @@ import WireJSON
         try await server.stop()
     }
 
-    /// The busy connection sends its request right after connecting; the idle timeout leaves
-    /// a loaded two-core host ample time for that (at 300 ms a delayed send once met a
-    /// connection already closed as idle), and the request outlasts the timeout twice over.
+    /// The busy connection's request waits on a gate until the idle connection was closed
+    /// and a whole idle timeout more has passed: it outlasts the timeout however slow the host.
     @Test func idleConnectionsAreClosedButBusyOnesAreNot() async throws {
         let server = try await TestServer { $0.limits.idleTimeout = .milliseconds(1_000) }
         let busy = try await server.client()
-        let call = Task { try await busy.call("test.sleep", ["ms": 2_000]) }
+        let call = Task { try await busy.call("test.gate") }
+        #expect(await eventually { server.probe["gate.waiting"] == 1 })
         let idle = try await server.client()
         let closed = try await withTimeout { try await idle.readLine() }
         #expect(closed == nil)
-        #expect(try await withTimeout { try await call.value } == ["slept": 2_000])
+        try await Task.sleep(for: .milliseconds(1_500))
+        server.probe.bump("gate.open")
+        #expect(try await withTimeout { try await call.value } == ["opened": true])
         try await idle.close()
         try await busy.close()
         try await server.stop()

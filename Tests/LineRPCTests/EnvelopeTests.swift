@@ -1,9 +1,10 @@
 import LineRPC
+import TestThreads
 import Testing
 import WireJSON
 
 /// Envelope handling, seen as raw lines on a real Unix socket.
-@Suite struct EnvelopeTests {
+@Suite(.ownThreads) struct EnvelopeTests {
     /// Sends each line and returns the next received line, parsed.
     private func exchange(_ client: RPCClient, _ line: String) async throws -> JSONValue {
         try await client.sendLine(line)
@@ -149,11 +150,14 @@ import WireJSON
     @Test func duplicateInFlightIDIsRefused() async throws {
         let server = try await TestServer()
         let client = try await server.client()
-        try await client.sendLine(#"{"jsonrpc":"2.0","id":1,"method":"test.sleep","params":{"ms":300}}"#)
+        // A gate keeps id 1 in flight until the duplicate has been answered, however slow the machine.
+        try await client.sendLine(#"{"jsonrpc":"2.0","id":1,"method":"test.gate"}"#)
+        #expect(await eventually { server.probe["gate.waiting"] == 1 })
         let duplicate = try await exchange(client, #"{"jsonrpc":"2.0","id":1,"method":"test.echo"}"#)
         #expect(errorCode(duplicate) == -32600)
-        let slept = try await withTimeout { try json(try await client.readLine()) }
-        #expect(slept["result"] == ["slept": 300])
+        server.probe.bump("gate.open")
+        let opened = try await withTimeout { try json(try await client.readLine()) }
+        #expect(opened["result"] == ["opened": true])
         try await client.close()
         try await server.stop()
     }

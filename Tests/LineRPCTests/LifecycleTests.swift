@@ -1,22 +1,26 @@
 import Foundation
 import LineRPC
+import TestThreads
 import Testing
 import WireJSON
 
 /// Graceful shutdown, connection limits and the socket file.
-@Suite struct LifecycleTests {
+@Suite(.ownThreads) struct LifecycleTests {
     @Test func gracefulShutdownFinishesInFlightRequests() async throws {
         let server = try await TestServer()
         let client = try await server.client()
-        let sleeper = Task { try await client.call("test.sleep", ["ms": 500]) }
-        #expect(await eventually { server.probe["sleep.started"] == 1 })
+        // A gate, not a sleep: the request is surely still in flight when the next one comes,
+        // however slow the machine.
+        let waiter = Task { try await client.call("test.gate") }
+        #expect(await eventually { server.probe["gate.waiting"] == 1 })
         server.server.shutdown()
         // New requests on the open connection are refused while the old one drains.
         let refused = await #expect(throws: RPCError.self) { try await withTimeout { try await client.call("test.echo", ["value": "x"]) } }
         #expect(refused == RPCError.shuttingDown())
-        #expect(try await withTimeout { try await sleeper.value } == ["slept": 500])
+        server.probe.bump("gate.open")
+        #expect(try await withTimeout { try await waiter.value } == ["opened": true])
         let runTask = server.runTask
-        try await withTimeout(5) { try await runTask.value }
+        try await withTimeout(30) { try await runTask.value }
         #expect(!FileManager.default.fileExists(atPath: server.socketPath))
         // The connection is closed once drained.
         await #expect(throws: (any Error).self) { try await withTimeout { try await client.call("rpc.ping") } }
@@ -37,7 +41,7 @@ import WireJSON
             #expect(error?.code == -32800)
         }
         let runTask = server.runTask
-        try await withTimeout(5) { try await runTask.value }
+        try await withTimeout(30) { try await runTask.value }
         // Well under the sleepers' 10 s: the drain timeout cut them short (generous for loaded machines).
         #expect(ContinuousClock.now - started < .seconds(9))
         #expect(server.probe["sleep.cancelled"] == 3)
@@ -52,7 +56,7 @@ import WireJSON
         #expect(await eventually { server.probe["sleep.started"] == 1 })
         server.runTask.cancel()
         let runTask = server.runTask
-        try await withTimeout(5) { try await runTask.value }
+        try await withTimeout(30) { try await runTask.value }
         await #expect(throws: (any Error).self) { try await withTimeout { try await sleeper.value } }
         #expect(server.probe["sleep.cancelled"] == 1)
         #expect(!FileManager.default.fileExists(atPath: server.socketPath))

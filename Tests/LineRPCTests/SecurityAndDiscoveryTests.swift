@@ -1,9 +1,10 @@
 import LineRPC
+import TestThreads
 import Testing
 import WireJSON
 
 /// TCP authentication, rpc.hello and rpc.discover.
-@Suite struct SecurityAndDiscoveryTests {
+@Suite(.ownThreads) struct SecurityAndDiscoveryTests {
     private func tcpServer() async throws -> (TestServer, Int) {
         let server = try await TestServer {
             $0.tcp = .init(host: "127.0.0.1", port: 0)
@@ -84,7 +85,7 @@ import WireJSON
         let names = methods.compactMap { $0["name"]?.stringValue }
         #expect(names == [
             "rpc.cancel", "rpc.discover", "rpc.hello", "rpc.ping",
-            "test.crash", "test.echo", "test.missing", "test.sleep", "test.stream",
+            "test.crash", "test.echo", "test.gate", "test.missing", "test.sleep", "test.stream",
         ])
         let echo = try #require(methods.first { $0["name"] == "test.echo" })
         #expect(echo["summary"] == "Returns its params.")

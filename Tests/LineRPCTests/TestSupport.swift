@@ -9,9 +9,11 @@ struct TimeoutError: Error, CustomStringConvertible {
     var description: String { "timed out" }
 }
 
-/// Runs `body`, failing with ``TimeoutError`` after `seconds` (every wait in these tests is bounded).
+/// Runs `body`, failing with ``TimeoutError`` after `seconds` (every wait in these tests is
+/// bounded). Only a guard against a hang: nothing here is a speed test, so the default is long
+/// enough for a loaded two-core machine.
 func withTimeout<T: Sendable>(
-    _ seconds: Double = 5,
+    _ seconds: Double = 30,
     _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     try await withThrowingTaskGroup(of: T.self) { group in
@@ -25,8 +27,8 @@ func withTimeout<T: Sendable>(
     }
 }
 
-/// Polls `condition` every 10 ms for at most `seconds`; returns whether it became true.
-func eventually(_ seconds: Double = 5, _ condition: @Sendable () -> Bool) async -> Bool {
+/// Polls `condition` every 10 ms for at most `seconds` (a hang guard); returns whether it became true.
+func eventually(_ seconds: Double = 30, _ condition: @Sendable () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + .seconds(seconds)
     while ContinuousClock.now < deadline {
         if condition() { return true }
@@ -43,7 +45,8 @@ final class Probe: Sendable {
     subscript(_ name: String) -> Int { counts.withLock { $0[name, default: 0] } }
 }
 
-/// The dummy methods the tests register: echo, sleep, stream, and two failing ones.
+/// The dummy methods the tests register: echo, sleep, stream, a gate the test opens, and two
+/// failing ones.
 func testMethods(probe: Probe) -> [RPCMethod] {
     let object: JSONValue = ["type": "object"]
     return [
@@ -80,6 +83,15 @@ func testMethods(probe: Probe) -> [RPCMethod] {
                 try await request.notify("test.item", ["index": .int(index)])
             }
             return ["count": .int(n)]
+        },
+        RPCMethod(
+            name: "test.gate", summary: "Waits until the test bumps \"gate.open\" (at most 60 s).",
+            paramsSchema: object, resultSchema: object
+        ) { _ in
+            probe.bump("gate.waiting")
+            let deadline = ContinuousClock.now + .seconds(60)
+            while probe["gate.open"] == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+            return ["opened": .bool(probe["gate.open"] > 0)]
         },
         RPCMethod(name: "test.crash", summary: "Throws a non-RPC error.", paramsSchema: object, resultSchema: object) { _ in
             struct SecretFailure: Error {}
