@@ -47,9 +47,13 @@ final class BenchServer {
     }
 
     func stop() {
+        guard process.isRunning else { return }
         process.terminate()
         process.waitUntilExit()
     }
+
+    /// A bench that fails midway must not leave its server running (holding the database).
+    deinit { stop() }
 }
 
 struct BenchError: Error, CustomStringConvertible {

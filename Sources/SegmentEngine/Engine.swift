@@ -32,6 +32,10 @@ public final class Engine: Sendable {
         public var eventRetentionSeconds: Double = 30 * 86_400
         /// At most this many events are kept.
         public var eventRetentionCount = 1_000_000
+        /// Whether to hold the database's lock (one server per database). Only a process that
+        /// reads a database another one serves, never writing it, may turn it off: the bench
+        /// times counts in process on the file its server child holds.
+        public var lockDatabase = true
 
         public init(
             databasePath: String, clock: any TimeSource = SystemTime(),
@@ -59,7 +63,9 @@ public final class Engine: Sendable {
         self.registry = registry
         self.time = ISOTime(timeZone: configuration.timeZone)
         self.logger = logger
-        store = try Store(path: configuration.databasePath, migrations: CoreSchema.migrations + registry.providers.flatMap(\.migrations))
+        store = try Store(
+            path: configuration.databasePath, migrations: CoreSchema.migrations + registry.providers.flatMap(\.migrations),
+            lock: configuration.lockDatabase)
         let time = self.time
         let book = try BookLoader(registry: registry, time: time).load(store)
         hub = EventHub(queueLimit: configuration.subscriberQueueLimit)

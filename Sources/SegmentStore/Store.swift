@@ -17,9 +17,17 @@ public final class Store: Sendable {
     let pool: DatabasePool
     public let path: String
     private let checkpointer: WALCheckpointer
+    /// Held from before the first connection opens until the store is closed (nil when
+    /// opened without it).
+    private let lock: DatabaseLock?
 
     /// Opens (creating if needed) the database at `path` and applies `migrations` in order.
-    public init(path: String, migrations: [StoreMigration]) throws {
+    ///
+    /// Throws a `conflict` ``SegmentError`` naming the holder's pid while another store, in
+    /// this process or another, has the same database open (see ``DatabaseLock``). With
+    /// `lock: false` it takes no lock: only for reading a database that another store serves.
+    public init(path: String, migrations: [StoreMigration], lock: Bool = true) throws {
+        self.lock = lock ? try DatabaseLock(databasePath: path) : nil
         var config = Configuration()
         config.foreignKeysEnabled = true
         config.busyMode = .timeout(5)
@@ -46,7 +54,7 @@ public final class Store: Sendable {
         // checkpointer alive as long as the writer connection that calls it.
         checkpointer = try WALCheckpointer(path: path)
         let checkpointer = checkpointer
-        try pool.writeWithoutTransaction { db in checkpointer.install(on: db.sqliteConnection!) }
+        pool.writeWithoutTransaction { db in checkpointer.install(on: db.sqliteConnection!) }
     }
 
     /// Runs `body` in one write transaction; commits if it returns, rolls back if it throws.
@@ -71,6 +79,14 @@ public final class Store: Sendable {
         try await pool.read { db in try body(GRDBExecutor(db: db)) }
     }
 
+    /// Runs `body` on a read-only connection of its own to the database at `path`, without
+    /// taking the lock: for looking at what a running store persisted.
+    public static func inspect<T>(path: String, _ body: (any SQLExecutor) throws -> T) throws -> T {
+        var config = Configuration()
+        config.readonly = true
+        return try DatabaseQueue(path: path, configuration: config).read { db in try body(GRDBExecutor(db: db)) }
+    }
+
     /// Runs `body` synchronously on a read-only connection (start-up loading).
     public func readNow<T>(_ body: (any SQLExecutor) throws -> T) throws -> T {
         try pool.read { db in try body(GRDBExecutor(db: db)) }
@@ -85,8 +101,9 @@ public final class Store: Sendable {
     /// Checkpoints the WAL and closes every connection.
     public func close() throws {
         checkpointer.close()
-        try? pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
+        _ = try? pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
         try pool.close()
+        lock?.release()
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import LineRPC
 import Synchronization
+import TestThreads
 import Testing
 import WireJSON
 #if canImport(Glibc)
@@ -20,7 +21,7 @@ import Glibc
 ///
 /// The default run kills the server 5 times. For a longer soak set `SEGMENTD_CRASH_KILLS`,
 /// e.g. `SEGMENTD_CRASH_KILLS=200 swift test --filter CrashSafetyTests`.
-@Suite(.serialized) struct CrashSafetyTests {
+@Suite(.serialized, .ownThreads) struct CrashSafetyTests {
     static var kills: Int { ProcessInfo.processInfo.environment["SEGMENTD_CRASH_KILLS"].flatMap(Int.init).map { max(1, $0) } ?? 5 }
     static let writers = 4
     /// A bound on one writer's writes in one round (the kill normally comes much earlier).
@@ -29,12 +30,16 @@ import Glibc
     /// One `segmentd serve` child process.
     final class Child: @unchecked Sendable {
         let directory: String
+        let socketName: String
         var process: ChildProcess?
 
-        init(directory: String) { self.directory = directory }
+        init(directory: String, socketName: String = "s.sock") {
+            self.directory = directory
+            self.socketName = socketName
+        }
 
         var database: String { directory + "/crash.sqlite" }
-        var socket: String { directory + "/s.sock" }
+        var socket: String { directory + "/" + socketName }
 
         func start() async throws -> RPCClient {
             let log = directory + "/server.log"
