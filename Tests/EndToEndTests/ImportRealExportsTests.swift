@@ -123,6 +123,23 @@ import Glibc
         try await server.stop()
     }
 
+    @Test func inferLooksAtTheFirstThousandRowsAndALaterMisfitFailsAlone() async throws {
+        let server = try await TestServer.start()
+        var text = "email,score,joined,opted_in\n"
+        for i in 0..<1000 { text += "s\(i)@example.com,\(i % 7 == 0 ? "" : String(Double(i) / 4)),2025-01-\(String(format: "%02d", i % 28 + 1)),\(i % 2 == 0 ? "Yes" : "no")\n" }
+        text += "late@example.com,n/a,soon,maybe\nlast@example.com,7,2025-02-01T08:00:00Z,true\n"
+        let path = server.directory + "/scores.csv"
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
+        let run = try await CLI.segmentd(server, ["import", path, "--define-fields", "infer"])
+        #expect(run.status == 2, "\(run.out) \(run.err)")
+        #expect(run.out.contains("Defined fields: score (number), joined (date), opted_in (boolean)"), "\(run.out)")
+        #expect(CLI.failedLines(run.out) == [1002] && run.out.contains("score: expected a number"), "\(run.out)")
+        #expect(CLI.tally(run.out, "created") == 1001)
+        #expect(server.app.engine.contact(email: "s5@example.com")?["fields"]?["score"]?.doubleValue == 1.25)
+        #expect(server.app.engine.contact(email: "last@example.com")?["fields"]?["opted_in"]?.boolValue == true)
+        try await server.stop()
+    }
+
     @Test func byteOrderMarkBeforeAQuotedHeaderIsNotPartOfTheName() async throws {
         let server = try await TestServer.start()
         let path = server.directory + "/bom.csv"
