@@ -61,7 +61,7 @@ struct Import: AsyncParsableCommand {
             On a terminal, a progress line on stderr shows rows, rows/s, percent of the file read \
             and the time left. At the end a summary goes to stdout. Every row of the input is \
             counted once: created, updated, failed (bad rows, with their lines: the first 20, \
-            --verbose all), refused (the server was shutting down: not written), unconfirmed \
+            --verbose all), refused (the server was shutting down or overloaded: not written), unconfirmed \
             (sent, but the connection was lost before the reply: maybe written), not sent (after \
             the import stopped) and skipped (before --resume-at).
 
@@ -70,8 +70,9 @@ struct Import: AsyncParsableCommand {
             sent (after Ctrl-C the rest is not read; a second Ctrl-C stops at once, with no \
             summary) and prints the last line certainly in: every row up to it was imported or \
             reported failed. Run the same command again with --resume-at LINE, LINE being that \
-            line + 1 (the summary prints the command): rows that start before LINE are skipped. \
-            Rows sent again after it are upserted again, which leaves the same contacts.
+            line + 1 (the summary prints the command; for -, pipe the same input again): rows \
+            that start before LINE are skipped. Rows sent again are upserted again, which \
+            leaves the same contacts.
 
             Exit status: 0 every row was imported; 2 some rows failed (the others were \
             imported); 1 a fatal error (unreadable file, unknown column, no server) or the \
@@ -253,7 +254,7 @@ final class Importer {
 
     /// Why the import stopped before the end of the input.
     enum Stop {
-        /// The server refused a batch because it is shutting down.
+        /// The server refused a batch unread: it is shutting down or overloaded.
         case refused(String)
         /// The connection was lost (or a batch was cancelled) before a reply.
         case lost(String)
@@ -445,8 +446,8 @@ final class Importer {
     }
 
     /// One contacts.upsert call; item failures map back to file lines. An error reply for the
-    /// whole call fails its rows (the import goes on), except `shutting_down`: those rows were
-    /// not looked at. A lost connection or a cancelled call leaves them unconfirmed.
+    /// whole call fails its rows (the import goes on), except `shutting_down` and `overloaded`:
+    /// those rows were not looked at. A lost connection or a cancelled call leaves them unconfirmed.
     static func upsert(_ client: RPCClient, _ batch: Batch) async -> Outcome {
         var outcome = Outcome(id: batch.id, rows: batch.lines.count, firstLine: batch.lines[0])
         do {
@@ -459,6 +460,8 @@ final class Importer {
             }
         } catch let error as RPCError where error.code == RPCError.shuttingDown().code {
             outcome.kind = .refused("the server is shutting down")
+        } catch let error as RPCError where error.code == RPCError.overloaded("").code {
+            outcome.kind = .refused("the server is overloaded (\(error.message)); a lower --in-flight may help")
         } catch let error as RPCError where error.code == RPCError.cancelled().code {
             outcome.kind = .unconfirmed("the server cancelled a batch (\(error.message)); its rows may or may not be in")
         } catch let error as RPCError {
@@ -509,7 +512,7 @@ final class Importer {
         count("created", created, always: true)
         count("updated", updated, always: true)
         count("failed", failedCount, always: true)
-        count("refused", refused, "the server was shutting down: not written")
+        if case .refused(let reason)? = stop { count("refused", refused, "not written: \(reason)") } else { count("refused", refused, "not written") }
         count("unconfirmed", unconfirmed, "sent, but no reply came: maybe written")
         count("not sent", notSent, restUnread ? "the import stopped; the input after them was not read" : "the import stopped")
         count("skipped", skipped, "before --resume-at \(resumeAt)")

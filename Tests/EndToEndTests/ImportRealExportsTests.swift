@@ -392,6 +392,28 @@ import Glibc
         try await Self.resume(book, database: database, stopped: stopped)
     }
 
+    @Test func batchesAnOverloadedServerRefusesAreNotCountedAsBadRows() async throws {
+        let home = try TestServer.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let database = home + "/book.sqlite"
+        let book = Book(count: 1000)
+        let server = try await TestServer.start {
+            $0.databasePath = database
+            $0.limits.maxInFlightPerConnection = 1
+        }
+        let path = home + "/book.csv"
+        try Data(book.bytes).write(to: URL(fileURLWithPath: path))
+        let stopped = try await Self.importStdin(server, input: path, ["--batch", "10", "--in-flight", "8"])
+        try await server.stop()
+        // Up to eight batches in flight on a server that takes one at a time: over a hundred
+        // batches, some arrive while another runs and are refused as overloaded.
+        #expect(stopped.status == 1, "\(stopped.out) \(stopped.err)")
+        #expect((Self.tally(stopped.out, "refused") ?? 0) > 0 && stopped.out.contains("overloaded"), "\(stopped.out)")
+        #expect(stopped.err.contains("a lower --in-flight may help"), "\(stopped.err)")
+        #expect(CLI.failedLines(stopped.out).allSatisfy { line in book.rows.contains { $0.line == line && !$0.good } })
+        try await Self.resume(book, database: database, stopped: stopped)
+    }
+
     @Test func ctrlCStopsSendingAndResumes() async throws {
         let home = try TestServer.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: home) }
