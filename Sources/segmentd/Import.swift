@@ -273,6 +273,8 @@ final class Importer {
     private(set) var stop: Stop?
     /// After Ctrl-C the input past the first row not sent is left unread.
     private(set) var restUnread = false
+    /// Reading the input failed (the error is thrown once the batches in flight are answered).
+    private(set) var inputFailed = false
     /// The first line of each row not certainly in: batches in flight or whose reply did not
     /// say what happened, and the first row not sent. The smallest is where to resume.
     private var inFlightFirstLine: [Int: Int] = [:]
@@ -373,6 +375,7 @@ final class Importer {
                     row = try source.next()
                 } catch {
                     inputError = error
+                    inputFailed = true
                     break
                 }
                 guard let row else { break }
@@ -500,7 +503,7 @@ final class Importer {
     func summary(file: String, verbose: Bool, defined: [FieldInfo] = [], resumeCommand: (Int) -> String) -> String {
         let elapsed = progress.elapsed
         let name = file == "-" ? "standard input" : file
-        let stopped = stop != nil
+        let stopped = stop != nil || inputFailed
         var out = "\(stopped ? "Import of \(name) stopped" : "Imported \(name)"): \(ProgressLine.count(rows)) row\(rows == 1 ? "" : "s")"
         if restUnread { out += " read" }
         out += " in \(String(format: "%.1f", elapsed)) s" + (elapsed >= 0.05 ? " (\(ProgressLine.rate(Double(rows), over: elapsed)) rows/s)\n" : "\n")

@@ -375,7 +375,8 @@ final class CSVRows: ImportRowSource {
     }
 
     /// `"vip", "new, 2024"` with separator `,` → `vip`, `new, 2024`: a tag in double quotes
-    /// may hold the separator (`""` inside is a quote); spaces around tags and empty tags go.
+    /// may hold the separator (`""` inside is a quote); spaces around tags (inside their
+    /// quotes too) and empty tags go.
     static func labels(_ raw: String, separator: Character) -> [String] {
         var labels: [String] = []
         var current = ""
@@ -383,7 +384,7 @@ final class CSVRows: ImportRowSource {
         var inQuotes = false
         var chars = raw.makeIterator()
         func finish() {
-            let label = quoted ? current : current.trimmingCharacters(in: .whitespaces)
+            let label = current.trimmingCharacters(in: .whitespaces)
             if !label.isEmpty { labels.append(label) }
             current = ""
             quoted = false
