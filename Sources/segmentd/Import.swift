@@ -1,7 +1,14 @@
 import ArgumentParser
 import Foundation
 import LineRPC
+import Synchronization
 import WireJSON
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// `segmentd import FILE`: bulk upsert of contacts from CSV or NDJSON (optionally gzipped).
 struct Import: AsyncParsableCommand {
@@ -9,23 +16,39 @@ struct Import: AsyncParsableCommand {
         abstract: "Import contacts from a CSV or NDJSON file (optionally .gz) in batches, with a summary of what failed by line.",
         discussion: """
             FILE is read as a stream (never loaded whole): .csv, .ndjson or .jsonl, each optionally \
-            gzipped (.gz; gzip is also recognised by its magic bytes). --format overrides the name.
+            gzipped (.gz; gzip is also recognised by its magic bytes). --format overrides the name. \
+            FILE - reads standard input (CSV unless --format ndjson; gzip is recognised there too).
 
-            CSV: RFC 4180 (quoted fields may hold commas, quotes and line breaks; UTF-8). The \
-            header row names the columns:
+            CSV: RFC 4180 (quoted fields may hold commas, quotes and line breaks; UTF-8, with or \
+            without a byte order mark; CRLF or LF). The header row names the columns:
               email          required
               name           text
               status         active, pending, unsubscribed or hard_bounce
               funnel         aware, engaged, customer, loyal_customer or promoter
               lost           true/false (also 1/0, yes/no)
-              labels         separated by ';', replacing the contact's labels
-                             (add_labels and remove_labels add and remove)
+              labels         separated by --labels-separator (default ';'), replacing
+                             the contact's labels; a tag in double quotes loses them
+                             and may hold the separator (add_labels and remove_labels
+                             add and remove)
               other columns  custom fields defined on the server (segmentd
                              call fields.list), converted by type: number;
                              boolean (true/false, 1/0, yes/no); date, text
             An empty cell leaves that value unchanged (the key is not sent). Unknown columns \
             stop the import before any row is sent: define them with `segmentd call \
-            fields.define '{"name": "…", "type": "text"}'` or skip them with --ignore-column.
+            fields.define '{"name": "…", "type": "text"}'` or --define-fields, send them to \
+            another column with --map, or skip them with --ignore-column.
+
+            --map "SOURCE=TARGET" (repeatable) reads column SOURCE as TARGET: email, name, \
+            status, funnel, lost, labels, add_labels, remove_labels or a custom field. \
+            "A+B=TARGET" joins columns A and B with a space (empty ones are left out), e.g. \
+            --map "First Name+Last Name=name". Column names match exactly, else ignoring case.
+
+            --define-fields text|infer defines every unknown column (or --map target) as a \
+            custom field before any row is sent: text, or with infer a number, date or \
+            boolean field when every non-empty value in the first 1,000 rows parses as one \
+            (checked in that order: a 0/1 column is a number; a value with a leading zero \
+            such as 02134 keeps the column text), text otherwise. A later row whose value \
+            does not parse fails alone.
 
             NDJSON: one contact document per line, sent as is (the keys contacts.upsert takes).
 
@@ -36,20 +59,37 @@ struct Import: AsyncParsableCommand {
             reported with its line number; the rest is imported.
 
             On a terminal, a progress line on stderr shows rows, rows/s, percent of the file read \
-            and the time left. At the end a summary goes to stdout: rows created, updated and \
-            failed, and the first 20 failed lines with their errors (--verbose: all of them).
+            and the time left. At the end a summary goes to stdout. Every row of the input is \
+            counted once: created, updated, failed (bad rows, with their lines: the first 20, \
+            --verbose all), refused (the server was shutting down or overloaded: not written), unconfirmed \
+            (sent, but the connection was lost before the reply: maybe written), not sent (after \
+            the import stopped) and skipped (before --resume-at).
+
+            Interrupted (the server shuts down, the connection is lost, or Ctrl-C), the import \
+            stops sending, waits for the replies in flight, counts the rest of the input as not \
+            sent (after Ctrl-C the rest is not read; a second Ctrl-C stops at once, with no \
+            summary) and prints the last line certainly in: every row up to it was imported or \
+            reported failed. Run the same command again with --resume-at LINE, LINE being that \
+            line + 1 (the summary prints the command; for -, pipe the same input again): rows \
+            that start before LINE are skipped. Rows sent again are upserted again, which \
+            leaves the same contacts.
 
             Exit status: 0 every row was imported; 2 some rows failed (the others were \
-            imported); 1 a fatal error (unreadable file, unknown column, no server) — rows sent \
-            before a fatal error stay imported.
+            imported); 1 a fatal error (unreadable file, unknown column, no server) or the \
+            server stopped the import; 130 interrupted by Ctrl-C. Rows sent before a fatal \
+            error stay imported.
 
             Examples:
               segmentd import contacts.csv
               segmentd import export.ndjson.gz --socket /run/segmentd.sock --batch 5000
               segmentd import leads.csv --ignore-column notes --verbose
+              segmentd import members.csv --map "Email Address=email" \\
+                --map "First Name+Last Name=name" --map TAGS=labels \\
+                --labels-separator , --define-fields infer
+              gunzip -c leads.csv.gz | segmentd import - --resume-at 42001
             """)
 
-    @Argument(help: "The file: .csv, .ndjson or .jsonl, optionally .gz.") var file: String
+    @Argument(help: "The file: .csv, .ndjson or .jsonl, optionally .gz; - reads standard input.") var file: String
     @Option(help: "Unix socket path.") var socket = "segmentd.sock"
     @Option(help: "Connect over TCP HOST:PORT instead of the socket.") var tcp: String?
     @Option(help: "Token for TCP (default: $SEGMENTD_TOKEN).") var token: String?
@@ -57,6 +97,14 @@ struct Import: AsyncParsableCommand {
     @Option(help: "Batches sent before waiting for replies (1-16).") var inFlight = 4
     @Option(help: "The file's format when its name does not tell: csv or ndjson.") var format: String?
     @Option(name: .customLong("ignore-column"), help: "A CSV column to skip (repeatable).") var ignoreColumns: [String] = []
+    @Option(name: .customLong("map"), help: ArgumentHelp("Read CSV column SOURCE as TARGET; A+B joins two with a space (repeatable).", valueName: "SOURCE=TARGET"))
+    var maps: [String] = []
+    @Option(name: .customLong("labels-separator"), help: ArgumentHelp("The character between labels in a CSV cell.", valueName: "char"))
+    var labelsSeparator = ";"
+    @Option(name: .customLong("define-fields"), help: ArgumentHelp("Define unknown CSV columns as fields first: text, or infer number/date/boolean.", valueName: "text|infer"))
+    var defineFields: String?
+    @Option(name: .customLong("resume-at"), help: ArgumentHelp("Skip the rows that start before this input line (as the summary of a stopped import says).", valueName: "line"))
+    var resumeAt: Int?
     @Option(help: "Progress line on stderr: auto (when it is a terminal), always or never.") var progress = "auto"
     @Flag(help: "List every failed line in the summary (default: the first 20).") var verbose = false
 
@@ -65,12 +113,29 @@ struct Import: AsyncParsableCommand {
         guard (1...16).contains(inFlight) else { throw ValidationError("--in-flight must be between 1 and 16") }
         if let format, ImportFormat(rawValue: format.lowercased()) == nil { throw ValidationError("--format must be csv or ndjson") }
         guard ProgressMode(rawValue: progress) != nil else { throw ValidationError("--progress must be auto, always or never") }
+        guard labelsSeparator.count == 1 else {
+            throw ValidationError("--labels-separator must be one character, got \"\(labelsSeparator)\"")
+        }
+        if let defineFields, DefineFields(rawValue: defineFields) == nil {
+            throw ValidationError("--define-fields must be text or infer, got \"\(defineFields)\"")
+        }
+        if let resumeAt, resumeAt < 1 { throw ValidationError("--resume-at must be a line number (1 or more), got \(resumeAt)") }
+        for map in maps {
+            do { _ = try ColumnMap(map) } catch let error as CommandFailure { throw ValidationError(error.description) }
+        }
     }
 
     func run() async throws {
-        guard let kind = format.flatMap({ ImportFormat(rawValue: $0.lowercased()) }) ?? ImportFormat.infer(from: file) else {
+        let fromName: ImportFormat? = file == "-" ? .csv : ImportFormat.infer(from: file)
+        let named = format.flatMap { ImportFormat(rawValue: $0.lowercased()) } ?? fromName
+        guard let kind = named else {
             throw CommandFailure("\(file): cannot tell the format from the name; expected .csv, .ndjson or .jsonl (optionally .gz), or give --format")
         }
+        if kind == .ndjson {
+            let csvOnly = [("--map", !maps.isEmpty), ("--define-fields", defineFields != nil), ("--labels-separator", labelsSeparator != ";")]
+            if let hit = csvOnly.first(where: { $0.1 }) { throw ValidationError("\(hit.0) applies to CSV input; \(file) is NDJSON") }
+        }
+        let columnMaps = try maps.map(ColumnMap.init)
         let reader = try ChunkReader(path: file)
         let client = try await CLIClient.open(socket: socket, tcp: tcp, token: token)
         defer { Task { try? await client.close() } }
@@ -80,6 +145,7 @@ struct Import: AsyncParsableCommand {
         // What one request line may carry: the envelope and separators take the rest.
         let budget = max(1024, maxLine - 512)
         let source: any ImportRowSource
+        var defined: [FieldInfo] = []
         switch kind {
         case .ndjson:
             source = NDJSONRows(reader: reader, maxDocumentBytes: budget)
@@ -89,12 +155,23 @@ struct Import: AsyncParsableCommand {
                 guard item["system"]?.boolValue == false, let name = item["name"]?.stringValue, let type = item["type"]?.stringValue else { return nil }
                 return FieldInfo(name: name, type: type)
             }
-            source = try CSVRows(reader: reader, fields: fields, ignoring: Set(ignoreColumns), maxDocumentBytes: budget)
+            let csv = try CSVRows(
+                reader: reader, fields: fields, ignoring: Set(ignoreColumns), maps: columnMaps, labelSeparator: labelsSeparator.first!,
+                defineFields: defineFields.flatMap(DefineFields.init), maxDocumentBytes: budget)
+            // Before any row: a row never meets a field that is not there yet.
+            for field in csv.fieldsToDefine {
+                _ = try await CLIClient.call(client, "fields.define", ["name": .string(field.name), "type": .string(field.type)])
+                defined.append(field)
+            }
+            source = csv
         }
 
+        let interrupt = Interrupt.install()
+        defer { interrupt.uninstall() }
         let importer = Importer(
             client: client, source: source, batchSize: batch, maxInFlight: inFlight, requestBudget: budget,
-            progress: ProgressLine(enabled: ProgressMode(rawValue: progress)!.isEnabled), keepAllFailures: verbose)
+            progress: ProgressLine(enabled: ProgressMode(rawValue: progress)!.isEnabled), keepAllFailures: verbose,
+            resumeAt: resumeAt ?? 1, interrupt: interrupt)
         let fatal: (any Error)?
         do {
             try await importer.run()
@@ -103,14 +180,68 @@ struct Import: AsyncParsableCommand {
             fatal = error
         }
         importer.progress.clear()
-        let summary = importer.summary(file: file, verbose: verbose, interrupted: fatal != nil)
+        let summary = importer.summary(file: file, verbose: verbose, defined: defined, resumeCommand: Self.resumeCommand)
         if importer.rows > 0 || fatal == nil { print(summary, terminator: "") }
         if let fatal { throw CLIClient.describe(fatal) }
+        switch importer.stop {
+        case .interrupted?:
+            FileHandle.standardError.write(Data("Interrupted.\n".utf8))
+            throw ExitCode(130)
+        case .refused(let message)?, .lost(let message)?:
+            throw CommandFailure("the import stopped: \(message)")
+        case nil:
+            break
+        }
         if importer.failedCount > 0 { throw ExitCode(2) }
+    }
+
+    /// This command line with `--resume-at LINE` in place of any earlier one, quoted for a shell.
+    static func resumeCommand(at line: Int) -> String {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        var i = 0
+        while i < arguments.count {
+            if arguments[i] == "--resume-at" {
+                arguments.removeSubrange(i..<min(i + 2, arguments.count))
+            } else if arguments[i].hasPrefix("--resume-at=") {
+                arguments.remove(at: i)
+            } else {
+                i += 1
+            }
+        }
+        return (["segmentd"] + arguments + ["--resume-at", String(line)]).map(shellQuoted).joined(separator: " ")
+    }
+
+    static func shellQuoted(_ word: String) -> String {
+        let safe = word.utf8.allSatisfy { b in
+            (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || "-_./,:=+@%".utf8.contains(b)
+        }
+        return safe && !word.isEmpty ? word : "'" + word.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
     }
 }
 
-/// Sends rows in batches, pipelined, and tallies the outcome.
+/// Ctrl-C during an import: the first one asks the import to stop (it finishes what is in
+/// flight and prints its summary); after it, SIGINT's default action is back, so a second one
+/// ends the process at once. A plain signal handler that sets an atomic flag: nothing else
+/// happens in signal context.
+final class Interrupt: Sendable {
+    private static let fired = Atomic<Bool>(false)
+
+    var isFired: Bool { Self.fired.load(ordering: .relaxed) }
+
+    static func install() -> Interrupt {
+        fired.store(false, ordering: .relaxed)
+        signal(SIGINT) { _ in
+            Interrupt.fired.store(true, ordering: .relaxed)
+            signal(SIGINT, SIG_DFL)
+        }
+        return Interrupt()
+    }
+
+    func uninstall() { signal(SIGINT, SIG_DFL) }
+}
+
+/// Sends rows in batches, pipelined, and tallies the outcome: every row read lands in exactly
+/// one count.
 final class Importer {
     let client: RPCClient
     let source: any ImportRowSource
@@ -118,11 +249,36 @@ final class Importer {
     let maxInFlight: Int
     let requestBudget: Int
     let progress: ProgressLine
+    let resumeAt: Int
+    let interrupt: Interrupt?
+
+    /// Why the import stopped before the end of the input.
+    enum Stop {
+        /// The server refused a batch unread: it is shutting down or overloaded.
+        case refused(String)
+        /// The connection was lost (or a batch was cancelled) before a reply.
+        case lost(String)
+        /// Ctrl-C.
+        case interrupted
+    }
 
     private(set) var rows = 0
     private(set) var created = 0
     private(set) var updated = 0
     private(set) var failedCount = 0
+    private(set) var refused = 0
+    private(set) var unconfirmed = 0
+    private(set) var notSent = 0
+    private(set) var skipped = 0
+    private(set) var stop: Stop?
+    /// After Ctrl-C the input past the first row not sent is left unread.
+    private(set) var restUnread = false
+    /// Reading the input failed (the error is thrown once the batches in flight are answered).
+    private(set) var inputFailed = false
+    /// The first line of each row not certainly in: batches in flight or whose reply did not
+    /// say what happened, and the first row not sent. The smallest is where to resume.
+    private var inFlightFirstLine: [Int: Int] = [:]
+    private var firstLineNotIn: Int?
     /// Failed lines to list: all of them with --verbose, else the first `shown` by line (kept
     /// bounded, so a file of a million bad rows does not hold a million messages).
     private var failures: [(line: Int, message: String)] = []
@@ -138,7 +294,15 @@ final class Importer {
     }
 
     struct Outcome: Sendable {
+        enum Kind: Sendable {
+            case answered
+            case refused(String)
+            case unconfirmed(String)
+        }
         var id: Int
+        var rows: Int
+        var firstLine: Int
+        var kind = Kind.answered
         var created = 0
         var updated = 0
         var failures: [(line: Int, message: String)] = []
@@ -146,7 +310,7 @@ final class Importer {
 
     init(
         client: RPCClient, source: any ImportRowSource, batchSize: Int, maxInFlight: Int, requestBudget: Int, progress: ProgressLine,
-        keepAllFailures: Bool
+        keepAllFailures: Bool, resumeAt: Int = 1, interrupt: Interrupt? = nil
     ) {
         self.keepAllFailures = keepAllFailures
         self.client = client
@@ -155,55 +319,107 @@ final class Importer {
         self.maxInFlight = maxInFlight
         self.requestBudget = requestBudget
         self.progress = progress
+        self.resumeAt = resumeAt
+        self.interrupt = interrupt
     }
 
+    /// The first input line to send again: every row before it is in (imported or reported
+    /// failed); nil when every row is.
+    var resumeLine: Int? { ([firstLineNotIn].compactMap { $0 } + inFlightFirstLine.values).min() }
+
+    private func notIn(_ line: Int) { firstLineNotIn = min(firstLineNotIn ?? line, line) }
+
+    private func leaveUnsent(_ batch: Batch) {
+        guard let first = batch.lines.first else { return }
+        notSent += batch.lines.count
+        notIn(first)
+    }
+
+    /// Sends every row; an error reading the input is thrown once the batches in flight are
+    /// answered, so their rows are counted too.
     func run() async throws {
         let client = self.client
-        try await withThrowingTaskGroup(of: Outcome.self) { group in
+        var inputError: (any Error)?
+        await withTaskGroup(of: Outcome.self) { group in
             var inFlight: [Int: Set<String>] = [:]
             var nextID = 0
             var current = Batch(id: nextID)
 
-            func settleOne() async throws {
-                guard let outcome = try await group.next() else {
+            func settleOne() async {
+                guard let outcome = await group.next() else {
                     inFlight.removeAll()  // nothing left running: never loop on a stale entry
+                    inFlightFirstLine.removeAll()
                     return
                 }
                 inFlight[outcome.id] = nil
+                inFlightFirstLine[outcome.id] = nil
                 tally(outcome)
             }
-            func send(_ batch: Batch) async throws {
+            func send(_ batch: Batch) async {
                 guard !batch.documents.isEmpty else { return }
                 // Bounded: each pass settles one in-flight batch, and there are at most maxInFlight.
                 while inFlight.count >= maxInFlight || inFlight.values.contains(where: { !$0.isDisjoint(with: batch.keys) }) {
-                    try await settleOne()
+                    await settleOne()
                 }
+                if stop == nil, interrupt?.isFired == true { stop = .interrupted }
+                guard stop == nil else { return leaveUnsent(batch) }
                 inFlight[batch.id] = batch.keys
-                group.addTask { try await Self.upsert(client, batch) }
+                inFlightFirstLine[batch.id] = batch.lines[0]
+                group.addTask { await Self.upsert(client, batch) }
             }
 
-            while let row = try source.next() {
+            while true {
+                if stop == nil, interrupt?.isFired == true { stop = .interrupted }
+                let row: ImportRow?
+                do {
+                    row = try source.next()
+                } catch {
+                    inputError = error
+                    inputFailed = true
+                    break
+                }
+                guard let row else { break }
                 rows += 1
+                if row.line < resumeAt {
+                    skipped += 1
+                    continue
+                }
+                if stop != nil {
+                    // Rows past the stop are counted, not sent; after Ctrl-C only the first is read.
+                    notSent += 1
+                    notIn(row.line)
+                    if interrupt?.isFired == true {
+                        restUnread = true
+                        break
+                    }
+                    continue
+                }
                 switch row {
                 case .failure(let line, let message):
                     recordFailures([(line, message)])
                 case .contact(let line, let document, let key, let bytes):
                     if current.bytes + bytes + 1 > requestBudget || current.documents.count >= batchSize {
-                        try await send(current)
+                        await send(current)
                         nextID += 1
                         current = Batch(id: nextID)
                     }
-                    current.lines.append(line)
-                    current.documents.append(document)
-                    if let key { current.keys.insert(key) }
-                    current.bytes += bytes + 1
+                    if stop != nil {
+                        notSent += 1
+                        notIn(line)
+                    } else {
+                        current.lines.append(line)
+                        current.documents.append(document)
+                        if let key { current.keys.insert(key) }
+                        current.bytes += bytes + 1
+                    }
                 }
                 if rows & 255 == 0 { drawProgress() }
             }
-            try await send(current)
-            while !inFlight.isEmpty { try await settleOne() }
+            if inputError == nil { await send(current) } else { leaveUnsent(current) }
+            while !inFlight.isEmpty { await settleOne() }
         }
         drawProgress(force: true)
+        if let inputError { throw inputError }
     }
 
     private func recordFailures(_ new: [(line: Int, message: String)]) {
@@ -215,16 +431,28 @@ final class Importer {
     }
 
     private func tally(_ outcome: Outcome) {
-        created += outcome.created
-        updated += outcome.updated
-        recordFailures(outcome.failures)
+        switch outcome.kind {
+        case .answered:
+            created += outcome.created
+            updated += outcome.updated
+            recordFailures(outcome.failures)
+        case .refused(let message):
+            refused += outcome.rows
+            notIn(outcome.firstLine)
+            if stop == nil { stop = .refused(message) }
+        case .unconfirmed(let message):
+            unconfirmed += outcome.rows
+            notIn(outcome.firstLine)
+            if stop == nil { stop = .lost(message) }
+        }
         drawProgress()
     }
 
     /// One contacts.upsert call; item failures map back to file lines. An error reply for the
-    /// whole call fails its rows (the import goes on); a lost connection is fatal.
-    static func upsert(_ client: RPCClient, _ batch: Batch) async throws -> Outcome {
-        var outcome = Outcome(id: batch.id)
+    /// whole call fails its rows (the import goes on), except `shutting_down` and `overloaded`:
+    /// those rows were not looked at. A lost connection or a cancelled call leaves them unconfirmed.
+    static func upsert(_ client: RPCClient, _ batch: Batch) async -> Outcome {
+        var outcome = Outcome(id: batch.id, rows: batch.lines.count, firstLine: batch.lines[0])
         do {
             let result = try await client.call("contacts.upsert", ["contacts": .array(batch.documents)])
             outcome.created = Int(result["created"]?.intValue ?? 0)
@@ -233,9 +461,17 @@ final class Importer {
                 guard let index = item["index"]?.intValue.map(Int.init), batch.lines.indices.contains(index) else { continue }
                 outcome.failures.append((batch.lines[index], Self.localMessage(item["error"]?.stringValue ?? "refused", index: index)))
             }
+        } catch let error as RPCError where error.code == RPCError.shuttingDown().code {
+            outcome.kind = .refused("the server is shutting down")
+        } catch let error as RPCError where error.code == RPCError.overloaded("").code {
+            outcome.kind = .refused("the server is overloaded (\(error.message)); a lower --in-flight may help")
+        } catch let error as RPCError where error.code == RPCError.cancelled().code {
+            outcome.kind = .unconfirmed("the server cancelled a batch (\(error.message)); its rows may or may not be in")
         } catch let error as RPCError {
             let message = "the batch was refused: \(error.message)"
             outcome.failures = batch.lines.map { ($0, message) }
+        } catch {
+            outcome.kind = .unconfirmed("lost the connection to segmentd: \(error)")
         }
         return outcome
     }
@@ -253,21 +489,36 @@ final class Importer {
         let reader = source.reader
         // Rows the server has answered for (and rows that failed before sending); the percentage
         // is of the file read, which runs ahead by at most the batches in flight.
-        let (done, read, total) = (created + updated + failedCount, reader.bytesRead, reader.totalBytes)
+        let (done, read, total) = (created + updated + failedCount + refused + unconfirmed, reader.bytesRead, reader.totalBytes)
         progress.update(force: force) { elapsed in
-            let fraction = total > 0 ? Double(read) / Double(total) : 0
-            return "\(ProgressLine.bar(fraction)) \(String(format: "%3d", Int(fraction * 100)))%  "
-                + "\(ProgressLine.count(done)) rows  \(ProgressLine.rate(Double(done), over: elapsed)) rows/s  "
-                + "ETA \(ProgressLine.eta(fraction: fraction, elapsed: elapsed))"
+            let rate = "\(ProgressLine.count(done)) rows  \(ProgressLine.rate(Double(done), over: elapsed)) rows/s"
+            guard total > 0 else { return rate + "  \(ProgressLine.bytes(read)) read" }  // stdin: no size to measure against
+            let fraction = Double(read) / Double(total)
+            return "\(ProgressLine.bar(fraction)) \(String(format: "%3d", Int(fraction * 100)))%  " + rate
+                + "  ETA \(ProgressLine.eta(fraction: fraction, elapsed: elapsed))"
         }
     }
 
-    /// The summary printed to stdout.
-    func summary(file: String, verbose: Bool, interrupted: Bool) -> String {
+    /// The summary printed to stdout. `resumeCommand` gives the command line that resumes at a line.
+    func summary(file: String, verbose: Bool, defined: [FieldInfo] = [], resumeCommand: (Int) -> String) -> String {
         let elapsed = progress.elapsed
-        var out = "\(interrupted ? "Import of \(file) stopped" : "Imported \(file)"): \(ProgressLine.count(rows)) row\(rows == 1 ? "" : "s") in "
-            + "\(String(format: "%.1f", elapsed)) s" + (elapsed >= 0.05 ? " (\(ProgressLine.rate(Double(rows), over: elapsed)) rows/s)\n" : "\n")
-        out += "  created: \(created)\n  updated: \(updated)\n  failed:  \(failedCount)\n"
+        let name = file == "-" ? "standard input" : file
+        let stopped = stop != nil || inputFailed
+        var out = "\(stopped ? "Import of \(name) stopped" : "Imported \(name)"): \(ProgressLine.count(rows)) row\(rows == 1 ? "" : "s")"
+        if restUnread { out += " read" }
+        out += " in \(String(format: "%.1f", elapsed)) s" + (elapsed >= 0.05 ? " (\(ProgressLine.rate(Double(rows), over: elapsed)) rows/s)\n" : "\n")
+        if !defined.isEmpty { out += "Defined fields: " + defined.map { "\($0.name) (\($0.type))" }.joined(separator: ", ") + "\n" }
+        func count(_ label: String, _ n: Int, _ note: String = "", always: Bool = false) {
+            guard always || n > 0 else { return }
+            out += "  " + (label + ":").padding(toLength: 13, withPad: " ", startingAt: 0) + "\(n)" + (note.isEmpty ? "" : "  (\(note))") + "\n"
+        }
+        count("created", created, always: true)
+        count("updated", updated, always: true)
+        count("failed", failedCount, always: true)
+        if case .refused(let reason)? = stop { count("refused", refused, "not written: \(reason)") } else { count("refused", refused, "not written") }
+        count("unconfirmed", unconfirmed, "sent, but no reply came: maybe written")
+        count("not sent", notSent, restUnread ? "the import stopped; the input after them was not read" : "the import stopped")
+        count("skipped", skipped, "before --resume-at \(resumeAt)")
         let sorted = failures.sorted { $0.line < $1.line }
         let shown = verbose ? sorted[...] : sorted.prefix(Self.shown)
         if !shown.isEmpty { out += "Failed rows:\n" }
@@ -275,6 +526,14 @@ final class Importer {
             out += "  line \(failure.line): \(failure.message.replacingOccurrences(of: "\n", with: "\\n"))\n"
         }
         if shown.count < failedCount { out += "  … and \(failedCount - shown.count) more (--verbose lists them all)\n" }
+        if stopped {
+            if let resume = resumeLine {
+                out += "Last line certainly in: \(resume - 1) (every row before line \(resume) was imported or is listed as failed)\n"
+                out += "To resume: \(resumeCommand(resume))\n"
+            } else {
+                out += "Every row read is in (imported or listed as failed).\n"
+            }
+        }
         return out
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import SegmentCore
 import StreamCodec
 import WireJSON
 
@@ -6,7 +7,6 @@ import WireJSON
 enum ImportColumn {
     case email, name, status, funnel, lost, labels, addLabels, removeLabels
     case field(name: String, type: String)
-    case ignored
 
     static let system: [String: ImportColumn] = [
         "email": .email, "name": .name, "status": .status, "funnel": .funnel, "lost": .lost, "labels": .labels,
@@ -14,6 +14,21 @@ enum ImportColumn {
     ]
     /// Columns an export can contain that describe state the import cannot set.
     static let readOnly: Set<String> = ["created_at", "suppressed", "last_open_at", "last_click_at", "last_send_at"]
+
+    /// The key the column sets in a contact document (a custom field: its name).
+    var target: String {
+        switch self {
+        case .email: "email"
+        case .name: "name"
+        case .status: "status"
+        case .funnel: "funnel"
+        case .lost: "lost"
+        case .labels: "labels"
+        case .addLabels: "add_labels"
+        case .removeLabels: "remove_labels"
+        case .field(let name, _): name
+        }
+    }
 }
 
 /// A custom field as `fields.list` describes it.
@@ -22,71 +37,215 @@ struct FieldInfo {
     var type: String
 }
 
+/// `--map SOURCE=TARGET`: a header column (or `A+B`, two or more joined with a space) that
+/// becomes TARGET: a system column or a custom field.
+struct ColumnMap {
+    var source: String
+    var target: String
+    var text: String
+
+    /// `First Name+Last Name=name` → source `First Name+Last Name`, target `name`. The last `=`
+    /// splits, so a column name may hold one; `+` is resolved against the header later.
+    init(_ text: String) throws {
+        self.text = text
+        guard let equals = text.lastIndex(of: "=") else {
+            throw CommandFailure("--map \"\(text)\": expected SOURCE=TARGET, e.g. --map \"Email Address=email\"")
+        }
+        source = text[..<equals].trimmingCharacters(in: .whitespaces)
+        target = text[text.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+        guard !source.isEmpty, !target.isEmpty else {
+            throw CommandFailure("--map \"\(text)\": expected SOURCE=TARGET with both sides named, e.g. --map \"Email Address=email\"")
+        }
+    }
+}
+
+/// What `--define-fields` does with columns that are not defined on the server.
+enum DefineFields: String, CaseIterable {
+    /// Every unknown column becomes a text field.
+    case text
+    /// A number, date or boolean field when every non-empty value in the first rows parses as
+    /// one (checked in that order), text otherwise.
+    case infer
+
+    /// Rows read ahead to infer types.
+    static let sampleRows = 1000
+}
+
 /// RFC 4180 rows with a header. The header is read and checked when the source is made, so
 /// an unknown column fails before any row is sent.
 final class CSVRows: ImportRowSource {
-    let reader: ChunkReader
-    let columns: [ImportColumn]
-    let header: [String]
-    private let maxDocumentBytes: Int
-    private var parser = CSV.Reader()
-    private var ready: [(line: Int, fields: [String])] = []
-    private var readyIndex = 0
-    private var eof = false
-
-    init(reader: ChunkReader, fields: [FieldInfo], ignoring: Set<String>, maxDocumentBytes: Int) throws {
-        self.reader = reader
-        self.maxDocumentBytes = maxDocumentBytes
-        ready = []
-        var headerRecord: [String]?
-        while headerRecord == nil {
-            if let chunk = try reader.next() {
-                ready = parser.feed(chunk)
-            } else {
-                eof = true
-                ready = parser.finish()
-                if ready.isEmpty { throw CommandFailure("\(reader.path): the file is empty; a CSV import needs a header row (email, name, …)") }
-            }
-            if let first = ready.first {
-                headerRecord = first.fields
-                readyIndex = 1
-            }
-        }
-        var names = headerRecord!.map { $0.trimmingCharacters(in: .whitespaces) }
-        if let first = names.first, first.hasPrefix("\u{FEFF}") { names[0] = String(first.dropFirst()) }
-        header = names
-        columns = try Self.map(header: names, fields: fields, ignoring: ignoring, path: reader.path)
+    /// One value of the contact document: the target and the header columns it comes from.
+    struct Output {
+        var column: ImportColumn
+        var sources: [Int]
     }
 
-    static func map(header: [String], fields: [FieldInfo], ignoring: Set<String>, path: String) throws -> [ImportColumn] {
-        var columns: [ImportColumn] = []
+    let reader: ChunkReader
+    private(set) var header: [String] = []
+    private(set) var outputs: [Output] = []
+    /// Fields `--define-fields` adds: define them on the server before sending any row.
+    private(set) var fieldsToDefine: [FieldInfo] = []
+    private let labelSeparator: Character
+    private let maxDocumentBytes: Int
+    private var parser = CSV.Reader()
+    /// Records parsed but not yet returned (the sample for `infer` waits here too).
+    private var queue: [(line: Int, fields: [String])] = []
+    private var head = 0
+    /// The input's first bytes until a byte order mark can be told apart; nil once checked.
+    private var start: [UInt8]? = []
+    /// The line of a last record left inside an unterminated quote.
+    private var unterminatedLine: Int?
+    private var eof = false
+
+    init(
+        reader: ChunkReader, fields: [FieldInfo], ignoring: Set<String>, maps: [ColumnMap] = [], labelSeparator: Character = ";",
+        defineFields: DefineFields? = nil, maxDocumentBytes: Int
+    ) throws {
+        self.reader = reader
+        self.maxDocumentBytes = maxDocumentBytes
+        self.labelSeparator = labelSeparator
+        while queue.isEmpty {
+            guard try fill() else {
+                throw CommandFailure("\(reader.path): the file is empty; a CSV import needs a header row (email, name, …)")
+            }
+        }
+        header = queue[0].fields.map { $0.trimmingCharacters(in: .whitespaces) }
+        head = 1
+        var (outputs, newFields) = try Self.plan(
+            header: header, fields: fields, ignoring: ignoring, maps: maps, defineFields: defineFields, path: reader.path)
+        if defineFields == .infer, !newFields.isEmpty {
+            while queue.count - head < DefineFields.sampleRows, try fill() {}
+            let sample = queue[head...].prefix(DefineFields.sampleRows).filter { $0.fields.count == header.count }.map(\.fields)
+            for i in newFields {
+                guard case .field(let name, _) = outputs[i].column else { continue }
+                outputs[i].column = .field(name: name, type: Self.inferType(sample.map { Self.value(of: outputs[i], in: $0) }))
+            }
+        }
+        self.outputs = outputs
+        fieldsToDefine = newFields.compactMap { i in
+            if case .field(let name, let type) = outputs[i].column { FieldInfo(name: name, type: type) } else { nil }
+        }
+    }
+
+    /// Reads one more chunk into the queue; false once the input is done.
+    private func fill() throws -> Bool {
+        guard !eof else { return false }
+        if head > 0, head == queue.count {
+            queue.removeAll(keepingCapacity: true)
+            head = 0
+        }
+        if let chunk = try reader.next() {
+            queue += parser.feed(withoutByteOrderMark(chunk, atEnd: false))
+        } else {
+            eof = true
+            queue += parser.feed(withoutByteOrderMark([], atEnd: true))
+            let unterminated = parser.isInsideQuotes
+            let rest = parser.finish()
+            if unterminated, let last = rest.first { unterminatedLine = last.line } else { queue += rest }
+        }
+        return true
+    }
+
+    /// Drops a UTF-8 byte order mark before the parser sees it: left in, it would make the
+    /// quote that opens a quoted first column an ordinary character of its name.
+    private func withoutByteOrderMark(_ chunk: [UInt8], atEnd: Bool) -> [UInt8] {
+        guard var pending = start else { return chunk }
+        pending += chunk
+        if pending.count < 3 && !atEnd {
+            start = pending
+            return []
+        }
+        start = nil
+        return pending.starts(with: [0xEF, 0xBB, 0xBF]) ? Array(pending.dropFirst(3)) : pending
+    }
+
+    /// The header column called `name`: exactly, else the one that matches ignoring case.
+    static func index(of name: String, in header: [String]) -> Int? {
+        if let i = header.firstIndex(of: name) { return i }
+        let matches = header.indices.filter { header[$0].lowercased() == name.lowercased() }
+        return matches.count == 1 ? matches[0] : nil
+    }
+
+    /// Turns the header (and `--map`s) into outputs; returns them with the indices of the
+    /// outputs that are new fields (typed `text` until inferred).
+    static func plan(
+        header: [String], fields: [FieldInfo], ignoring: Set<String>, maps: [ColumnMap], defineFields: DefineFields?, path: String
+    ) throws -> (outputs: [Output], newFields: [Int]) {
+        var outputs: [Output] = []
+        var newFields: [Int] = []
         var unknown: [String] = []
         var readOnly: [String] = []
         var seen: [String: Int] = [:]
+        let columnList = header.map { "\"\($0)\"" }.joined(separator: ", ")
         for (i, name) in header.enumerated() {
             if name.isEmpty { throw CommandFailure("\(path): column \(i + 1) of the header has no name") }
             if let before = seen[name.lowercased()] {
                 throw CommandFailure("\(path): column \"\(name)\" appears twice in the header (columns \(before + 1) and \(i + 1))")
             }
             seen[name.lowercased()] = i
-            if ignoring.contains(name) || ignoring.contains(name.lowercased()) {
-                columns.append(.ignored)
-            } else if let system = ImportColumn.system[name.lowercased()] {
-                columns.append(system)
-            } else if let field = fields.first(where: { $0.name == name })
-                ?? Self.unique(fields.filter { $0.name.lowercased() == name.lowercased() })
-            {
-                columns.append(.field(name: field.name, type: field.type))
-            } else if ImportColumn.readOnly.contains(name.lowercased()) {
-                readOnly.append(name)
-                columns.append(.ignored)
+        }
+        func field(named name: String) -> FieldInfo? {
+            fields.first(where: { $0.name == name }) ?? Self.unique(fields.filter { $0.name.lowercased() == name.lowercased() })
+        }
+        var mapped = Set<Int>()
+        for map in maps {
+            let parts = index(of: map.source, in: header).map { [$0] } ?? map.source.split(separator: "+").map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }.map { index(of: $0, in: header) ?? -1 }
+            if let missing = parts.firstIndex(of: -1) {
+                let names = map.source.split(separator: "+").map { $0.trimmingCharacters(in: .whitespaces) }
+                let name = parts.count == 1 ? map.source : names[missing]
+                throw CommandFailure("--map \"\(map.text)\": no column \"\(name)\" in the header of \(path) (columns: \(columnList))")
+            }
+            mapped.formUnion(parts)
+            if let system = ImportColumn.system[map.target.lowercased()] {
+                outputs.append(Output(column: system, sources: parts))
+            } else if let known = field(named: map.target) {
+                outputs.append(Output(column: .field(name: known.name, type: known.type), sources: parts))
+            } else if ImportColumn.readOnly.contains(map.target.lowercased()) {
+                throw CommandFailure("--map \"\(map.text)\": \(map.target) is read-only and cannot be imported")
+            } else if defineFields != nil {
+                newFields.append(outputs.count)
+                outputs.append(Output(column: .field(name: map.target, type: "text"), sources: parts))
             } else {
-                unknown.append(name)
-                columns.append(.ignored)
+                let defined = fields.map(\.name)
+                throw CommandFailure(
+                    "--map \"\(map.text)\": unknown target \"\(map.target)\": expected email, name, status, funnel, lost, labels, "
+                        + "add_labels, remove_labels or a custom field defined on the server (defined: "
+                        + "\(defined.isEmpty ? "none" : defined.joined(separator: ", "))); --define-fields text|infer defines it")
             }
         }
-        guard columns.contains(where: { if case .email = $0 { true } else { false } }) else {
-            throw CommandFailure("\(path): the header has no email column (columns: \(header.joined(separator: ", ")))")
+        for (i, name) in header.enumerated() where !mapped.contains(i) {
+            if ignoring.contains(name) || ignoring.contains(name.lowercased()) {
+                continue
+            } else if let system = ImportColumn.system[name.lowercased()] {
+                outputs.append(Output(column: system, sources: [i]))
+            } else if let known = field(named: name) {
+                outputs.append(Output(column: .field(name: known.name, type: known.type), sources: [i]))
+            } else if ImportColumn.readOnly.contains(name.lowercased()) {
+                readOnly.append(name)
+            } else if defineFields != nil {
+                newFields.append(outputs.count)
+                outputs.append(Output(column: .field(name: name, type: "text"), sources: [i]))
+            } else {
+                unknown.append(name)
+            }
+        }
+        var targets: [String: Int] = [:]
+        for (n, output) in outputs.enumerated() {
+            let key = output.column.target.lowercased()
+            if let before = targets[key] {
+                let first = outputs[before].sources.map { "\"\(header[$0])\"" }.joined(separator: "+")
+                let second = output.sources.map { "\"\(header[$0])\"" }.joined(separator: "+")
+                throw CommandFailure(
+                    "\(path): \(first) and \(second) would both become \(output.column.target); "
+                        + "skip one with --ignore-column or send it elsewhere with --map")
+            }
+            targets[key] = n
+        }
+        guard outputs.contains(where: { if case .email = $0.column { true } else { false } }) else {
+            throw CommandFailure(
+                "\(path): the header has no email column (columns: \(columnList)); name the one that holds it with --map \"COLUMN=email\"")
         }
         var problems: [String] = []
         if !unknown.isEmpty {
@@ -98,52 +257,71 @@ final class CSVRows: ImportRowSource {
                     + "add_labels, remove_labels or a custom field defined on the server "
                     + "(defined: \(defined.isEmpty ? "none" : defined.joined(separator: ", "))). "
                     + "Define \(unknown.count == 1 ? "it" : "each") first, e.g. segmentd call fields.define '\(example)' "
-                    + "(type text, number, date or boolean), or skip \(unknown.count == 1 ? "it" : "them") with --ignore-column")
+                    + "(type text, number, date or boolean), or pass --define-fields text|infer to define "
+                    + "\(unknown.count == 1 ? "it" : "them") from the file, send \(unknown.count == 1 ? "it" : "each") to a known column "
+                    + "with --map \"COLUMN=TARGET\", or skip \(unknown.count == 1 ? "it" : "them") with --ignore-column")
         }
         if !readOnly.isEmpty {
             problems.append(
                 "read-only column\(readOnly.count == 1 ? "" : "s") \(readOnly.joined(separator: ", ")) cannot be imported; skip with --ignore-column")
         }
         if !problems.isEmpty { throw CommandFailure("\(path): " + problems.joined(separator: "; ") + ". Nothing was imported.") }
-        return columns
+        return (outputs, newFields)
     }
 
     private static func unique(_ fields: [FieldInfo]) -> FieldInfo? { fields.count == 1 ? fields[0] : nil }
 
+    /// The type `infer` gives a column from its sampled values: number, date or boolean when
+    /// every non-empty one converts the way a row's value will (so the rows then import), else text.
+    static func inferType(_ values: [String]) -> String {
+        let present = values.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !present.isEmpty else { return "text" }
+        // A leading zero (ZIP codes, account numbers: 02134) would be lost as a number.
+        if present.allSatisfy({ number($0) != nil && !hasLeadingZero($0) }) { return "number" }
+        let time = ISOTime()
+        if present.allSatisfy({ time.parse($0) != nil }) { return "date" }
+        if present.allSatisfy({ boolean($0) != nil }) { return "boolean" }
+        return "text"
+    }
+
+    /// `007`, `-01.5`: digits after a zero that is not alone before the point.
+    static func hasLeadingZero(_ text: String) -> Bool {
+        let digits = text.utf8.drop(while: { $0 == 43 || $0 == 45 })
+        return digits.count >= 2 && digits.first == 48 && digits.dropFirst().first.map { $0 >= 48 && $0 <= 57 } == true
+    }
+
+    /// An output's text in a record: the one column as it is, or the non-empty columns of a
+    /// join trimmed and separated by one space.
+    static func value(of output: Output, in fields: [String]) -> String {
+        if output.sources.count == 1 { return fields[output.sources[0]] }
+        return output.sources.map { fields[$0].trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: " ")
+    }
+
     func next() throws -> ImportRow? {
-        while readyIndex >= ready.count {
-            guard !eof else { return nil }
-            readyIndex = 0
-            if let chunk = try reader.next() {
-                ready = parser.feed(chunk)
-            } else {
-                eof = true
-                let unterminated = parser.isInsideQuotes
-                ready = parser.finish()
-                if unterminated, let last = ready.first {
-                    ready = []
-                    return .failure(line: last.line, message: "unterminated quoted field (a \" opened on this row is never closed)")
-                }
+        while head >= queue.count {
+            guard try fill() else {
+                guard let line = unterminatedLine else { return nil }
+                unterminatedLine = nil
+                return .failure(line: line, message: "unterminated quoted field (a \" opened on this row is never closed)")
             }
         }
-        let record = ready[readyIndex]
-        readyIndex += 1
-        if readyIndex == ready.count { ready = []; readyIndex = 0 }
+        let record = queue[head]
+        head += 1
         return row(record.line, record.fields)
     }
 
     private func row(_ line: Int, _ fields: [String]) -> ImportRow {
-        guard fields.count == columns.count else {
-            return .failure(line: line, message: "expected \(columns.count) fields as in the header, got \(fields.count)")
+        guard fields.count == header.count else {
+            return .failure(line: line, message: "expected \(header.count) fields as in the header, got \(fields.count)")
         }
         var document: [String: JSONValue] = [:]
         var custom: [String: JSONValue] = [:]
         var key: String?
-        for (column, raw) in zip(columns, fields) {
+        for output in outputs {
+            let column = output.column
+            let raw = Self.value(of: output, in: fields)
             guard !raw.isEmpty else { continue }
             switch column {
-            case .ignored:
-                continue
             case .email:
                 let email = raw.trimmingCharacters(in: .whitespaces)
                 key = email.lowercased()
@@ -160,9 +338,8 @@ final class CSVRows: ImportRowSource {
                 }
                 document["lost"] = .bool(b)
             case .labels, .addLabels, .removeLabels:
-                let labels = raw.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-                let name = if case .labels = column { "labels" } else if case .addLabels = column { "add_labels" } else { "remove_labels" }
-                document[name] = .array(labels.map { .string($0) })
+                let labels = Self.labels(raw, separator: labelSeparator)
+                document[column.target] = .array(labels.map { .string($0) })
             case .field(let name, let type):
                 switch type {
                 case "number":
@@ -195,6 +372,50 @@ final class CSVRows: ImportRowSource {
             return .failure(line: line, message: "row is too large to send (\(size) bytes; the server accepts \(maxDocumentBytes) per request)")
         }
         return .contact(line: line, document: value, key: key, bytes: size)
+    }
+
+    /// `"vip", "new, 2024"` with separator `,` → `vip`, `new, 2024`: a tag in double quotes
+    /// may hold the separator (`""` inside is a quote); spaces around tags (inside their
+    /// quotes too) and empty tags go.
+    static func labels(_ raw: String, separator: Character) -> [String] {
+        var labels: [String] = []
+        var current = ""
+        var quoted = false
+        var inQuotes = false
+        var chars = raw.makeIterator()
+        func finish() {
+            let label = current.trimmingCharacters(in: .whitespaces)
+            if !label.isEmpty { labels.append(label) }
+            current = ""
+            quoted = false
+        }
+        while let c = chars.next() {
+            if inQuotes {
+                if c == "\"" {
+                    inQuotes = false
+                } else {
+                    current.append(c)
+                }
+            } else if c == separator {
+                finish()
+            } else if c == "\"" {
+                // A quote opens a tag only at its start; `""` in a quoted tag is a quote.
+                if quoted {
+                    current.append("\"")
+                    inQuotes = true
+                } else if current.trimmingCharacters(in: .whitespaces).isEmpty {
+                    current = ""
+                    quoted = true
+                    inQuotes = true
+                } else {
+                    current.append(c)
+                }
+            } else if !quoted || !c.isWhitespace {
+                current.append(c)
+            }
+        }
+        finish()
+        return labels
     }
 
     static func boolean(_ text: String) -> Bool? {

@@ -8,15 +8,17 @@ struct CommandFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Reads a file in chunks, gunzipping on the fly when it starts with the gzip magic bytes.
-/// Never holds more than one chunk (plus zlib's window) in memory.
+/// Reads a file (or standard input, `-`) in chunks, gunzipping on the fly when it starts with
+/// the gzip magic bytes. Never holds more than one chunk (plus zlib's window) in memory.
 final class ChunkReader {
+    /// The file's name for messages (`standard input` for `-`).
     let path: String
-    /// The file's size on disk (compressed size for .gz), for progress.
+    /// The file's size on disk (compressed size for .gz), for progress; 0 when unknown (stdin).
     let totalBytes: Int64
     /// Bytes read from disk so far.
     private(set) var bytesRead: Int64 = 0
     let isGzip: Bool
+    let isStandardInput: Bool
     private let handle: FileHandle
     private let gunzip: GzipDecompressor?
     private var first: [UInt8]?
@@ -24,18 +26,29 @@ final class ChunkReader {
     static let chunkSize = 256 * 1024
 
     init(path: String) throws {
-        self.path = path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw CommandFailure("\(path): no such file")
+        isStandardInput = path == "-"
+        self.path = isStandardInput ? "standard input" : path
+        if isStandardInput {
+            handle = FileHandle.standardInput
+            totalBytes = 0
+        } else {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                throw CommandFailure("\(path): no such file")
+            }
+            guard !isDirectory.boolValue, let handle = FileHandle(forReadingAtPath: path) else {
+                throw CommandFailure("\(path): cannot open for reading")
+            }
+            self.handle = handle
+            totalBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? 0
         }
-        guard !isDirectory.boolValue, let handle = FileHandle(forReadingAtPath: path) else {
-            throw CommandFailure("\(path): cannot open for reading")
+        // A pipe may deliver one byte at a time: read until the magic bytes can be checked.
+        var head = try Self.read(handle, Self.chunkSize, path: self.path)
+        while head.count < 2 {
+            let more = try Self.read(handle, Self.chunkSize, path: self.path)
+            if more.isEmpty { break }
+            head += more
         }
-        self.handle = handle
-        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? 0
-        totalBytes = size
-        let head = try Self.read(handle, Self.chunkSize, path: path)
         bytesRead = Int64(head.count)
         isGzip = head.count >= 2 && head[0] == 0x1F && head[1] == 0x8B
         gunzip = isGzip ? try GzipDecompressor() : nil
@@ -43,7 +56,7 @@ final class ChunkReader {
         if head.isEmpty { atEnd = true }
     }
 
-    deinit { try? handle.close() }
+    deinit { if !isStandardInput { try? handle.close() } }
 
     /// The next chunk of (decompressed) bytes, possibly empty; `nil` at the end of the file.
     func next() throws -> [UInt8]? {
@@ -71,11 +84,19 @@ final class ChunkReader {
         }
     }
 
+    /// Up to `count` bytes, whatever is there: a pipe is not waited on until a whole chunk
+    /// arrives (FileHandle's read would), so rows from a slow producer go out as they come.
+    /// Empty at the end of the input.
     private static func read(_ handle: FileHandle, _ count: Int, path: String) throws -> [UInt8] {
-        do {
-            return [UInt8](try handle.read(upToCount: count) ?? Data())
-        } catch {
-            throw CommandFailure("\(path): read failed: \(error.localizedDescription)")
+        var buffer = [UInt8](repeating: 0, count: count)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Foundation.read(handle.fileDescriptor, $0.baseAddress, count) }
+            if n >= 0 {
+                buffer.removeSubrange(n...)
+                return buffer
+            }
+            if errno == EINTR { continue }
+            throw CommandFailure("\(path): read failed: \(String(cString: strerror(errno)))")
         }
     }
 }
@@ -86,6 +107,13 @@ enum ImportRow {
     /// document's serialized size.
     case contact(line: Int, document: JSONValue, key: String?, bytes: Int)
     case failure(line: Int, message: String)
+
+    /// The input line the row starts on.
+    var line: Int {
+        switch self {
+        case .contact(let line, _, _, _), .failure(let line, _): return line
+        }
+    }
 }
 
 /// A stream of rows from a file.
@@ -138,6 +166,7 @@ final class NDJSONRows: ImportRowSource {
             if bytes.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
             var content = bytes[...]
             if content.last == 13 { content = content.dropLast() }
+            if line == 1, content.starts(with: [0xEF, 0xBB, 0xBF]) { content = content.dropFirst(3) }
             let value: JSONValue
             do {
                 value = try JSONParser.parse(content)
