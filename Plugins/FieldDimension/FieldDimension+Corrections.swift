@@ -100,7 +100,7 @@ extension FieldDimension {
         let using = Self.segments(naming: field, in: context.book, dimension: name)
         if !using.isEmpty && !force {
             throw SegmentError.conflict(
-                "field \(field) is used by \(Self.list(using)); change their rules first or pass force: true")
+                "field \(field) is used by \(Self.list(using)); change the rules that name it first, or pass force: true")
         }
         let holders = Self.holders(of: field, index: index, book: context.book)
         index.undefine(field)

@@ -152,7 +152,7 @@ extension LabelDimension {
         let using = Self.segments(naming: key, in: context.book, dimension: name)
         if !using.isEmpty && !force {
             let list = (using.count == 1 ? "segment " : "segments ") + using.map { "\($0.id) \"\($0.name)\"" }.joined(separator: ", ")
-            throw SegmentError.conflict("label \(entry.name) is used by \(list); change their rules first or pass force: true")
+            throw SegmentError.conflict("label \(entry.name) is used by \(list); change the rules that name it first, or pass force: true")
         }
         let members = entry.members.intersection(context.book.alive)
         index.labels.removeValue(forKey: key)
