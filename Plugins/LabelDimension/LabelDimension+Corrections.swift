@@ -155,6 +155,7 @@ extension LabelDimension {
             throw SegmentError.conflict("label \(entry.name) is used by \(list); change the rules that name it first, or pass force: true")
         }
         let members = entry.members.intersection(context.book.alive)
+        let carriers = Self.slotList(members)
         index.labels.removeValue(forKey: key)
         context.book.setPart(name, index)
         try context.sql.execute("DELETE FROM label WHERE key = ?", [.text(key)])
@@ -164,8 +165,8 @@ extension LabelDimension {
                 SELECT json_group_array(value) FROM (SELECT value FROM json_each(contact_labels.keys) WHERE value <> ? ORDER BY value))
             WHERE contact_id IN (SELECT value FROM json_each(?))
             """,
-            [.text(key), .text(Self.slotList(members))])
-        try context.sql.execute("DELETE FROM contact_labels WHERE keys = '[]'", [])
+            [.text(key), .text(carriers)])
+        try context.sql.execute("DELETE FROM contact_labels WHERE keys = '[]' AND contact_id IN (SELECT value FROM json_each(?))", [.text(carriers)])
         context.touched.formUnion(members)
         // Segments naming it keep their rule as written, flagged for review: a label nobody
         // carries is a valid filter (`contains` matches nobody, `not_contains` everybody),
