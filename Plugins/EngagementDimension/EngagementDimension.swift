@@ -88,6 +88,18 @@ public struct EngagementDimension: DimensionProvider {
         return true
     }
 
+    /// Forgets one event time of a contact; the time it had, or `nil` (nothing written).
+    func clear(event: Int, slot: Int, context: inout WriteContext) throws -> Double? {
+        var index = context.book.takePart(name, as: Index.self) ?? Index()
+        defer { context.book.setPart(name, index) }
+        guard let old = index.time(event, slot) else { return nil }
+        let column = ["last_open", "last_click", "last_send"][event]
+        try context.sql.execute("UPDATE contact_engagement SET \(column) = NULL WHERE contact_id = ?", [.integer(Int64(slot))])
+        index.set(event, slot, .nan)
+        context.touched.insert(slot)
+        return old
+    }
+
     public func render(slot: Int, book: Book) -> [String: JSONValue] {
         let index = Self.index(book, name)
         var out: [String: JSONValue] = [:]

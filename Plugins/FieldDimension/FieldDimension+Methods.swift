@@ -49,7 +49,7 @@ extension FieldDimension {
                     let index = Self.index(book, dimension)
                     return .array((Self.systemFields + index.order.compactMap { index.definitions[$0] }).map(Self.json))
                 }),
-        ]
+        ] + correctionMethods
     }
 
     static func json(_ def: FieldDefinition) -> JSONValue {
@@ -58,14 +58,14 @@ extension FieldDimension {
 
     /// Field names: 1 to 64 characters, no control characters, no leading or trailing space.
     /// Any script is fine; names are bound as SQL parameters, never spliced into SQL.
-    static func checkName(_ field: String) throws(SegmentError) {
+    static func checkName(_ field: String, path: String = "name") throws(SegmentError) {
         guard !field.isEmpty, field.count <= 64 else {
-            throw .invalidParams(path: "name", "a field name has 1 to 64 characters")
+            throw .invalidParams(path: path, "a field name has 1 to 64 characters")
         }
         guard !field.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }),
             field.first?.isWhitespace == false, field.last?.isWhitespace == false
         else {
-            throw .invalidParams(path: "name", "a field name has no control characters and no leading or trailing space")
+            throw .invalidParams(path: path, "a field name has no control characters and no leading or trailing space")
         }
     }
 }

@@ -76,6 +76,25 @@ public struct FieldDimension: DimensionProvider {
             documentOrder = Self.documentOrder(position)
         }
 
+        /// Gives custom field `field` a new name; its column, values and place stay.
+        mutating func rename(_ field: String, to new: String) {
+            guard var def = definitions.removeValue(forKey: field), let p = position.removeValue(forKey: field) else { return }
+            def.name = new
+            definitions[new] = def
+            order = order.map { $0 == field ? new : $0 }
+            position[new] = p
+            documentOrder = Self.documentOrder(position)
+        }
+
+        /// Forgets custom field `field` and its column.
+        mutating func undefine(_ field: String) {
+            guard definitions.removeValue(forKey: field) != nil, let p = position.removeValue(forKey: field) else { return }
+            order.removeAll { $0 == field }
+            columns.remove(at: p)
+            for (name, q) in position where q > p { position[name] = q - 1 }
+            documentOrder = Self.documentOrder(position)
+        }
+
         static func documentOrder(_ position: [String: Int]) -> [(position: Int, key: [UInt8])] {
             position.sorted { $0.key < $1.key }.map { name, p in
                 var key: [UInt8] = []

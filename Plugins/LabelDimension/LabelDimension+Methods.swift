@@ -28,6 +28,6 @@ extension LabelDimension {
                     }
                     return .array(rows)
                 })
-        ]
+        ] + correctionMethods
     }
 }

@@ -121,6 +121,8 @@ public struct WriteContext {
     public let time: ISOTime
     /// Slots changed by this write, for triggers.
     public var touched = ContactSet()
+    /// Segments whose rule this write rewrote (`rewrite(segment:)`), in the order rewritten.
+    public internal(set) var rewrittenSegments: [Int64] = []
 
     public init(book: Book, sql: any SQLExecutor, now: Double, time: ISOTime) {
         self.book = book

@@ -91,6 +91,7 @@ public final class Engine: Sendable {
             let base = self.snapshot
             var context = WriteContext(book: base, sql: sql, now: now, time: time)
             let result = try body(&context)
+            try self.applyRewrittenSegments(&context)
             let events = try TriggerEvaluator(cause: cause).evaluate(&context, base: base)
             let version = context.book.version + 1
             try sql.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('version', ?)", [.integer(version)])

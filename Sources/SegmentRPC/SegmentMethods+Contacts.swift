@@ -4,6 +4,10 @@ import SegmentEngine
 import WireJSON
 
 extension SegmentMethods {
+    /// `contacts.list` page sizes: each item is a whole contact document.
+    static let defaultContactPage = 100
+    static let maxContactPage = 1_000
+
     var contactMethods: [RPCMethod] {
         let engine = self.engine
         let failed = Schema.array(Schema.object(["index": Schema.integer, "error": Schema.string]))
@@ -22,6 +26,22 @@ extension SegmentMethods {
                 let email = try p.string("email")
                 guard let contact = engine.contact(email: email) else { throw SegmentError.notFound("no contact \(email)") }
                 return contact
+            },
+            method(
+                "contacts.list",
+                "Contacts in a stable order (creation), a page at a time: pass `next` as `after`; optional filters and email prefix.",
+                params: [
+                    .optional("after", ["type": "integer", "minimum": 0, "description": "the `next` of the previous page"]),
+                    .optional("limit", ["type": "integer", "minimum": 1, "maximum": .int(Int64(Self.maxContactPage)), "default": .int(Int64(Self.defaultContactPage))]),
+                    .optional("filters", filtersSchema), .optional("email_prefix", Schema.string),
+                ],
+                result: Schema.object(["items": Schema.array(["type": "object"]), "next": ["type": ["integer", "null"]]])
+            ) { p, _ in
+                let after = try p.optionalInt("after", in: 0...(1 << 53))
+                let limit = try p.optionalInt("limit", in: 1...Int64(Self.maxContactPage)) ?? Int64(Self.defaultContactPage)
+                return try engine.listContacts(
+                    after: after, limit: Int(limit), filters: p.has("filters") ? try p.value("filters") : nil,
+                    emailPrefix: try p.optionalString("email_prefix"))
             },
             method(
                 "contacts.delete", "Deletes contacts by email; unknown emails are skipped.",

@@ -1,0 +1,192 @@
+import SegmentCore
+import WireJSON
+
+/// `labels.rename` and `labels.delete`: undoing a mistaken label across the whole book.
+extension LabelDimension {
+    var correctionMethods: [DimensionMethod] {
+        let segmentList: JSONValue = [
+            "type": "array", "items": ["type": "object", "properties": ["id": ["type": "integer"], "name": ["type": "string"]]],
+        ]
+        return [
+            DimensionMethod(
+                name: "labels.rename",
+                summary: "Renames a label on every contact, merging into `to` when that label exists; segments naming it are rewritten (and listed).",
+                paramsSchema: [
+                    "type": "object", "required": ["name", "to"],
+                    "properties": ["name": ["type": "string"], "to": ["type": "string"]], "additionalProperties": false,
+                ],
+                resultSchema: [
+                    "type": "object",
+                    "properties": [
+                        "name": ["type": "string"], "contacts": ["type": "integer"], "merged": ["type": "boolean"], "segments": segmentList,
+                    ],
+                ],
+                body: .write { params, context in try rename(params, &context) }),
+            DimensionMethod(
+                name: "labels.delete",
+                summary: "Removes a label from every contact; refused while a segment names it, unless force.",
+                paramsSchema: [
+                    "type": "object", "required": ["name"],
+                    "properties": ["name": ["type": "string"], "force": ["type": "boolean"]], "additionalProperties": false,
+                ],
+                resultSchema: [
+                    "type": "object",
+                    "properties": ["deleted": ["type": "string"], "contacts": ["type": "integer"], "segments": segmentList],
+                ],
+                body: .write { params, context in try delete(params, &context) }),
+        ]
+    }
+
+    /// A label filter's labels as written: one string or a list.
+    private static func labels(in filter: [String: JSONValue]) -> [String] {
+        switch filter["value"] {
+        case .string(let s)?: return [s]
+        case .array(let items)?: return items.compactMap(\.stringValue)
+        default: return []
+        }
+    }
+
+    /// Stored segments with a label filter naming `key` (any spelling), by id.
+    static func segments(naming key: String, in book: Book, dimension: String) -> [Segment] {
+        book.segments.values.filter { segment in
+            Segment.filters(of: segment.filters, dimension: dimension).contains { filter in
+                labels(in: filter).contains { $0.trimmingWhitespace.lowercased() == key }
+            }
+        }.sorted { $0.id < $1.id }
+    }
+
+    private func checkedName(_ params: ParamReader, _ key: String) throws(SegmentError) -> String {
+        let label = try params.string(key).trimmingWhitespace
+        guard !label.isEmpty else { throw .invalidParams(path: key, "a label cannot be empty") }
+        guard label.utf8.count <= Self.maxLabelLength || label.count <= Self.maxLabelLength else {
+            throw .invalidParams(path: key, "a label is at most \(Self.maxLabelLength) characters")
+        }
+        return label
+    }
+
+    private func rename(_ params: ParamReader, _ context: inout WriteContext) throws -> JSONValue {
+        try params.rejectUnknownKeys(allowed: ["name", "to"])
+        let from = try checkedName(params, "name").lowercased()
+        let to = try checkedName(params, "to")
+        let toKey = to.lowercased()
+        var index = context.book.part(name, as: Index.self) ?? Index()
+        guard let entry = index.labels[from] else { throw SegmentError.notFound("no label \(try params.string("name"))") }
+        let members = entry.members.intersection(context.book.alive)
+        let merged = toKey != from && index.labels[toKey] != nil
+        if toKey == from {
+            // Only the spelling changes: same key, same members, nothing for triggers to see.
+            index.labels[from]!.name = to
+            try context.sql.execute("UPDATE label SET name = ? WHERE key = ?", [.text(to), .text(from)])
+        } else {
+            // Every carrier now carries `to` instead; a merge keeps the target's spelling and
+            // its latest `last_added_at`.
+            var target = index.labels[toKey] ?? Entry(name: to)
+            target.members.formUnion(members)
+            target.lastAddedAt = [target.lastAddedAt, entry.lastAddedAt].compactMap { $0 }.max()
+            index.labels[toKey] = target
+            index.labels.removeValue(forKey: from)
+            try context.sql.execute("DELETE FROM label WHERE key = ?", [.text(from)])
+            try context.sql.execute(
+                "INSERT INTO label(key, name, last_added_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET last_added_at = excluded.last_added_at",
+                [.text(toKey), .text(target.name), target.lastAddedAt.map(SQLValue.real) ?? .null])
+            // Each carrier's stored keys: `from` becomes `toKey` (once, if it had both).
+            try context.sql.execute(
+                """
+                UPDATE contact_labels SET keys = (
+                    SELECT json_group_array(k) FROM (
+                        SELECT DISTINCT CASE WHEN value = ? THEN ? ELSE value END AS k FROM json_each(contact_labels.keys) ORDER BY k))
+                WHERE contact_id IN (SELECT value FROM json_each(?))
+                """,
+                [.text(from), .text(toKey), .text(Self.slotList(members))])
+            context.touched.formUnion(members)
+        }
+        let display = index.labels[toKey]!.name
+        context.book.setPart(name, index)
+        // Rules now name `to` where they named the old label. Renaming keeps each rule's
+        // answer; a merge widens it to the target's carriers (who are re-checked, and fire,
+        // like contacts the write touched).
+        var rewritten: [JSONValue] = []
+        for var segment in Self.segments(naming: from, in: context.book, dimension: name) {
+            guard let rule = Segment.rewriting(segment.filters, dimension: name, { filter in
+                Self.renaming(filter, from: from, to: display)
+            }) else { continue }
+            segment.filters = rule
+            segment.updatedAt = context.now
+            context.rewrite(segment: segment)
+            rewritten.append(segment.reference)
+        }
+        return [
+            "name": .string(display), "contacts": .int(Int64(index.labels[toKey]!.members.intersectionCount(context.book.alive))),
+            "merged": .bool(merged), "segments": .array(rewritten),
+        ]
+    }
+
+    /// A label filter with `from` (any spelling) written `to`; a list keeps one of each label.
+    static func renaming(_ filter: [String: JSONValue], from: String, to: String) -> [String: JSONValue]? {
+        var copy = filter
+        switch filter["value"] {
+        case .string(let s)? where s.trimmingWhitespace.lowercased() == from:
+            copy["value"] = .string(to)
+        case .array(let items)?:
+            guard items.contains(where: { $0.stringValue?.trimmingWhitespace.lowercased() == from }) else { return nil }
+            var seen: Set<String> = []
+            var out: [JSONValue] = []
+            for item in items {
+                let renamed: JSONValue = item.stringValue?.trimmingWhitespace.lowercased() == from ? .string(to) : item
+                if let s = renamed.stringValue, !seen.insert(s.trimmingWhitespace.lowercased()).inserted { continue }
+                out.append(renamed)
+            }
+            copy["value"] = .array(out)
+        default:
+            return nil
+        }
+        return copy
+    }
+
+    private func delete(_ params: ParamReader, _ context: inout WriteContext) throws -> JSONValue {
+        try params.rejectUnknownKeys(allowed: ["name", "force"])
+        let key = try checkedName(params, "name").lowercased()
+        let force = try params.optionalBool("force") ?? false
+        var index = context.book.part(name, as: Index.self) ?? Index()
+        guard let entry = index.labels[key] else { throw SegmentError.notFound("no label \(try params.string("name"))") }
+        let using = Self.segments(naming: key, in: context.book, dimension: name)
+        if !using.isEmpty && !force {
+            let list = (using.count == 1 ? "segment " : "segments ") + using.map { "\($0.id) \"\($0.name)\"" }.joined(separator: ", ")
+            throw SegmentError.conflict("label \(entry.name) is used by \(list); change the rules that name it first, or pass force: true")
+        }
+        let members = entry.members.intersection(context.book.alive)
+        let carriers = Self.slotList(members)
+        index.labels.removeValue(forKey: key)
+        context.book.setPart(name, index)
+        try context.sql.execute("DELETE FROM label WHERE key = ?", [.text(key)])
+        try context.sql.execute(
+            """
+            UPDATE contact_labels SET keys = (
+                SELECT json_group_array(value) FROM (SELECT value FROM json_each(contact_labels.keys) WHERE value <> ? ORDER BY value))
+            WHERE contact_id IN (SELECT value FROM json_each(?))
+            """,
+            [.text(key), .text(carriers)])
+        try context.sql.execute("DELETE FROM contact_labels WHERE keys = '[]' AND contact_id IN (SELECT value FROM json_each(?))", [.text(carriers)])
+        context.touched.formUnion(members)
+        // Segments naming it keep their rule as written, flagged for review: a label nobody
+        // carries is a valid filter (`contains` matches nobody, `not_contains` everybody),
+        // exactly as before the label existed; their triggers see the carriers leave it.
+        for var segment in using {
+            segment.reviewNeeded = true
+            segment.updatedAt = context.now
+            context.rewrite(segment: segment)
+        }
+        return ["deleted": .string(entry.name), "contacts": .int(Int64(members.count)), "segments": .array(using.map(\.reference))]
+    }
+
+    /// Slots as a JSON array, for `json_each` (one statement instead of one per contact).
+    static func slotList(_ set: ContactSet) -> String {
+        var out: [UInt8] = [UInt8(ascii: "[")]
+        set.forEach { slot in
+            if out.count > 1 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: String(slot).utf8)
+        }
+        out.append(UInt8(ascii: "]"))
+        return String(decoding: out, as: UTF8.self)
+    }
+}
