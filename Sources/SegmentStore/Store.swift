@@ -46,7 +46,7 @@ public final class Store: Sendable {
         // checkpointer alive as long as the writer connection that calls it.
         checkpointer = try WALCheckpointer(path: path)
         let checkpointer = checkpointer
-        try pool.writeWithoutTransaction { db in checkpointer.install(on: db.sqliteConnection!) }
+        pool.writeWithoutTransaction { db in checkpointer.install(on: db.sqliteConnection!) }
     }
 
     /// Runs `body` in one write transaction; commits if it returns, rolls back if it throws.
@@ -85,7 +85,7 @@ public final class Store: Sendable {
     /// Checkpoints the WAL and closes every connection.
     public func close() throws {
         checkpointer.close()
-        try? pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
+        _ = try? pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
         try pool.close()
     }
 }

@@ -82,7 +82,7 @@ public struct SegmentdApplication: Sendable {
             return .object(out)
         }
         let backup = BackupMethod.make(engine: engine, exportDirectory: config.exportDirectory)
-        let server = try RPCServer(configuration: rpc, methods: methods.all + [stats, backup], logger: logger)
+        let server = RPCServer(configuration: rpc, methods: methods.all + [stats, backup], logger: logger)
         serverRef.set(server)
         return SegmentdApplication(
             engine: engine, server: server, exportDirectory: config.exportDirectory, clock: ClockService(engine: engine, every: config.reevaluateEvery, logger: logger), logger: logger)
