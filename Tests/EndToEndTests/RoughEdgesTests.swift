@@ -3,7 +3,8 @@ import LineRPC
 import Testing
 import WireJSON
 
-/// What a client notices over the socket: status and funnel values in any case.
+/// What a client notices over the socket: status and funnel values in any case, and `version`
+/// moving only when the Contact Book or a definition changes.
 @Suite struct RoughEdgesTests {
     @Test func statusAndFunnelValuesAreCaseInsensitive() async throws {
         let server = try await TestServer.start()
@@ -38,6 +39,31 @@ import WireJSON
             try await client.call("segments.count", ["filters": [["dimension": "status", "op": "equals", "value": "Activ"]]])
         }
         #expect(error?.data?["path"] == "filters[0].value")
+        try await client.close()
+        try await server.stop()
+    }
+
+    @Test func countingDoesNotChangeTheVersionButWritesDo() async throws {
+        let server = try await TestServer.start()
+        let client = try await server.client()
+        _ = try await client.call("contacts.upsert", ["contacts": [["email": "ana@example.com", "labels": ["vip"]]]])
+        let created = try await client.call("segments.create", ["name": "VIP", "filters": [["dimension": "label", "op": "contains", "value": "vip"]]])
+        let id = try #require(created["id"])
+        let before = try #require(try await client.call("segments.count", ["id": id])["version"])
+        // The first count for a send records last_used_at; it must not look like a change.
+        #expect(try await client.call("segments.get", ["id": id])["last_used_at"] != .null, "the count recorded its use")
+        server.clock.advance(seconds: 7_200)  // past the hourly granularity: the next use writes again
+        #expect(try await client.call("segments.count", ["id": id])["version"] == before)
+        _ = try await client.call("segments.resolve", ["id": id]) { _, _ in }
+        #expect(try await client.call("segments.count", ["id": id])["version"] == before)
+        #expect(server.app.engine.snapshot.version == before.intValue)
+
+        // A real change does move it: a contact, then a definition.
+        _ = try await client.call("contacts.upsert", ["contacts": [["email": "budi@example.com"]]])
+        let afterContact = try #require(try await client.call("segments.count", ["id": id])["version"]?.intValue)
+        #expect(afterContact == (before.intValue ?? 0) + 1)
+        _ = try await client.call("segments.update", ["id": id, "name": "VIP readers"])
+        #expect(try await client.call("segments.count", ["id": id])["version"]?.intValue == afterContact + 1)
         try await client.close()
         try await server.stop()
     }
