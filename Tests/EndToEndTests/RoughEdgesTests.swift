@@ -3,8 +3,9 @@ import LineRPC
 import Testing
 import WireJSON
 
-/// What a client notices over the socket: status and funnel values in any case, and `version`
-/// moving only when the Contact Book or a definition changes.
+/// What a client notices over the socket: status and funnel values in any case, an explain
+/// reply that says plainly whether the contact is in the send audience, and `version` moving
+/// only when the Contact Book or a definition changes.
 @Suite struct RoughEdgesTests {
     @Test func statusAndFunnelValuesAreCaseInsensitive() async throws {
         let server = try await TestServer.start()
@@ -39,6 +40,33 @@ import WireJSON
             try await client.call("segments.count", ["filters": [["dimension": "status", "op": "equals", "value": "Activ"]]])
         }
         #expect(error?.data?["path"] == "filters[0].value")
+        try await client.close()
+        try await server.stop()
+    }
+
+    @Test func explainSaysPlainlyWhetherTheContactIsInTheSendAudience() async throws {
+        let server = try await TestServer.start()
+        let client = try await server.client()
+        _ = try await client.call("contacts.upsert", ["contacts": [
+            ["email": "ana@example.com", "labels": ["vip"]],
+            ["email": "budi@example.com"],
+            ["email": "citra@example.com", "status": "unsubscribed", "labels": ["vip"]],
+            ["email": "dewi@example.com", "status": "unsubscribed"],
+        ]])
+        let filters: JSONValue = [["dimension": "label", "op": "contains", "value": "vip"]]
+        func explain(_ email: String) async throws -> JSONValue {
+            try await client.call("segments.explain", ["filters": filters, "email": .string(email)])
+        }
+        let ana = try await explain("ana@example.com")
+        #expect(ana["in_send_audience"] == true)
+        #expect(ana["summary"] == "in the send audience: matches the rule and the contact is sendable")
+        let budi = try await explain("budi@example.com")
+        #expect(budi["in_send_audience"] == false && budi["sendable"] == true)
+        #expect(budi["summary"] == "not in the send audience: filters[0] did not match (the contact itself is sendable: status active, not suppressed)")
+        let citra = try await explain("citra@example.com")
+        #expect(citra["summary"] == "not in the send audience: matches the rule, but the contact is not sendable: status is unsubscribed, not active")
+        let dewi = try await explain("dewi@example.com")
+        #expect(dewi["summary"] == "not in the send audience: filters[0] did not match, and the contact is not sendable: status is unsubscribed, not active")
         try await client.close()
         try await server.stop()
     }
