@@ -53,6 +53,8 @@ public struct SegmentdApplication: Sendable {
         try FileManager.default.createDirectory(atPath: config.exportDirectory, withIntermediateDirectories: true)
         let methods = SegmentMethods(engine: engine, exportDirectory: config.exportDirectory)
         var rpc = RPCServerConfiguration()
+        rpc.serverName = "segmentd"
+        rpc.serverVersion = SegmentdVersion.current
         rpc.unixSocketPath = config.socketPath
         rpc.socketMode = config.socketMode
         rpc.socketGroup = config.socketGroup
