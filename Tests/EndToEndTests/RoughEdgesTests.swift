@@ -95,4 +95,27 @@ import WireJSON
         try await client.close()
         try await server.stop()
     }
+
+    /// README and proto-docs stand alone: every relative link leads to a file of the
+    /// repository, and no text sends the reader to documents that are not in it.
+    @Test func docsAreSelfContained() throws {
+        var documents = ["README.md"]
+        let docs = try FileManager.default.contentsOfDirectory(atPath: packageRoot.appendingPathComponent("proto-docs").path)
+        documents += docs.filter { $0.hasSuffix(".md") }.map { "proto-docs/" + $0 }
+        #expect(documents.count >= 7)
+        let link = try Regex(#"\]\(([^)#\s]+)(#[^)]*)?\)"#)
+        for document in documents {
+            let url = packageRoot.appendingPathComponent(document)
+            let text = try String(contentsOf: url, encoding: .utf8)
+            for missing in ["ARCHITECTURE.md", "API.md", "../shared", "shared/"] {
+                #expect(!text.contains(missing), "\(document) mentions \(missing), which is not in the repository")
+            }
+            for match in text.matches(of: link) {
+                let target = String(match.output[1].substring ?? "")
+                if target.hasPrefix("http://") || target.hasPrefix("https://") { continue }
+                let path = url.deletingLastPathComponent().appendingPathComponent(target).path
+                #expect(FileManager.default.fileExists(atPath: path), "\(document) links to \(target), which does not exist")
+            }
+        }
+    }
 }
