@@ -44,8 +44,10 @@ public struct FunnelDimension: DimensionProvider {
         let lost: Bool?
     }
 
+    /// Case-insensitive, like labels and text: `"Loyal_Customer"` is `loyal_customer`.
+    /// Replies always spell the stage in lower case.
     func code(_ text: String, path: String) throws(SegmentError) -> UInt8 {
-        guard let i = Self.stages.firstIndex(of: text) else {
+        guard let i = Self.stages.firstIndex(of: text.lowercased()) else {
             throw .invalidParams(path: path, "unknown funnel stage \"\(text)\"; expected one of \(Self.stages.joined(separator: ", "))")
         }
         return UInt8(i)

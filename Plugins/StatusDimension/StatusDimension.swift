@@ -29,8 +29,10 @@ public struct StatusDimension: DimensionProvider {
 
     struct Change: ContactChange { let code: UInt8 }
 
+    /// Case-insensitive, like labels and text: `"Active"` is `active`. Replies always spell
+    /// the status in lower case.
     func code(_ text: String, path: String) throws(SegmentError) -> UInt8 {
-        guard let i = Self.statuses.firstIndex(of: text) else {
+        guard let i = Self.statuses.firstIndex(of: text.lowercased()) else {
             throw .invalidParams(path: path, "unknown status \"\(text)\"; expected one of \(Self.statuses.joined(separator: ", "))")
         }
         return UInt8(i)

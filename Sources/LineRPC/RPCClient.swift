@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOCore
 import NIOPosix
 import WireJSON
@@ -48,8 +53,10 @@ public final class RPCClient: Sendable {
         maxLineBytes: Int = 64 << 20,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> RPCClient {
-        let channel = try await ClientBootstrap(group: eventLoopGroup).connect(unixDomainSocketPath: unixPath) {
-            initialize($0, maxLineBytes: maxLineBytes)
+        let channel = try await connecting(to: unixPath) {
+            try await ClientBootstrap(group: eventLoopGroup).connect(unixDomainSocketPath: unixPath) {
+                initialize($0, maxLineBytes: maxLineBytes)
+            }
         }
         return try await make(channel)
     }
@@ -62,9 +69,11 @@ public final class RPCClient: Sendable {
         maxLineBytes: Int = 64 << 20,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> RPCClient {
-        let channel = try await ClientBootstrap(group: eventLoopGroup)
-            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .connect(host: host, port: port) { initialize($0, maxLineBytes: maxLineBytes) }
+        let channel = try await connecting(to: "\(host):\(port)") {
+            try await ClientBootstrap(group: eventLoopGroup)
+                .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+                .connect(host: host, port: port) { initialize($0, maxLineBytes: maxLineBytes) }
+        }
         let client = try await make(channel)
         if let token {
             do {
@@ -165,6 +174,19 @@ public final class RPCClient: Sendable {
             try await writer.write(buffer)
         } catch let error as ChannelError {
             throw error == .ioOnClosedChannel || error == .alreadyClosed ? RPCClientError.connectionClosed : error
+        }
+    }
+
+    /// Runs a connect; a failed system call becomes ``RPCClientError`` "cannot connect to
+    /// TARGET: REASON" (the errno's text) instead of NIO's `connect(descriptor:addr:size:): …`.
+    private static func connecting<T>(to target: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as IOError {
+            throw RPCClientError("cannot connect to \(target): \(String(cString: strerror(error.errnoCode)))")
+        } catch let error as NIOConnectionError {
+            let reason = error.connectionErrors.last.map { ($0.error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\($0.error)" }
+            throw RPCClientError("cannot connect to \(target): \(reason ?? "\(error)")")
         }
     }
 

@@ -32,7 +32,7 @@ extension RPCDispatcher {
                     metadata: ["rpc.connection": "\(connection.info)"]
                 )
                 if failures >= limit { connection.requestClose() }
-                return .failure(.unauthorized(presented == nil ? "a token is required: call rpc.hello with {\"token\": …}" : "invalid token"))
+                return .failure(.unauthorized(presented?.isEmpty ?? true ? "token required: call rpc.hello with {\"token\": …}" : "invalid token"))
             }
             connection.authenticate()
             logger.debug("authenticated", metadata: ["rpc.connection": "\(connection.info)"])

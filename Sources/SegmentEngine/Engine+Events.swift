@@ -73,7 +73,8 @@ extension Engine {
         let keep = Int64(configuration.eventRetentionCount)
         // Usually nothing is due: then nothing is written (a tick must not count as a write).
         guard try await store.read({ sql in try Self.pruneThrough(horizon: horizon, keep: keep, sql) }) > 0 else { return 0 }
-        return try await write(cause: "retention") { context in
+        // Events are not the Contact Book nor a definition: `version` stays.
+        return try await write(cause: "retention", bumpsVersion: false) { context in
             let through = try Self.pruneThrough(horizon: horizon, keep: keep, context.sql)
             guard through > 0 else { return 0 }
             var removed = 0

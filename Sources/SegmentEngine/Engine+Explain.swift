@@ -25,8 +25,31 @@ extension Engine {
             "email": .string(book.emails[slot]), "matches": .bool(matches), "sendable": .bool(reasons.isEmpty),
             "in_send_audience": .bool(matches && reasons.isEmpty),
             "not_sendable_because": .array(reasons), "filters": .array(filters),
+            "summary": .string(Self.summary(matches: matches, failed: Self.failedPaths(filters), reasons: reasons)),
             "as_of": .string(ISOTime.format(now)), "version": .int(book.version),
         ]
+    }
+
+    /// One sentence for people: `sendable` alone is about the contact (status `active`, not
+    /// suppressed) whatever the rule, so a contact outside the segment can be "sendable"; the
+    /// summary says what that means for this segment.
+    static func summary(matches: Bool, failed: [String], reasons: [JSONValue]) -> String {
+        let why = reasons.compactMap(\.stringValue).joined(separator: "; ")
+        guard matches else {
+            let rule = failed.isEmpty ? "the rule does not match" : "\(failed.joined(separator: ", ")) did not match"
+            return "not in the send audience: \(rule)"
+                + (reasons.isEmpty
+                    ? " (the contact itself is sendable: status active, not suppressed)"
+                    : ", and the contact is not sendable: \(why)")
+        }
+        return reasons.isEmpty
+            ? "in the send audience: matches the rule and the contact is sendable"
+            : "not in the send audience: matches the rule, but the contact is not sendable: \(why)"
+    }
+
+    /// The paths of the top-level filters and groups that did not match.
+    static func failedPaths(_ filters: [JSONValue]) -> [String] {
+        filters.compactMap { $0["matches"] == false ? ($0["path"]?.stringValue ?? "a group") : nil }
     }
 
     private func explain(_ node: CompiledRule.Node, index: Int, slot: Int, book: Book, now: Double) -> JSONValue {

@@ -61,7 +61,8 @@ extension Engine {
             trigger.rule.isTimeDependent && trigger.rule.resolve(in: book, at: now) != trigger.members
         }
         guard due else { return 0 }
-        return try await write(cause: "clock") { context in
+        // Time moved, not the book nor a definition: `version` stays (`as_of` tells the times apart).
+        return try await write(cause: "clock", bumpsVersion: false) { context in
             var recorded = 0
             for trigger in context.book.triggers.values where trigger.rule.isTimeDependent {
                 let now = trigger.rule.resolve(in: context.book, at: context.now)

@@ -12,7 +12,9 @@ extension Engine {
         let now = self.now
         guard let segment = snapshot.segments[id], now - (segment.lastUsedAt ?? 0) >= Self.usageGranularity else { return }
         do {
-            try await write(cause: "segments.use") { context in
+            // Not a change of the book or of a definition: `version` stays (a count must not
+            // make a client think the state moved).
+            try await write(cause: "segments.use", bumpsVersion: false) { context in
                 guard var s = context.book.segments[id] else { return }
                 s.lastUsedAt = now
                 try context.sql.execute("UPDATE segment SET last_used_at = ? WHERE id = ?", [.real(now), .integer(id)])

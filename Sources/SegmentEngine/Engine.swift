@@ -83,8 +83,12 @@ public final class Engine: Sendable {
     /// Runs one write: `body` mutates a private copy of the book and writes SQL in one
     /// transaction; the contacts it touched are re-checked against the triggers and their
     /// events appended in the same transaction; the copy is published only after the commit.
-    /// If `body` throws, nothing is written and nothing is published.
-    func write<T: Sendable>(cause: String, _ body: @escaping @Sendable (inout WriteContext) throws -> T) async throws -> T {
+    /// If `body` throws, nothing is written and nothing is published. `bumpsVersion: false` is
+    /// for bookkeeping (a segment's `last_used_at`) that changes neither the Contact Book nor a
+    /// definition: clients compare `version` to tell states apart.
+    func write<T: Sendable>(
+        cause: String, bumpsVersion: Bool = true, _ body: @escaping @Sendable (inout WriteContext) throws -> T
+    ) async throws -> T {
         let now = self.now
         let time = self.time
         let (result, _, _) = try await store.write({ [self] sql in
@@ -93,9 +97,11 @@ public final class Engine: Sendable {
             let result = try body(&context)
             try self.applyRewrittenSegments(&context)
             let events = try TriggerEvaluator(cause: cause).evaluate(&context, base: base)
-            let version = context.book.version + 1
-            try sql.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('version', ?)", [.integer(version)])
-            context.book.bumpVersion(to: version)
+            if bumpsVersion {
+                let version = context.book.version + 1
+                try sql.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('version', ?)", [.integer(version)])
+                context.book.bumpVersion(to: version)
+            }
             return (result, context.book, events)
         }, afterCommit: { [self] (output: (T, Book, [TriggerEvent])) in
             self.published.withLock { $0 = output.1 }

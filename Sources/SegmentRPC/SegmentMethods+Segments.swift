@@ -87,7 +87,7 @@ extension SegmentMethods {
                 params: target + [.required("email", Schema.string)],
                 result: Schema.object([
                     "matches": Schema.boolean, "sendable": Schema.boolean, "in_send_audience": Schema.boolean,
-                    "not_sendable_because": Schema.array(Schema.string),
+                    "not_sendable_because": Schema.array(Schema.string), "summary": Schema.string,
                     "filters": Schema.array(Schema.object(["index": Schema.integer, "path": Schema.string, "matches": Schema.boolean, "detail": Schema.string])),
                 ])
             ) { p, _ in

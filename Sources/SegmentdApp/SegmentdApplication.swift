@@ -53,6 +53,8 @@ public struct SegmentdApplication: Sendable {
         try FileManager.default.createDirectory(atPath: config.exportDirectory, withIntermediateDirectories: true)
         let methods = SegmentMethods(engine: engine, exportDirectory: config.exportDirectory)
         var rpc = RPCServerConfiguration()
+        rpc.serverName = "segmentd"
+        rpc.serverVersion = SegmentdVersion.current
         rpc.unixSocketPath = config.socketPath
         rpc.socketMode = config.socketMode
         rpc.socketGroup = config.socketGroup
@@ -82,7 +84,7 @@ public struct SegmentdApplication: Sendable {
             return .object(out)
         }
         let backup = BackupMethod.make(engine: engine, exportDirectory: config.exportDirectory)
-        let server = try RPCServer(configuration: rpc, methods: methods.all + [stats, backup], logger: logger)
+        let server = RPCServer(configuration: rpc, methods: methods.all + [stats, backup], logger: logger)
         serverRef.set(server)
         return SegmentdApplication(
             engine: engine, server: server, exportDirectory: config.exportDirectory, clock: ClockService(engine: engine, every: config.reevaluateEvery, logger: logger), logger: logger)

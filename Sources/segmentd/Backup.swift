@@ -34,9 +34,8 @@ struct Backup: AsyncParsableCommand {
         do {
             let result = try await client.call("server.backup", ["path": .string(path)])
             print(result.serialized())
-        } catch let error as RPCError {
-            FileHandle.standardError.write(Data((error.json.serialized() + "\n").utf8))
-            throw ExitCode(1)
+        } catch {
+            throw CommandFailure(CLIErrors.text(of: error, method: "server.backup"))
         }
     }
 }

@@ -1,12 +1,36 @@
 import ArgumentParser
+import Dispatch
 import Foundation
 import LineRPC
+import Synchronization
 import WireJSON
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// `segmentd call METHOD [JSON]`: one request, the result on stdout, an error on stderr.
+/// `segmentd call METHOD [JSON]`: one request; its stream notifications and its result on
+/// stdout, an error on stderr.
 struct Call: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Call one method and print its result as JSON (exit 1 with the error on stderr if it fails).")
+        abstract: "Call one method and print its result as JSON.",
+        discussion: """
+            Prints one JSON line per stream notification of the call as it arrives (for \
+            segments.resolve, segments.export without path, events.subscribe: the whole \
+            notification, {"jsonrpc", "method", "params"}), then the result on the last line.
+
+            Ctrl-C sends rpc.cancel for the call and exits after the server's final reply \
+            (printed as usual), waiting at most 2 s for it; a second Ctrl-C exits at once.
+
+            Exit status: 0 success; 1 an error reply or no connection (the error on stderr: \
+            METHOD: MESSAGE (code, data.type, at data.path)); 2 the result lists failed items \
+            (a non-empty "failed" array, e.g. contacts.upsert, engagement.record); 130 \
+            interrupted with Ctrl-C.
+
+            Examples:
+              segmentd call segments.count '{"id": 2}'
+              segmentd call segments.resolve '{"id": 2, "format": "csv"}'
+              segmentd call events.subscribe '{"after": 0}'
+            """)
 
     @Argument(help: "The method, e.g. segments.count.") var method: String
     @Argument(help: "The params as a JSON object; '-' reads them from stdin; default {}.") var params: String?
@@ -14,33 +38,142 @@ struct Call: AsyncParsableCommand {
     @Option(help: "Connect over TCP HOST:PORT instead of the socket.") var tcp: String?
     @Option(help: "Token for TCP (default: $SEGMENTD_TOKEN).") var token: String?
 
+    /// Exit status when the result lists failed items.
+    static let failedItemsStatus: Int32 = 2
+    /// Exit status after Ctrl-C (128 + SIGINT, what shells report for an interrupted command).
+    static let interruptedStatus: Int32 = 130
+
     func run() async throws {
         var text = params ?? "{}"
         if text == "-" { text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) }
         let value: JSONValue
         do { value = try JSONParser.parse(text) } catch { throw ValidationError("params are not valid JSON: \(error)") }
         let client = try await CLIConnection.open(socket: socket, tcp: tcp, token: token)
-        defer { Task { try? await client.close() } }
-        do {
-            let result = try await client.call(method, value)
-            print(result.serialized())
-        } catch let error as RPCError {
-            FileHandle.standardError.write(Data((error.json.serialized() + "\n").utf8))
-            throw ExitCode(1)
+
+        // Notifications are written as they arrive; stdout closing (a pipe's reader gone)
+        // cancels the call like Ctrl-C does, so a subscription never runs on unread.
+        let outputClosed = Mutex(false)
+        let running = Mutex<Task<JSONValue, any Error>?>(nil)
+        let method = self.method
+        let call = Task {
+            try await client.call(method, value) { name, params in
+                let line = JSONValue.object(["jsonrpc": "2.0", "method": .string(name), "params": params]).serialized()
+                if !StandardOutput.line(line) {
+                    outputClosed.withLock { $0 = true }
+                    running.withLock { $0?.cancel() }
+                    throw CommandFailure("stdout closed")
+                }
+            }
+        }
+        running.withLock { $0 = call }
+        let interrupts = Interrupts { call.cancel() }
+        let outcome = await call.result
+        interrupts.stop()
+        try? await client.close()
+        let interrupted = interrupts.count > 0
+
+        switch outcome {
+        case .success(let result):
+            _ = StandardOutput.line(result.serialized())
+            if interrupted { throw ExitCode(Self.interruptedStatus) }
+            if let failed = result["failed"]?.arrayValue, !failed.isEmpty {
+                CLIErrors.report("\(method): \(failed.count) item\(failed.count == 1 ? "" : "s") failed (listed in \"failed\" of the result)")
+                throw ExitCode(Self.failedItemsStatus)
+            }
+        case .failure(let error):
+            if outputClosed.withLock({ $0 }) { throw ExitCode(1) }
+            if interrupted {
+                CLIErrors.report(error is CancellationError
+                    ? "\(method): interrupted; the server sent no final reply within \(RPCClient.cancellationGrace)"
+                    : CLIErrors.text(of: error, method: method))
+                throw ExitCode(Self.interruptedStatus)
+            }
+            throw CommandFailure(CLIErrors.text(of: error, method: method))
         }
     }
 }
 
+/// Writes lines straight to file descriptor 1, unbuffered: a subscriber piped into another
+/// program sees each event at once, not when a buffer fills.
+enum StandardOutput {
+    /// Returns false once stdout is closed.
+    @discardableResult
+    static func line(_ text: String) -> Bool {
+        var bytes = Array(text.utf8)
+        bytes.append(10)
+        return bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = write(1, buffer.baseAddress! + offset, buffer.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                offset += written
+            }
+            return true
+        }
+    }
+}
+
+/// Ctrl-C while a call runs: the first SIGINT runs `onFirst` (cancelling the call, which sends
+/// `rpc.cancel` and waits for the final reply); a second one exits at once with 130.
+final class Interrupts: @unchecked Sendable {
+    private final class Counter: Sendable {
+        let value = Atomic<Int>(0)
+    }
+
+    private let source: any DispatchSourceSignal
+    private let received = Counter()
+
+    init(onFirst: @escaping @Sendable () -> Void) {
+        signal(SIGINT, SIG_IGN)
+        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        let received = self.received
+        source.setEventHandler {
+            let (_, count) = received.value.add(1, ordering: .sequentiallyConsistent)
+            if count == 1 { onFirst() } else { exit(Call.interruptedStatus) }
+        }
+        source.resume()
+    }
+
+    var count: Int { received.value.load(ordering: .sequentiallyConsistent) }
+
+    func stop() {
+        source.cancel()
+        signal(SIGINT, SIG_DFL)
+    }
+}
+
 /// Opens a client the way every subcommand does: TCP with the token's hello, or the socket.
+/// Failures are worded once, here: no server, or a refused token.
 enum CLIConnection {
     static func open(socket: String, tcp: String?, token: String?) async throws -> RPCClient {
-        guard let tcp else { return try await RPCClient.connect(unixPath: socket) }
+        guard let tcp else {
+            do {
+                return try await RPCClient.connect(unixPath: socket)
+            } catch {
+                throw CLIErrors.cannotConnect(socket, error)
+            }
+        }
         guard let colon = tcp.lastIndex(of: ":"), let port = Int(tcp[tcp.index(after: colon)...]) else {
             throw ValidationError("--tcp must be HOST:PORT")
         }
-        let client = try await RPCClient.connect(host: String(tcp[..<colon]), port: port)
+        let client: RPCClient
+        do {
+            client = try await RPCClient.connect(host: String(tcp[..<colon]), port: port)
+        } catch {
+            throw CLIErrors.cannotConnect(tcp, error)
+        }
+        // No token at all is sent as none, so the server answers "token required".
         let secret = token ?? ProcessInfo.processInfo.environment["SEGMENTD_TOKEN"] ?? ""
-        _ = try await client.call("rpc.hello", ["token": .string(secret)])
+        do {
+            _ = try await client.call("rpc.hello", secret.isEmpty ? [:] : ["token": .string(secret)])
+        } catch {
+            try? await client.close()
+            throw CommandFailure("segmentd at \(tcp) refused the connection: " + CLIErrors.text(of: error, method: "rpc.hello")
+                + (secret.isEmpty ? " (pass --token or set SEGMENTD_TOKEN)" : ""))
+        }
         return client
     }
 }

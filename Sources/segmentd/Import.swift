@@ -540,16 +540,9 @@ final class Importer {
 
 /// Connection helpers shared by import and export: clear messages instead of NIO's.
 enum CLIClient {
+    /// `CLIConnection.open`, which words connection failures for every subcommand.
     static func open(socket: String, tcp: String?, token: String?) async throws -> RPCClient {
-        do {
-            return try await CLIConnection.open(socket: socket, tcp: tcp, token: token)
-        } catch let error as ValidationError {
-            throw error
-        } catch let error as RPCError {
-            throw CommandFailure("segmentd at \(tcp ?? socket) refused the connection: \(error.message)")
-        } catch {
-            throw CommandFailure("cannot connect to segmentd at \(tcp ?? socket): \(error) (is `segmentd serve` running there? see --socket / --tcp)")
-        }
+        try await CLIConnection.open(socket: socket, tcp: tcp, token: token)
     }
 
     /// A call whose error reply becomes a fatal, readable error.
@@ -564,12 +557,7 @@ enum CLIClient {
     static func describe(_ error: any Error, method: String? = nil) -> any Error {
         switch error {
         case is CommandFailure, is ExitCode, is ValidationError: return error
-        case let error as RPCError:
-            var text = error.message
-            if let path = error.data?["path"]?.stringValue, !text.contains(path) { text += " (at \(path))" }
-            return CommandFailure(method.map { "\($0): \(text)" } ?? text)
-        case let error as RPCClientError: return CommandFailure("lost the connection to segmentd: \(error.message)")
-        default: return CommandFailure("\(error)")
+        default: return CommandFailure(CLIErrors.text(of: error, method: method))
         }
     }
 }

@@ -22,6 +22,13 @@ import WireJSON
         #expect(refused?.type == "unauthorized")
         let unknown = await #expect(throws: RPCError.self) { try await client.call("no.such.method") }
         #expect(unknown?.code == -32005)  // method names are not revealed before authentication
+        // No token is not a wrong token (on its own connection: failed hellos are capped).
+        let anonymous = try await RPCClient.connect(host: "127.0.0.1", port: port)
+        for missing: JSONValue in [[:], ["token": ""]] {
+            let error = await #expect(throws: RPCError.self) { try await anonymous.call("rpc.hello", missing) }
+            #expect(error?.code == -32005 && error?.message.hasPrefix("token required") == true)
+        }
+        try await anonymous.close()
         let wrong = await #expect(throws: RPCError.self) { try await client.call("rpc.hello", ["token": "guess"]) }
         #expect(wrong?.message == "invalid token")
         let hello = try await client.call("rpc.hello", ["token": "s3cret-token"])

@@ -2,6 +2,10 @@
 """Streams a segment as gzip over the socket and writes the decoded rows to stdout.
 
     python3 resolve_gzip.py segmentd.sock '{"id": 1, "format": "csv"}' > audience.csv
+
+Standard library only. The final result goes to stderr. An error reply, a truncated gzip
+stream or a connection that ends before the final reply is reported on stderr with exit
+status 1: never a hang.
 """
 import base64
 import json
@@ -27,8 +31,16 @@ def resolve_gzip(sock_path, params, out):
             if not gunzip.eof:  # the gzip trailer (CRC-32, length) was not seen: truncated
                 raise RuntimeError("incomplete gzip stream")
             return message["result"]
+    raise RuntimeError("the connection ended before the final reply")
 
 
 if __name__ == "__main__":
-    final = resolve_gzip(sys.argv[1], json.loads(sys.argv[2]), sys.stdout.buffer)
+    sock_path = sys.argv[1] if len(sys.argv) > 1 else "segmentd.sock"
+    params = json.loads(sys.argv[2] if len(sys.argv) > 2 else '{"id": 1, "format": "csv"}')
+    try:
+        final = resolve_gzip(sock_path, params, sys.stdout.buffer)
+    except (OSError, RuntimeError, zlib.error) as error:
+        sys.stdout.flush()
+        print("segments.resolve:", error, file=sys.stderr)
+        sys.exit(1)
     print(json.dumps(final), file=sys.stderr)
