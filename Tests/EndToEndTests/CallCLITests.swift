@@ -1,6 +1,7 @@
 import Foundation
 import LineRPC
 import SegmentdApp
+import TestThreads
 import Testing
 import WireJSON
 #if canImport(Glibc)
@@ -10,7 +11,7 @@ import Glibc
 /// `segmentd call` (and the other subcommands' errors), run as the real binary against a live
 /// server: streams print as they arrive, Ctrl-C cancels and still prints the final reply, exit
 /// statuses, the one error format, the connection messages and `--version`.
-@Suite struct CallCLITests {
+@Suite(.ownThreads) struct CallCLITests {
     static var binary: String { productsDirectory().appendingPathComponent("segmentd").path }
 
     /// Runs `segmentd ARGUMENTS --socket SERVER` to completion.

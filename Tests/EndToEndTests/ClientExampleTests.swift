@@ -1,5 +1,6 @@
 import Foundation
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
@@ -7,7 +8,7 @@ import WireJSON
 /// gets a real audience, and each ends with exit status 1 (never a hang) on an error reply.
 /// Python and Node always run; Go runs when `go` is on the PATH and is reported as skipped
 /// otherwise.
-@Suite struct ClientExampleTests {
+@Suite(.ownThreads) struct ClientExampleTests {
     static let clients = packageRoot.appendingPathComponent("proto-docs/clients")
 
     /// The first `go` executable on the PATH, if any.

@@ -1,6 +1,7 @@
 import Foundation
 import LineRPC
 import StreamCodec
+import TestThreads
 import Testing
 import WireJSON
 
@@ -10,7 +11,7 @@ import Glibc
 
 /// `segmentd import` on files as other tools export them (a Mailchimp audience export), from
 /// standard input, and stopped halfway: the real binary against a live server.
-@Suite struct ImportRealExportsTests {
+@Suite(.ownThreads) struct ImportRealExportsTests {
     typealias CLI = ImportExportCLITests
 
     static var segmentdPath: String { productsDirectory().appendingPathComponent("segmentd").path }

@@ -44,7 +44,7 @@ import Glibc
             do {
                 return try await server.client()
             } catch {
-                guard ContinuousClock.now < deadline, "\(error)".contains("errno: 11") else { throw error }
+                guard ContinuousClock.now < deadline, "\(error)".contains("Resource temporarily unavailable") else { throw error }
                 try await Task.sleep(for: .milliseconds(pause))
                 pause = min(pause * 2, 200)
             }

@@ -1,12 +1,13 @@
 import Foundation
 import LineRPC
+import TestThreads
 import Testing
 import WireJSON
 
 /// What a client notices over the socket: status and funnel values in any case, an explain
 /// reply that says plainly whether the contact is in the send audience, and `version` moving
 /// only when the Contact Book or a definition changes.
-@Suite struct RoughEdgesTests {
+@Suite(.ownThreads) struct RoughEdgesTests {
     @Test func statusAndFunnelValuesAreCaseInsensitive() async throws {
         let server = try await TestServer.start()
         let client = try await server.client()

@@ -1,6 +1,7 @@
 import Foundation
 import SegmentCore
 import SegmentEngine
+import TestThreads
 import Testing
 import WireJSON
 
@@ -8,7 +9,7 @@ import WireJSON
 /// labels.rename/delete, engagement.reset and the future-time refusal, contacts.list. Each is
 /// an ordinary write: persisted, counted in `version`, seen by triggers exactly like any other
 /// write, and nothing else fires.
-@Suite(.timeLimit(.minutes(1))) struct CorrectionTests {
+@Suite(.timeLimit(.minutes(1)), .ownThreads) struct CorrectionTests {
     typealias Seen = TriggerTests.Seen
 
     /// Runs a provider method on the engine.
