@@ -50,7 +50,7 @@ struct Serve: AsyncParsableCommand {
         config.reevaluateEvery = .seconds(reevaluateEvery)
         config.eventRetentionDays = eventRetentionDays
         config.eventRetentionCount = eventRetentionCount
-        guard subscriberTimeout > 0, subscriberTimeout <= 86_400 else { throw ValidationError("--subscriber-timeout must be between 0 and 86400 seconds") }
+        guard subscriberTimeout > 0, subscriberTimeout <= 86_400 else { throw ValidationError("--subscriber-timeout must be more than 0 and at most 86400 seconds") }
         config.subscriberTimeout = .milliseconds(Int64((subscriberTimeout * 1_000).rounded(.up)))
         if let frozenClock {
             guard let t = ISOTime().parseInstant(frozenClock) else { throw ValidationError("--frozen-clock needs a full ISO 8601 time") }
