@@ -58,8 +58,10 @@ import Glibc
         return try await condition()
     }
 
+    /// The subscriber starts a third of the way into the writes and reads the log in pages of
+    /// 7 while they go on: it moves from the backlog to waiting for new commits many times.
     @Test func subscribeWhileWritesFlowSeesEveryCursorOnceInOrder() async throws {
-        let server = try await TestServer.start()
+        let server = try await TestServer.start { $0.subscriberPageSize = 7 }
         let setup = try await server.client()
         let (segment, trigger) = try await Self.hotTrigger(setup)
         let writer = try await server.client()
