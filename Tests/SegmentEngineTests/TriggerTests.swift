@@ -717,6 +717,27 @@ import WireJSON
         #expect(engine.eventHub.waiterCount == 0, "a feed that has not caught up never waits")
     }
 
+    /// A caught-up feed waits on the hub (one waiter, no events held) and stops at once when
+    /// its task is cancelled; a commit wakes it.
+    @Test func aCaughtUpFeedWaitsOnTheHubAndEndsWhenCancelled() async throws {
+        let book = try await Self.retentionBook()
+        let engine = book.engine
+        defer { withExtendedLifetime(book) {} }
+        try await Self.fire(engine, 0..<3)
+        let seen = Collector()
+        let feed = Task { for try await event in engine.eventFeed(after: 0) { seen.add(event) } }
+        for _ in 0..<4_000 where engine.eventHub.waiterCount == 0 || seen.events.count < 3 { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(engine.eventHub.waiterCount == 1 && seen.events.map(\.cursor) == [1, 2, 3])
+        try await Self.fire(engine, 3..<4)
+        for _ in 0..<4_000 where seen.events.count < 4 { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(seen.events.map(\.cursor) == [1, 2, 3, 4])
+        for _ in 0..<4_000 where engine.eventHub.waiterCount == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        feed.cancel()
+        let ended = try await Self.within(seconds: 10) { await feed.result }
+        #expect(throws: CancellationError.self) { try ended.get() }
+        #expect(engine.eventHub.waiterCount == 0)
+    }
+
     /// Retention removed events the feed had not read yet: the events it already held are
     /// handed out, then it ends naming the oldest cursor kept and where to resume.
     @Test func retentionOfTheNextCursorEndsTheFeedNamingTheOldestKept() async throws {
