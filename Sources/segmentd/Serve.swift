@@ -20,7 +20,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds between re-evaluations of time-dependent triggers.") var reevaluateEvery = 60
     @Option(help: "Days trigger events are kept.") var eventRetentionDays = 30.0
     @Option(help: "Most trigger events kept.") var eventRetentionCount = 1_000_000
-    @Option(help: "Seconds an events.subscribe client may read nothing while events wait for it before its subscription ends (it resumes from its cursor).")
+    @Option(help: "Seconds an events.subscribe client may take nothing off its connection while an event waits before its subscription ends with -32004 naming the cursor to resume after. Reading is seen in ~100 KB steps: raise it for consumers slower than ~2 KB/s (up to 300).")
     var subscriberTimeout = 60.0
     @Option(help: "Deprecated and ignored: subscribers read the event log at their own pace and are no longer dropped for falling behind.")
     var subscriberQueue: Int?
@@ -57,6 +57,9 @@ struct Serve: AsyncParsableCommand {
             config.clock = ManualTime(t)
         }
         let app = try SegmentdApplication.build(config)
+        if config.subscriberTimeout >= config.limits.idleTimeout {
+            app.logger.warning("--subscriber-timeout is not below the connection stall limit (\(config.limits.idleTimeout)): a stalled subscriber's connection is closed first, without the error naming its cursor")
+        }
         if subscriberQueue != nil {
             app.logger.warning("--subscriber-queue is deprecated and ignored: subscribers read the event log at their own pace; see --subscriber-timeout")
         }
