@@ -72,7 +72,8 @@ import Glibc
         raw.send(#"{"jsonrpc":"2.0","id":"sub","method":"events.subscribe","params":{"after":0}}"#)
         let total = Self.events + Self.warmUpWrites * Self.contacts
         let pace = Pace()
-        let reader = Task.detached { Self.read(raw, total: total, pace: pace) }
+        // Its own thread: a blocking reader must not hold one of the cooperative pool's threads.
+        let reader = Task { await TriggerStreamTests.onThread { Self.read(raw, total: total, pace: pace) } }
 
         for w in 0..<Self.warmUpWrites { try await write(w) }
         pace.written.store(Self.warmUpWrites * Self.contacts, ordering: .sequentiallyConsistent)
@@ -99,7 +100,7 @@ import Glibc
 
         // Ending the stream: the final reply names the last cursor.
         raw.send(#"{"jsonrpc":"2.0","method":"rpc.cancel","params":{"id":"sub"}}"#)
-        let final = raw.readLine().flatMap { try? JSONParser.parse($0) }
+        let final = await TriggerStreamTests.onThread { raw.readLine().flatMap { try? JSONParser.parse($0) } }
         #expect(final?["result"]?["last_cursor"] == .int(Int64(total)), "\(final?.serialized() ?? "no final reply")")
         try await writer.close()
 
