@@ -60,9 +60,57 @@ extension Engine {
         }
     }
 
-    /// Registers a live subscriber; replay the log after this call (see `EventHub`).
-    func subscribeLive(triggers: Set<Int64>?) -> AsyncThrowingStream<TriggerEvent, any Error> {
-        hub.subscribe(triggers: triggers)
+    /// One page of a subscriber's read through the log (see `EventFeed`).
+    struct EventPage: Sendable {
+        /// Events after the cursor asked for, oldest first, matching the trigger filter.
+        var events: [TriggerEvent]
+        /// The log was read through this cursor (the last event returned, or further when a
+        /// filter skipped events); the next page starts after it.
+        var through: Int64
+        /// Whether the read reached the newest committed event.
+        var atEnd: Bool
+    }
+
+    /// Reads at most `limit` events after `after` on a read connection: a range scan of the
+    /// log's rowid (`cursor`), in one read transaction with the retention check, so a prune
+    /// can never open a silent gap. With a trigger filter it scans at most `8 × limit` rows,
+    /// so a filter that matches little still returns promptly (`through` says how far it got).
+    /// Throws `EventsPruned` when events after `after` were removed by retention
+    /// (`delivered` is what the subscriber was last handed, for the message).
+    func readEventPage(after: Int64, limit: Int, triggers: Set<Int64>?, delivered: Int64) async throws -> EventPage {
+        try await store.read { sql in
+            var pruned: Int64 = 0
+            try sql.forEachRow("SELECT value FROM meta WHERE key = 'events_pruned_through'", []) { pruned = $0[0].int64 ?? 0 }
+            if after < pruned {
+                var oldest: Int64?
+                try sql.forEachRow("SELECT MIN(cursor) FROM event", []) { oldest = $0[0].int64 }
+                throw EventsPruned(lastDelivered: delivered, prunedThrough: pruned, oldestKept: oldest)
+            }
+            try Self.checkCursor(after, sql)
+            let scanLimit = triggers == nil ? limit : limit * 8
+            var page = EventPage(events: [], through: after, atEnd: true)
+            page.events.reserveCapacity(min(limit, 1_024))
+            var rows = 0
+            try sql.forEachRow(
+                "SELECT cursor, trigger_id, segment_id, email, type, at, cause FROM event WHERE cursor > ? ORDER BY cursor LIMIT ?",
+                [.integer(after), .integer(Int64(scanLimit))]
+            ) { row in
+                rows += 1
+                guard page.events.count < limit else {
+                    page.atEnd = false  // full: the rows after the last event are read again next time
+                    return
+                }
+                let cursor = row[0].int64 ?? page.through
+                page.through = cursor
+                let trigger = row[1].int64 ?? 0
+                guard triggers?.contains(trigger) ?? true else { return }
+                page.events.append(TriggerEvent(
+                    cursor: cursor, trigger: trigger, segment: row[2].int64 ?? 0, email: row[3].string ?? "",
+                    type: row[4].string ?? "", at: row[5].double ?? 0, cause: row[6].string ?? ""))
+            }
+            if rows == scanLimit { page.atEnd = false }
+            return page
+        }
     }
 
     /// Prunes events older than the retention age or beyond the retention count; returns how

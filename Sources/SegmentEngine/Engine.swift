@@ -26,8 +26,12 @@ public final class Engine: Sendable {
         /// The most contacts one upsert takes.
         public var maxBatch: Int
         public var lint = LintSettings()
-        /// Events a subscriber may have waiting before it is dropped as too slow.
-        public var subscriberQueueLimit = 10_000
+        /// Events a subscriber reads from the log at once (its page; what it holds in memory
+        /// however far behind it is).
+        public var subscriberPageSize = 500
+        /// Seconds an `events.subscribe` client may take nothing from its connection while an
+        /// event waits to be written before its subscription ends (it resumes from its cursor).
+        public var subscriberTimeoutSeconds: Double = 60
         /// Events older than this are pruned.
         public var eventRetentionSeconds: Double = 30 * 86_400
         /// At most this many events are kept.
@@ -53,7 +57,7 @@ public final class Engine: Sendable {
     public let time: ISOTime
     let store: Store
     let logger: Logger
-    /// Live event delivery to subscribers.
+    /// Wakes subscribers when events are committed (they read the events from the log).
     let hub: EventHub
     private let published: Mutex<Book>
 
@@ -68,7 +72,7 @@ public final class Engine: Sendable {
             lock: configuration.lockDatabase)
         let time = self.time
         let book = try BookLoader(registry: registry, time: time).load(store)
-        hub = EventHub(queueLimit: configuration.subscriberQueueLimit)
+        hub = EventHub()
         published = Mutex(book)
         logger.info("book loaded", metadata: ["book.contacts": "\(book.contactCount)", "book.version": "\(book.version)"])
     }
@@ -105,7 +109,7 @@ public final class Engine: Sendable {
             return (result, context.book, events)
         }, afterCommit: { [self] (output: (T, Book, [TriggerEvent])) in
             self.published.withLock { $0 = output.1 }
-            if !output.2.isEmpty { self.hub.publish(output.2) }
+            if let newest = output.2.last?.cursor { self.hub.publish(through: newest) }
         })
         return result
     }

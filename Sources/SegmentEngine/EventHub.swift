@@ -1,54 +1,69 @@
 import SegmentCore
 import Synchronization
 
-/// Delivers committed trigger events to live subscribers, each through a bounded queue.
+/// Wakes subscribers when new trigger events are committed; it carries no events.
 ///
-/// Events are published on the writer queue right after their commit, in cursor order. A
-/// subscriber whose queue is full is finished with `SubscriberTooSlow`: it resumes from its
-/// last cursor, and the durable log guarantees it misses nothing.
+/// Events are durable before they are published: a subscriber reads them from the log at its
+/// own pace (`EventFeed`), and when it has read everything it waits here until the newest
+/// committed cursor moves past what it has read. The hub holds one number and one
+/// continuation per waiting subscriber, so its memory does not depend on how far behind a
+/// subscriber is or how many events a write produced.
+///
+/// `publish(through:)` runs on the writer queue right after each commit that appended events;
+/// it takes a lock and resumes the waiters (it never waits for a subscriber).
 public final class EventHub: Sendable {
-    public struct SubscriberTooSlow: Error {}
-
-    private struct Subscriber {
-        let continuation: AsyncThrowingStream<TriggerEvent, any Error>.Continuation
-        let triggers: Set<Int64>?
+    private struct State {
+        /// The newest cursor published (every event up to it is committed and readable).
+        var latest: Int64 = 0
+        var nextWaiter = 0
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
     }
 
-    private let subscribers = Mutex<[Int: Subscriber]>([:])
-    private let nextID = Atomic<Int>(0)
-    let queueLimit: Int
+    private let state = Mutex(State())
 
-    init(queueLimit: Int) { self.queueLimit = queueLimit }
+    init() {}
 
-    /// Registers a subscriber. Everything published from now on is in the stream; everything
-    /// committed before is in the log: a subscriber replays the log after registering.
-    func subscribe(triggers: Set<Int64>?) -> AsyncThrowingStream<TriggerEvent, any Error> {
-        let (stream, continuation) = AsyncThrowingStream<TriggerEvent, any Error>.makeStream(bufferingPolicy: .bufferingOldest(queueLimit))
-        let id = nextID.wrappingAdd(1, ordering: .relaxed).newValue
-        subscribers.withLock { $0[id] = Subscriber(continuation: continuation, triggers: triggers) }
-        continuation.onTermination = { [weak self] _ in
-            self?.subscribers.withLock { _ = $0.removeValue(forKey: id) }
+    /// The newest cursor published so far (0 before the first commit with events since start).
+    public var latest: Int64 { state.withLock { $0.latest } }
+
+    /// How many subscribers are waiting for new events.
+    public var waiterCount: Int { state.withLock { $0.waiters.count } }
+
+    /// Records that every event up to `cursor` is committed and wakes every waiter.
+    func publish(through cursor: Int64) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard cursor > state.latest else { return [] }
+            state.latest = cursor
+            defer { state.waiters = [:] }
+            return Array(state.waiters.values)
         }
-        return stream
+        for waiter in waiters { waiter.resume() }
     }
 
-    func publish(_ events: [TriggerEvent]) {
-        // Finishing a stream runs its onTermination, which takes the lock: finish outside it.
-        let tooSlow = subscribers.withLock { subs -> [Subscriber] in
-            var dropped: [Subscriber] = []
-            for (id, sub) in subs {
-                for event in events where sub.triggers?.contains(event.trigger) ?? true {
-                    if case .dropped = sub.continuation.yield(event) {
-                        dropped.append(sub)
-                        subs.removeValue(forKey: id)
-                        break
-                    }
+    /// Returns once an event after `cursor` has been published, or when the calling task is
+    /// cancelled (the caller checks which).
+    ///
+    /// A subscriber calls this after reading the log through `cursor`. An event committed
+    /// after that read is published after it too, so either `latest` already exceeds
+    /// `cursor` here or the publish wakes this waiter: no event can slip between the read
+    /// and the wait.
+    func wait(beyond cursor: Int64) async {
+        let id = state.withLock { state -> Int in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { state -> Bool in
+                    if state.latest > cursor || Task.isCancelled { return true }
+                    state.waiters[id] = continuation
+                    return false
                 }
+                if resumeNow { continuation.resume() }
             }
-            return dropped
+        } onCancel: {
+            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
+            waiter?.resume()
         }
-        for sub in tooSlow { sub.continuation.finish(throwing: SubscriberTooSlow()) }
     }
-
-    var subscriberCount: Int { subscribers.withLock { $0.count } }
 }

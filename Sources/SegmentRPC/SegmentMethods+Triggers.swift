@@ -52,7 +52,7 @@ extension SegmentMethods {
             },
             method(
                 "events.subscribe",
-                "Replays events after `after` (default: the newest, i.e. live only), then pushes `events.event` notifications live; ends with {ended, last_cursor} when cancelled.",
+                "Streams events after `after` (default: the newest, i.e. live only) from the log at the reader's pace, then live, as `events.event` notifications; ends with {ended, last_cursor} when cancelled.",
                 params: [.optional("after", Schema.integer), .optional("triggers", Schema.array(Schema.integer))],
                 result: Schema.object(["ended": Schema.string, "last_cursor": Schema.integer]),
                 streaming: true
@@ -72,20 +72,9 @@ extension SegmentMethods {
                     }
                     return ids
                 }
-                var feed = engine.eventFeed(after: start, triggers: triggers).makeAsyncIterator()
-                do {
-                    while let event = try await feed.next() {
-                        guard case .object(var params) = event.json else { continue }
-                        params.removeValue(forKey: "id")
-                        try await request.notify("events.event", params)
-                    }
-                } catch is EventHub.SubscriberTooSlow {
-                    throw RPCError.overloaded(
-                        "subscriber fell more than \(engine.configuration.subscriberQueueLimit) events behind and was dropped; subscribe again with after: \(feed.last)")
-                } catch is CancellationError {
-                    // Cancelled (rpc.cancel or shutdown): the final reply says where to resume.
-                }
-                return ["ended": "cancelled", "last_cursor": .int(feed.last)]
+                let timeout = Duration.milliseconds(Int64((engine.configuration.subscriberTimeoutSeconds * 1_000).rounded()))
+                let subscription = EventSubscription(feed: engine.eventFeed(after: start, triggers: triggers), timeout: timeout, request: request)
+                return try await subscription.run(after: start)
             },
         ]
     }

@@ -23,7 +23,11 @@ public struct AppConfiguration: Sendable {
     public var reevaluateEvery: Duration = .seconds(60)
     public var eventRetentionDays: Double = 30
     public var eventRetentionCount = 1_000_000
-    public var subscriberQueueLimit = 10_000
+    /// How long an `events.subscribe` client may take nothing from its connection, while an
+    /// event waits to be written, before its subscription ends with -32004.
+    public var subscriberTimeout: Duration = .seconds(60)
+    /// Events a subscriber reads from the log at once (not a serve flag; tests shrink it).
+    public var subscriberPageSize = 500
 
     public init() {}
 

@@ -48,7 +48,8 @@ public struct SegmentdApplication: Sendable {
         var engineConfig = Engine.Configuration(databasePath: config.databasePath, clock: config.clock, timeZone: config.timeZone)
         engineConfig.eventRetentionSeconds = config.eventRetentionDays * 86_400
         engineConfig.eventRetentionCount = config.eventRetentionCount
-        engineConfig.subscriberQueueLimit = config.subscriberQueueLimit
+        engineConfig.subscriberTimeoutSeconds = config.subscriberTimeout / .milliseconds(1) / 1_000
+        engineConfig.subscriberPageSize = config.subscriberPageSize
         let engine = try Engine(configuration: engineConfig, registry: registry, logger: logger)
         try FileManager.default.createDirectory(atPath: config.exportDirectory, withIntermediateDirectories: true)
         let methods = SegmentMethods(engine: engine, exportDirectory: config.exportDirectory)

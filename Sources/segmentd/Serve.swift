@@ -20,7 +20,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds between re-evaluations of time-dependent triggers.") var reevaluateEvery = 60
     @Option(help: "Days trigger events are kept.") var eventRetentionDays = 30.0
     @Option(help: "Most trigger events kept.") var eventRetentionCount = 1_000_000
-    @Option(help: "Events an events.subscribe client may fall behind before it is dropped (it resumes from its cursor).") var subscriberQueue = 10_000
+    @Option(help: "Seconds an events.subscribe client may take nothing off its connection while an event waits before its subscription ends with -32004 naming the cursor to resume after. Reading is seen in ~100 KB steps: raise it for consumers slower than ~2 KB/s (up to 300).")
+    var subscriberTimeout = 60.0
+    @Option(help: "Deprecated and ignored: subscribers read the event log at their own pace and are no longer dropped for falling behind.")
+    var subscriberQueue: Int?
     @Option(help: "Freeze the clock at this ISO 8601 time (reproducible demos and docs; never in production).") var frozenClock: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
@@ -47,13 +50,19 @@ struct Serve: AsyncParsableCommand {
         config.reevaluateEvery = .seconds(reevaluateEvery)
         config.eventRetentionDays = eventRetentionDays
         config.eventRetentionCount = eventRetentionCount
-        guard subscriberQueue > 0 else { throw ValidationError("--subscriber-queue must be at least 1") }
-        config.subscriberQueueLimit = subscriberQueue
+        guard subscriberTimeout > 0, subscriberTimeout <= 86_400 else { throw ValidationError("--subscriber-timeout must be more than 0 and at most 86400 seconds") }
+        config.subscriberTimeout = .milliseconds(Int64((subscriberTimeout * 1_000).rounded(.up)))
         if let frozenClock {
             guard let t = ISOTime().parseInstant(frozenClock) else { throw ValidationError("--frozen-clock needs a full ISO 8601 time") }
             config.clock = ManualTime(t)
         }
         let app = try SegmentdApplication.build(config)
+        if config.subscriberTimeout >= config.limits.idleTimeout {
+            app.logger.warning("--subscriber-timeout is not below the connection stall limit (\(config.limits.idleTimeout)): a stalled subscriber's connection is closed first, without the error naming its cursor")
+        }
+        if subscriberQueue != nil {
+            app.logger.warning("--subscriber-queue is deprecated and ignored: subscribers read the event log at their own pace; see --subscriber-timeout")
+        }
         app.logger.info("serving", metadata: ["socket": "\(socket)", "db": "\(db)", "tcp": "\(tcp ?? "off")"])
         try await app.run()
     }

@@ -10,9 +10,10 @@ import WireJSON
 import Glibc
 #endif
 
-/// Triggers over the socket (issue 5): events.subscribe while writes flow (the replay/live
-/// handover has no gap and no duplicate), a subscriber that does not read is dropped at the
-/// bound and resumes without loss, and the methods' errors and replies.
+/// Triggers over the socket (issue 5): events.subscribe while writes flow (the handover from
+/// reading the log to following it live has no gap and no duplicate), a subscriber that stops
+/// reading is disconnected after `--subscriber-timeout` and resumes without loss, one whose
+/// next events were pruned is told the oldest cursor kept, and the methods' errors and replies.
 @Suite(.ownThreads) struct TriggerStreamTests {
     /// Sets up the "Hot" segment (label hot) and a trigger on it for enter and exit.
     static func hotTrigger(_ client: RPCClient, members: Int64 = 0) async throws -> (segment: Int64, trigger: Int64) {
@@ -58,8 +59,10 @@ import Glibc
         return try await condition()
     }
 
+    /// The subscriber starts a third of the way into the writes and reads the log in pages of
+    /// 7 while they go on: it moves from the backlog to waiting for new commits many times.
     @Test func subscribeWhileWritesFlowSeesEveryCursorOnceInOrder() async throws {
-        let server = try await TestServer.start()
+        let server = try await TestServer.start { $0.subscriberPageSize = 7 }
         let setup = try await server.client()
         let (segment, trigger) = try await Self.hotTrigger(setup)
         let writer = try await server.client()
@@ -141,34 +144,32 @@ import Glibc
         try await server.stop()
     }
 
-    @Test func aSubscriberThatDoesNotReadIsDroppedAndResumesWithoutLoss() async throws {
-        let limit = 20
-        let server = try await TestServer.start { $0.subscriberQueueLimit = limit }
+    /// A raw-socket subscriber from cursor 0 that reads nothing while `writes` writes of five
+    /// transitions each land, with long emails: about 1 MB of notifications, far more than
+    /// the socket buffers hold, so the server's writes to it wait.
+    static func unreadSubscriber(_ server: TestServer, writes: Int) async throws -> (RawSocket, total: Int64) {
         let client = try await server.client()
         _ = try await Self.hotTrigger(client)
-
         let raw = try RawSocket(path: server.socketPath)
-        defer { raw.close() }
         var timeout = timeval(tv_sec: 20, tv_usec: 0)  // a read never hangs the test
         setsockopt(raw.fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         raw.send(#"{"jsonrpc":"2.0","id":1,"method":"events.subscribe","params":{"after":0}}"#)
-        try await Task.sleep(for: .milliseconds(200))
-
-        // Writes of five transitions each (well under the bound), with long emails so the
-        // socket buffers fill: about 1 MB of notifications the subscriber does not read.
         let pad = String(repeating: "x", count: 150)
-        let writes = 600
         for w in 0..<writes {
             let batch: [JSONValue] = (0..<5).map { ["email": .string("\(pad)\(w * 5 + $0)@example.com"), "labels": ["hot"]] }
             _ = try await client.call("contacts.upsert", ["contacts": .array(batch)])
         }
+        try await client.close()
         let total = Int64(writes * 5)
         #expect(try await server.app.engine.lastCursor() == total)
+        return (raw, total)
+    }
 
-        // Now read everything the server sent: a prefix of the events, then the error.
-        let outcome = await Self.onThread { () -> (cursors: [Int64], error: JSONValue?) in
+    /// Reads what the server sent to `raw`: the events' cursors, then the final reply.
+    static func drain(_ raw: RawSocket, atMost: Int64) async -> (cursors: [Int64], reply: JSONValue?) {
+        await Self.onThread { () -> (cursors: [Int64], reply: JSONValue?) in
             var cursors: [Int64] = []
-            for _ in 0..<Int(total) + 10 {
+            for _ in 0..<Int(atMost) + 10 {
                 guard let line = raw.readLine(), let message = try? JSONParser.parse(line) else { break }
                 if message["method"] == "events.event" {
                     cursors.append(message["params"]?["cursor"]?.intValue ?? -1)
@@ -178,17 +179,29 @@ import Glibc
             }
             return (cursors, nil)
         }
-        let error = try #require(outcome.error, "the slow subscriber was never dropped (got \(outcome.cursors.count) events)")
+    }
+
+    @Test func aSubscriberThatStopsReadingIsDisconnectedAfterTheTimeoutAndResumesWithoutLoss() async throws {
+        let server = try await TestServer.start { $0.subscriberTimeout = .seconds(1) }
+        let (raw, total) = try await Self.unreadSubscriber(server, writes: 600)
+        defer { raw.close() }
+        // The subscription ends once one write to it has waited a second (bounded wait).
+        let ended = await Self.waitUntil(seconds: 60) { server.app.server.statistics().errorsByType["overloaded", default: 0] >= 1 }
+        #expect(ended, "the stalled subscriber was not disconnected")
+
+        // Now read everything the server sent: a prefix of the events, then the error.
+        let outcome = await Self.drain(raw, atMost: total)
+        let error = try #require(outcome.reply, "no final reply after \(outcome.cursors.count) events")
         #expect(error["id"] == 1)
         #expect(error["error"]?["code"] == -32004)
         #expect(error["error"]?["data"]?["type"] == "overloaded")
+        let resume = try #require(error["error"]?["data"]?["last_cursor"]?.intValue, "\(error.serialized())")
         let message = error["error"]?["message"]?.stringValue ?? ""
-        let resume = try #require(Int64(message.components(separatedBy: "after: ").last?.prefix { $0.isNumber } ?? ""), "no cursor in \(message)")
-        #expect(message.contains("\(limit)"), "\(message)")
-        #expect(outcome.cursors == Array(1...resume), "before the drop: every event up to \(resume), once, in order")
-        #expect(resume < total, "dropped before the end")
+        #expect(message == "subscriber read nothing for 1 s and was disconnected; subscribe again with after: \(resume)")
+        #expect(outcome.cursors == Array(1...resume), "before the end: every event up to \(resume), once, in order")
+        #expect(resume < total, "disconnected before the end")
 
-        // Resuming after the last seen cursor gets every remaining event exactly once.
+        // Resuming after the cursor it names gets every remaining event exactly once.
         let received = Collected()
         let resumed = try await server.client()
         let subscription = Task {
@@ -199,6 +212,33 @@ import Glibc
         subscription.cancel()
         _ = await subscription.result
         #expect(received.items.compactMap { $0["cursor"]?.intValue } == Array((resume + 1)...total))
+        try await server.stop()
+    }
+
+    /// Retention removes the events a stalled subscriber has not read yet: it gets what the
+    /// server had already read for it, then an error naming the oldest cursor still kept.
+    @Test func aSubscriberWhoseNextCursorWasPrunedEndsNamingTheOldestKept() async throws {
+        let server = try await TestServer.start { config in
+            config.eventRetentionCount = 100
+            config.subscriberTimeout = .seconds(600)  // only retention ends this one
+        }
+        let (raw, total) = try await Self.unreadSubscriber(server, writes: 600)
+        defer { raw.close() }
+        #expect(try await server.app.engine.pruneEvents() == Int(total) - 100)
+
+        let outcome = await Self.drain(raw, atMost: total)
+        let error = try #require(outcome.reply, "no final reply after \(outcome.cursors.count) events")
+        #expect(error["id"] == 1)
+        #expect(error["error"]?["code"] == -32001)
+        let data = error["error"]?["data"]
+        #expect(data?["type"] == "not_found")
+        let last = try #require(data?["last_cursor"]?.intValue, "\(error.serialized())")
+        #expect(data?["oldest_cursor"] == .int(total - 99) && data?["resume_after"] == .int(total - 100))
+        #expect(outcome.cursors == Array(1...last), "before the end: a gapless prefix")
+        #expect(last < total - 100, "the subscriber was behind the retention horizon")
+        let message = error["error"]?["message"]?.stringValue ?? ""
+        #expect(message.contains("the oldest cursor still kept is \(total - 99)"), "\(message)")
+        #expect(message.contains("subscribe again with after: \(total - 100)"), "\(message)")
         try await server.stop()
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import SegmentCore
 import SegmentEngine
+import Synchronization
 import TestThreads
 import Testing
 import WireJSON
@@ -577,12 +578,12 @@ import WireJSON
         // Resuming where the error says gets every kept event.
         #expect(try await engine.readEvents(after: 5, limit: 10).map(\.cursor) == [6, 7, 8])
         #expect(try await engine.readEvents(after: 7, limit: 10).map(\.cursor) == [8])
-        // The feed refuses the same way.
-        let feedError = await #expect(throws: SegmentError.self) {
+        // A feed behind the retention horizon ends naming the oldest kept event.
+        let feedError = await #expect(throws: EventsPruned.self) {
             var it = engine.eventFeed(after: 2).makeAsyncIterator()
             _ = try await it.next()
         }
-        #expect(feedError?.message.contains("resume from 5") == true)
+        #expect(feedError?.prunedThrough == 5 && feedError?.oldestKept == 6 && feedError?.lastDelivered == 2)
         // Cursors keep counting after pruning; a cursor from the future is refused too.
         try await Self.fire(engine, 8..<9)
         #expect(try await engine.lastCursor() == 9)
@@ -691,30 +692,141 @@ import WireJSON
         #expect(got.map(\.cursor) == stride(from: 1, through: 19, by: 2).map { Int64($0) })
     }
 
-    @Test func aSubscriberThatDoesNotReadIsDroppedAndLosesNothing() async throws {
-        let book = try ConfiguredEngine { $0.subscriberQueueLimit = 5 }
+    /// A feed far behind the log reads it a page at a time: it is never dropped, however many
+    /// events it is behind, and gets each exactly once.
+    @Test func aFeedFarBehindReadsTheLogPageByPageAndIsNeverDropped() async throws {
+        let book = try ConfiguredEngine { $0.subscriberPageSize = 5 }
         let engine = book.engine
         defer { withExtendedLifetime(book) {} }
         let segment = try await engine.createSegment(name: "Hot", filters: [filter("label", "contains", "hot")])
         _ = try await engine.createTrigger(segment: segment.id, onEnter: true, onExit: true, includeExisting: false)
         var iterator = engine.eventFeed(after: 0).makeAsyncIterator()
-        // Nothing in the log: the first next() would wait, so events are written before reading.
-        try await Self.fire(engine, 0..<12)
-        var seen: [Int64] = []
-        var dropped = false
-        do {
-            for _ in 0..<50 {
-                guard let event = try await iterator.next() else { break }
-                seen.append(event.cursor)
-            }
-        } catch is EventHub.SubscriberTooSlow {
-            dropped = true
+        // 40 writes of 1 to 7 transitions each (166 events, 33 pages) before the first read.
+        var total = 0
+        for w in 0..<40 {
+            let n = w % 7 + 1
+            _ = try await engine.upsert(contacts: (0..<n).map { ["email": .string("w\(w)c\($0)@example.com"), "labels": ["hot"]] })
+            total += n
         }
-        #expect(dropped, "a subscriber 12 events behind with a queue of 5 must be dropped")
-        #expect(seen == Array(1...Int64(seen.count)), "what was delivered before the drop is a gapless prefix")
-        #expect(iterator.last == Int64(seen.count))
-        let rest = try await engine.readEvents(after: iterator.last, limit: 100)
-        #expect((seen + rest.map(\.cursor)) == Array(1...12))
+        var seen: [Int64] = []
+        for _ in 0..<total {
+            guard let event = try await iterator.next() else { break }
+            seen.append(event.cursor)
+        }
+        #expect(seen == Array(1...Int64(total)))
+        #expect(iterator.last == Int64(total))
+        #expect(engine.eventHub.waiterCount == 0, "a feed that has not caught up never waits")
+    }
+
+    /// A caught-up feed waits on the hub (one waiter, no events held) and stops at once when
+    /// its task is cancelled; a commit wakes it.
+    @Test func aCaughtUpFeedWaitsOnTheHubAndEndsWhenCancelled() async throws {
+        let book = try await Self.retentionBook()
+        let engine = book.engine
+        defer { withExtendedLifetime(book) {} }
+        try await Self.fire(engine, 0..<3)
+        let seen = Collector()
+        let feed = Task { for try await event in engine.eventFeed(after: 0) { seen.add(event) } }
+        for _ in 0..<4_000 where engine.eventHub.waiterCount == 0 || seen.events.count < 3 { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(engine.eventHub.waiterCount == 1 && seen.events.map(\.cursor) == [1, 2, 3])
+        try await Self.fire(engine, 3..<4)
+        for _ in 0..<4_000 where seen.events.count < 4 { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(seen.events.map(\.cursor) == [1, 2, 3, 4])
+        for _ in 0..<4_000 where engine.eventHub.waiterCount == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        feed.cancel()
+        let ended = try await Self.within(seconds: 10) { await feed.result }
+        #expect(throws: CancellationError.self) { try ended.get() }
+        #expect(engine.eventHub.waiterCount == 0)
+    }
+
+    /// Retention removed events the feed had not read yet: the events it already held are
+    /// handed out, then it ends naming the oldest cursor kept and where to resume.
+    @Test func retentionOfTheNextCursorEndsTheFeedNamingTheOldestKept() async throws {
+        let book = try ConfiguredEngine { config in
+            config.subscriberPageSize = 3
+            config.eventRetentionCount = 4
+        }
+        let engine = book.engine
+        defer { withExtendedLifetime(book) {} }
+        let segment = try await engine.createSegment(name: "Hot", filters: [filter("label", "contains", "hot")])
+        _ = try await engine.createTrigger(segment: segment.id, onEnter: true, onExit: true, includeExisting: false)
+        try await Self.fire(engine, 0..<10)
+        var iterator = engine.eventFeed(after: 0).makeAsyncIterator()
+        #expect(try await iterator.next()?.cursor == 1)  // the feed now holds the page 1...3
+        #expect(try await engine.pruneEvents() == 6)  // keeps 7...10
+        #expect(try await iterator.next()?.cursor == 2)
+        #expect(try await iterator.next()?.cursor == 3)
+        let error = await #expect(throws: EventsPruned.self) { _ = try await iterator.next() }
+        #expect(error?.lastDelivered == 3 && error?.prunedThrough == 6 && error?.oldestKept == 7)
+        #expect(error?.description.contains("the oldest cursor still kept is 7") == true, "\(error.map(String.init(describing:)) ?? "")")
+        #expect(error?.description.contains("after: 6") == true)
+        // Resuming where it says gets every kept event.
+        var resumed = engine.eventFeed(after: 6).makeAsyncIterator()
+        var rest: [Int64] = []
+        for _ in 0..<4 { if let event = try await resumed.next() { rest.append(event.cursor) } }
+        #expect(rest == [7, 8, 9, 10])
+
+        // Retention that removed every event: nothing is kept, resume from the pruned cursor.
+        var behind = engine.eventFeed(after: 6).makeAsyncIterator()
+        #expect(try await behind.next()?.cursor == 7)
+        book.clock.advance(days: 31)
+        #expect(try await engine.pruneEvents() == 4)
+        #expect(try await behind.next()?.cursor == 8)  // 8 and 9 were read with 7
+        #expect(try await behind.next()?.cursor == 9)
+        let empty = await #expect(throws: EventsPruned.self) { _ = try await behind.next() }
+        #expect(empty?.oldestKept == nil && empty?.prunedThrough == 10 && empty?.lastDelivered == 9)
+        #expect(empty?.description.contains("no event is kept") == true)
+    }
+
+    /// Writes land while feeds read: one catching up from the start of the log through many
+    /// tiny pages, one filtered, one live. Each sees its events exactly once, in cursor
+    /// order, whatever commits while it moves from reading the log to waiting for new events.
+    @Test func feedsHandOverFromTheLogToLiveUnderConcurrentWrites() async throws {
+        let book = try ConfiguredEngine { $0.subscriberPageSize = 4 }
+        let engine = book.engine
+        defer { withExtendedLifetime(book) {} }
+        let hot = try await engine.createTrigger(
+            segment: try await engine.createSegment(name: "Hot", filters: [filter("label", "contains", "hot")]).id,
+            onEnter: true, onExit: true, includeExisting: false)
+        _ = try await engine.createTrigger(
+            segment: try await engine.createSegment(name: "Cold", filters: [filter("label", "contains", "cold")]).id,
+            onEnter: true, onExit: false, includeExisting: false)
+        // Two writers, 60 writes each of 1 to 5 contacts, alternating hot and cold.
+        let writers = (0..<2).map { writer in
+            Task {
+                for w in 0..<60 {
+                    let label: JSONValue = w % 3 == 0 ? "cold" : "hot"
+                    _ = try await engine.upsert(contacts: (0..<(w % 5 + 1)).map {
+                        ["email": .string("p\(writer)w\(w)c\($0)@example.com"), "labels": [label]]
+                    })
+                    if w % 10 == 0 { await Task.yield() }
+                }
+            }
+        }
+        let live = try await engine.lastCursor()
+        let specs: [(after: Int64, only: Set<Int64>?)] = [(0, nil), (0, [hot.id]), (live, nil)]
+        let collected = specs.map { _ in Collector() }
+        let feeds = zip(specs, collected).map { spec, sink in
+            Task {
+                for try await event in engine.eventFeed(after: spec.after, triggers: spec.only) { sink.add(event) }
+            }
+        }
+        defer { for feed in feeds { feed.cancel() } }
+        for writer in writers { try await writer.value }
+        let log = try await engine.readEvents(after: 0, limit: 10_000)
+        let expected = [log, log.filter { $0.trigger == hot.id }, log.filter { $0.cursor > live }]
+        #expect(log.count > 60 && expected[1].count < log.count && !expected[2].isEmpty)
+        for (sink, want) in zip(collected, expected) {
+            // Bounded wait for each feed to have read everything (20 s; normally milliseconds).
+            for _ in 0..<4_000 where sink.events.count < want.count { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        for feed in feeds { feed.cancel() }
+        for feed in feeds { _ = await feed.result }
+        for (sink, want) in zip(collected, expected) {
+            let got = sink.events
+            #expect(got.map(\.cursor) == want.map(\.cursor), "\(got.count) of \(want.count) events")
+            #expect(got == want)
+        }
     }
 
     struct FeedTimeout: Error, CustomStringConvertible {
@@ -734,6 +846,13 @@ import WireJSON
             return try await group.next()!
         }
     }
+}
+
+/// Events a feed's task has read, for the test to look at while the feed runs.
+final class Collector: Sendable {
+    private let stored = Mutex<[TriggerEvent]>([])
+    func add(_ event: TriggerEvent) { stored.withLock { $0.append(event) } }
+    var events: [TriggerEvent] { stored.withLock { $0 } }
 }
 
 /// An engine on a fresh file with its own configuration and a hand-moved clock (`TestBook`
