@@ -26,7 +26,7 @@ final class DatabaseLock: Sendable {
         guard fd >= 0 else {
             throw SegmentError(.internal, "cannot open lock file \(path): \(String(cString: strerror(errno)))")
         }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        guard Self.lock(fd) else {
             let code = errno
             let holder = Self.readPid(fd)
             close(fd)
@@ -52,6 +52,18 @@ final class DatabaseLock: Sendable {
     }
 
     deinit { release() }
+
+    /// Takes the lock, waiting at most 2 s for a holder that is going away: a process that is
+    /// exiting (or a child that another thread is starting, which shares open files until it
+    /// execs) may hold it a moment longer than the store that owned it.
+    private static func lock(_ fd: Int32) -> Bool {
+        for attempt in 0..<100 {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { return true }
+            guard errno == EWOULDBLOCK, attempt < 99 else { return false }
+            usleep(20_000)
+        }
+        return false
+    }
 
     /// The pid the holder wrote, if the file holds one.
     private static func readPid(_ fd: Int32) -> Int32? {
