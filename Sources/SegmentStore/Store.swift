@@ -98,6 +98,10 @@ public final class Store: Sendable {
         try pool.backup(to: target)
     }
 
+    /// Returns once the background checkpoints asked for so far have run. It starts none: it
+    /// lets a test see what the background checkpointer does without timing it.
+    public func waitForBackgroundCheckpoints() { checkpointer.drain() }
+
     /// Checkpoints the WAL and closes every connection.
     public func close() throws {
         checkpointer.close()

@@ -75,6 +75,9 @@ final class WALCheckpointer: @unchecked Sendable {
         }, Unmanaged.passUnretained(self).toOpaque())
     }
 
+    /// Returns once every checkpoint asked for so far has run (a barrier: it starts none).
+    func drain() { queue.sync {} }
+
     /// Waits for a running checkpoint, then closes the connection; later requests are ignored.
     func close() {
         guard !closed.exchange(true, ordering: .relaxed) else { return }

@@ -31,7 +31,9 @@ import Testing
                 try sql.execute("INSERT INTO chunk(id, bytes) VALUES (?, ?)", [.integer(Int64(i)), .blob([UInt8](repeating: UInt8(i), count: bytesPerWrite))])
                 return 0
             }, afterCommit: { _ in })
-            try await Task.sleep(for: .milliseconds(40))  // the checkpoint runs beside the writes
+            // The checkpoint runs beside the writes; waiting for it (rather than sleeping a
+            // while) keeps a loaded machine from turning this into a race.
+            store.waitForBackgroundCheckpoints()
         }
         // The log restarts once a checkpoint has copied it all: it stays near the threshold
         // (1,000 pages, ~4 MB) plus a write or two, far below the ~19 MB written.
