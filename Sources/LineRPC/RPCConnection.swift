@@ -24,6 +24,7 @@ struct RPCConnection: Sendable {
             do {
                 for try await frame in inbound {
                     state.touch()
+                    defer { state.frames.frameHandled() }
                     try await handle(frame, group: &group)
                     if state.isCloseRequested { break }
                 }

@@ -25,10 +25,13 @@ final class RPCConnectionState: Sendable {
 
     let info: RPCConnectionInfo
     private let state: Mutex<State>
+    /// Lines received by the event loop and handled by the connection's task.
+    let frames: FrameActivity
 
-    init(info: RPCConnectionInfo, authenticated: Bool) {
+    init(info: RPCConnectionInfo, authenticated: Bool, frames: FrameActivity = FrameActivity()) {
         self.info = info
         self.state = Mutex(State(authenticated: authenticated))
+        self.frames = frames
     }
 
     // MARK: In-flight requests
@@ -98,9 +101,12 @@ final class RPCConnectionState: Sendable {
 
     func touch() { state.withLock { $0.lastActivity = .now } }
 
-    /// When the connection will have been idle for `timeout`, or `nil` while requests run.
+    /// When the connection will have been idle for `timeout`, or `nil` while requests run or
+    /// a received line waits to be handled (on a loaded machine a request can wait to be read
+    /// longer than the timeout, and must not be dropped for it).
     func idleDeadline(timeout: Duration) -> ContinuousClock.Instant? {
-        state.withLock { $0.inFlight > 0 ? nil : $0.lastActivity + timeout }
+        if frames.hasUnhandledFrames { return nil }
+        return state.withLock { $0.inFlight > 0 ? nil : $0.lastActivity + timeout }
     }
 
     // MARK: Authentication and closing

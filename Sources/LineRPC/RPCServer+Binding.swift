@@ -52,13 +52,15 @@ extension RPCServer {
             }
     }
 
-    /// The per-connection pipeline: line timeout, then line framing, then the async bridge.
+    /// The per-connection pipeline: line timeout, then line framing, a count of the lines, then
+    /// the async bridge.
     private func initializeConnection(_ channel: any Channel) -> EventLoopFuture<NIOAsyncChannel<LineFrame, ByteBuffer>> {
         let limits = configuration.limits
         return channel.eventLoop.makeCompletedFuture {
             let sync = channel.pipeline.syncOperations
             try sync.addHandler(LineTimeoutHandler(timeout: TimeAmount(limits.lineTimeout)))
             try sync.addHandler(ByteToMessageHandler(LineFrameDecoder(maxLineBytes: limits.maxLineBytes)))
+            try sync.addHandler(FrameActivityHandler())
             return try NIOAsyncChannel<LineFrame, ByteBuffer>(wrappingChannelSynchronously: channel)
         }
     }

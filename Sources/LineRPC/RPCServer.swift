@@ -210,7 +210,8 @@ public final class RPCServer: Service, Sendable {
                 }
                 defer { stats.connectionClosed() }
                 logger.debug("connection opened", metadata: ["rpc.peer": "\(peer)"])
-                let state = RPCConnectionState(info: info, authenticated: transport == .unix)
+                let frames = try? await child.channel.pipeline.handler(type: FrameActivityHandler.self).map(\.activity).get()
+                let state = RPCConnectionState(info: info, authenticated: transport == .unix, frames: frames ?? FrameActivity())
                 let connection = RPCConnection(state: state, dispatcher: dispatcher, writer: writer, channel: child.channel, logger: logger)
                 await connection.run(inbound: inbound)
                 logger.debug("connection closed")

@@ -109,3 +109,15 @@ public final class WorkerThreads: TaskExecutor, Sendable {
     /// executor. Idempotent.
     public func shutdown() { queue.stop(threads: count) }
 }
+
+extension WorkerThreads {
+    /// Threads for blocking work that may take seconds (file exports, backups). Such work on a
+    /// handler thread would hold it, and a few at once would hold them all: every other method
+    /// would wait for them. Here they wait only for each other.
+    public static let blocking = WorkerThreads(name: "blocking", count: 4)
+
+    /// Runs `body` on one of these threads and returns its result.
+    public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withTaskExecutorPreference(self) { try body() }
+    }
+}

@@ -88,10 +88,10 @@ public struct BenchRunner {
         report.figures.append(BenchFigure(name: "resident memory after loading", value: rss, unit: "MB", baseline: nil, better: "lower", target: scale > 1 ? "≤ \(Int(500 * scale)) MB" : "≤ 500 MB", met: rss <= 500 * max(1, scale)))
         let rpc = try await RPCClient.connect(unixPath: server.socket)
 
-        // 3. Counts: server side (the engine in process on the same file, reading only, so
+        // 3. Counts: server side (the engine in process on the same file, read-only and so
         // without the lock the server holds), round trip, baseline SQL.
         var readerConfiguration = Engine.Configuration(databasePath: directory + "/segmentd.sqlite", clock: ManualTime(now))
-        readerConfiguration.lockDatabase = false
+        readerConfiguration.readOnly = true
         let engine = try Engine(configuration: readerConfiguration, registry: SegmentdApplication.builtInRegistry())
         for segment in BenchSegment.all(now: now) {
             var expected = 0

@@ -36,10 +36,10 @@ public final class Engine: Sendable {
         public var eventRetentionSeconds: Double = 30 * 86_400
         /// At most this many events are kept.
         public var eventRetentionCount = 1_000_000
-        /// Whether to hold the database's lock (one server per database). Only a process that
-        /// reads a database another one serves, never writing it, may turn it off: the bench
-        /// times counts in process on the file its server child holds.
-        public var lockDatabase = true
+        /// Opens the database for reading only, without its lock (one server per database)
+        /// and without migrations: for a process that reads a database another one serves,
+        /// as the bench times counts in process on the file its server child holds. Writes fail.
+        public var readOnly = false
 
         public init(
             databasePath: String, clock: any TimeSource = SystemTime(),
@@ -69,7 +69,7 @@ public final class Engine: Sendable {
         self.logger = logger
         store = try Store(
             path: configuration.databasePath, migrations: CoreSchema.migrations + registry.providers.flatMap(\.migrations),
-            lock: configuration.lockDatabase)
+            readOnly: configuration.readOnly)
         let time = self.time
         let book = try BookLoader(registry: registry, time: time).load(store)
         hub = EventHub()

@@ -47,8 +47,7 @@ extension SegmentMethods {
                 }
                 let exporter = FileExporter(directory: exportDirectory)
                 let target = try exporter.confine(relative)
-                // Blocking file I/O, on the server's handler threads (never the cooperative pool).
-                let result = try exporter.write(plan, to: target, gzip: options.gzip)
+                let result = try await WorkerThreads.blocking.run { try exporter.write(plan, to: target, gzip: options.gzip) }
                 if let id = options.segment { await engine.markUsed(segment: id) }
                 return [
                     "path": .string(String(target.dropFirst((FileExporter.realPath(exportDirectory) ?? "").count + 1))),

@@ -16,19 +16,22 @@ import SegmentCore
 public final class Store: Sendable {
     let pool: DatabasePool
     public let path: String
-    private let checkpointer: WALCheckpointer
+    /// nil when read-only.
+    private let checkpointer: WALCheckpointer?
     /// Held from before the first connection opens until the store is closed (nil when
-    /// opened without it).
+    /// read-only).
     private let lock: DatabaseLock?
 
     /// Opens (creating if needed) the database at `path` and applies `migrations` in order.
     ///
     /// Throws a `conflict` ``SegmentError`` naming the holder's pid while another store, in
-    /// this process or another, has the same database open (see ``DatabaseLock``). With
-    /// `lock: false` it takes no lock: only for reading a database that another store serves.
-    public init(path: String, migrations: [StoreMigration], lock: Bool = true) throws {
-        self.lock = lock ? try DatabaseLock(databasePath: path) : nil
+    /// this process or another, has the same database open (see ``DatabaseLock``).
+    /// `readOnly` opens an existing database for reading only, without the lock, migrations
+    /// or checkpoints: for reading a database that another store serves; writes then fail.
+    public init(path: String, migrations: [StoreMigration], readOnly: Bool = false) throws {
+        self.lock = readOnly ? nil : try DatabaseLock(databasePath: path)
         var config = Configuration()
+        config.readonly = readOnly
         config.foreignKeysEnabled = true
         config.busyMode = .timeout(5)
         config.prepareDatabase { db in
@@ -41,6 +44,10 @@ public final class Store: Sendable {
             throw SegmentError(.internal, "cannot open database \(path): \(error)")
         }
         self.path = path
+        guard !readOnly else {
+            checkpointer = nil
+            return
+        }
         var migrator = DatabaseMigrator()
         for migration in migrations {
             let sql = migration.sql, convert = migration.convert
@@ -52,8 +59,8 @@ public final class Store: Sendable {
         try migrator.migrate(pool)
         // Checkpoints run off the writer (see WALCheckpointer); the store keeps the
         // checkpointer alive as long as the writer connection that calls it.
-        checkpointer = try WALCheckpointer(path: path)
-        let checkpointer = checkpointer
+        let checkpointer = try WALCheckpointer(path: path)
+        self.checkpointer = checkpointer
         pool.writeWithoutTransaction { db in checkpointer.install(on: db.sqliteConnection!) }
     }
 
@@ -100,14 +107,15 @@ public final class Store: Sendable {
 
     /// Returns once the background checkpoints asked for so far have run. It starts none: it
     /// lets a test see what the background checkpointer does without timing it.
-    public func waitForBackgroundCheckpoints() { checkpointer.drain() }
+    public func waitForBackgroundCheckpoints() { checkpointer?.drain() }
 
-    /// Checkpoints the WAL and closes every connection.
+    /// Checkpoints the WAL (unless read-only), closes every connection and releases the lock.
     public func close() throws {
+        defer { lock?.release() }
+        guard let checkpointer else { return try pool.close() }
         checkpointer.close()
         _ = try? pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
         try pool.close()
-        lock?.release()
     }
 }
 

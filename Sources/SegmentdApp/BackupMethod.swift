@@ -56,8 +56,7 @@ public enum BackupMethod {
                 throw RPCError.invalidParams(path: "path", (error as? SegmentError)?.message ?? "\(error)")
             }
             let started = ContinuousClock.now
-            // Blocking, but handlers run on the server's handler threads, not the cooperative pool.
-            let bytes = try write(engine: engine, to: target)
+            let bytes = try await WorkerThreads.blocking.run { try write(engine: engine, to: target) }
             let root = FileExporter.realPath(exportDirectory) ?? exportDirectory
             let shown = target.hasPrefix(root + "/") ? String(target.dropFirst(root.count + 1)) : target
             return [

@@ -31,7 +31,7 @@ extension Trait where Self == OwnThreadsTrait {
 }
 
 public enum TestThreads {
-    /// More threads than cores on purpose: a busy test should cost the others a share of the
-    /// CPU, not a place in a queue.
-    public static let shared = WorkerThreads(name: "tests", count: 16)
+    /// Far more threads than cores on purpose: a busy test (or one blocked in a read or a
+    /// `waitpid`) should cost the others a share of the CPU, not a place in a queue.
+    public static let shared = WorkerThreads(name: "tests", count: 32)
 }
