@@ -29,7 +29,7 @@ public final class RPCClient: Sendable {
 
     /// After the calling task is cancelled, how long a call waits for the server's final
     /// reply before it throws `CancellationError` itself.
-    public static let cancellationGrace: Duration = .seconds(2)
+    public static let cancellationGrace: Duration = .seconds(5)
 
     private init(
         channel: any Channel,

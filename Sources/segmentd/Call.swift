@@ -19,7 +19,7 @@ struct Call: AsyncParsableCommand {
             notification, {"jsonrpc", "method", "params"}), then the result on the last line.
 
             Ctrl-C sends rpc.cancel for the call and exits after the server's final reply \
-            (printed as usual), waiting at most 2 s for it; a second Ctrl-C exits at once.
+            (printed as usual), waiting at most 5 s for it; a second Ctrl-C exits at once.
 
             Exit status: 0 success; 1 an error reply or no connection (the error on stderr: \
             METHOD: MESSAGE (code, data.type, at data.path)); 2 the result lists failed items \

@@ -86,7 +86,7 @@ import Glibc
         #expect(child.isRunning, "a subscription runs until cancelled")
 
         child.send(SIGINT)
-        let exited = await Self.waitUntil(seconds: 10) { !child.isRunning }
+        let exited = await Self.waitUntil(seconds: 30) { !child.isRunning }
         #expect(exited, "segmentd call did not exit after Ctrl-C")
         #expect(child.terminationStatus == 130)
         // The final reply is what the server sends for rpc.cancel (a dropped connection would
