@@ -4,11 +4,31 @@ import WireJSON
 extension Engine {
     /// The cursor of the newest event (0 when the log is empty).
     public func lastCursor() async throws -> Int64 {
-        try await store.read { sql in
-            var last: Int64 = 0
-            try sql.forEachRow("SELECT seq FROM sqlite_sequence WHERE name = 'event'", []) { last = $0[0].int64 ?? 0 }
-            return last
-        }
+        try await store.read { sql in try Self.newestCursor(sql) }
+    }
+
+    /// The newest cursor ever given (the log's AUTOINCREMENT counter), 0 for none.
+    static func newestCursor(_ sql: any SQLExecutor) throws -> Int64 {
+        var last: Int64 = 0
+        try sql.forEachRow("SELECT seq FROM sqlite_sequence WHERE name = 'event'", []) { last = $0[0].int64 ?? 0 }
+        return last
+    }
+
+    /// Retention removed every event up to this cursor (0: none yet).
+    static func prunedThrough(_ sql: any SQLExecutor) throws -> Int64 {
+        var pruned: Int64 = 0
+        try sql.forEachRow("SELECT value FROM meta WHERE key = 'events_pruned_through'", []) { pruned = $0[0].int64 ?? 0 }
+        return pruned
+    }
+
+    /// The columns `event(row:)` reads, in order.
+    static let eventColumns = "SELECT cursor, trigger_id, segment_id, email, type, at, cause FROM event"
+
+    /// An event from a row of `eventColumns`.
+    static func event(row: [SQLValue]) -> TriggerEvent {
+        TriggerEvent(
+            cursor: row[0].int64 ?? 0, trigger: row[1].int64 ?? 0, segment: row[2].int64 ?? 0, email: row[3].string ?? "",
+            type: row[4].string ?? "", at: row[5].double ?? 0, cause: row[6].string ?? "")
     }
 
     /// Refuses a cursor from the future or from before the retention horizon.
@@ -19,13 +39,11 @@ extension Engine {
     /// The cursor check on one read transaction, so a prune cannot slip in between the check
     /// and the read that relies on it (that would be a silent gap).
     static func checkCursor(_ after: Int64, _ sql: any SQLExecutor) throws {
-        var last: Int64 = 0
-        try sql.forEachRow("SELECT seq FROM sqlite_sequence WHERE name = 'event'", []) { last = $0[0].int64 ?? 0 }
+        let last = try newestCursor(sql)
         guard after <= last else {
             throw SegmentError(.invalidParams, "cursor \(after) is in the future: the newest event is \(last)", path: "after")
         }
-        var pruned: Int64 = 0
-        try sql.forEachRow("SELECT value FROM meta WHERE key = 'events_pruned_through'", []) { pruned = $0[0].int64 ?? 0 }
+        let pruned = try prunedThrough(sql)
         guard after >= pruned else {
             throw SegmentError(
                 .invalidParams,
@@ -44,14 +62,11 @@ extension Engine {
             while events.count < limit {
                 var page = 0
                 try sql.forEachRow(
-                    "SELECT cursor, trigger_id, segment_id, email, type, at, cause FROM event WHERE cursor > ? ORDER BY cursor LIMIT ?",
-                    [.integer(cursor), .integer(Int64(limit))]
+                    Self.eventColumns + " WHERE cursor > ? ORDER BY cursor LIMIT ?", [.integer(cursor), .integer(Int64(limit))]
                 ) { row in
                     page += 1
-                    cursor = row[0].int64 ?? cursor
-                    let event = TriggerEvent(
-                        cursor: cursor, trigger: row[1].int64 ?? 0, segment: row[2].int64 ?? 0, email: row[3].string ?? "",
-                        type: row[4].string ?? "", at: row[5].double ?? 0, cause: row[6].string ?? "")
+                    let event = Self.event(row: row)
+                    cursor = event.cursor
                     if events.count < limit, triggers?.contains(event.trigger) ?? true { events.append(event) }
                 }
                 if page < limit { break }
@@ -79,8 +94,7 @@ extension Engine {
     /// (`delivered` is what the subscriber was last handed, for the message).
     func readEventPage(after: Int64, limit: Int, triggers: Set<Int64>?, delivered: Int64) async throws -> EventPage {
         try await store.read { sql in
-            var pruned: Int64 = 0
-            try sql.forEachRow("SELECT value FROM meta WHERE key = 'events_pruned_through'", []) { pruned = $0[0].int64 ?? 0 }
+            let pruned = try Self.prunedThrough(sql)
             if after < pruned {
                 var oldest: Int64?
                 try sql.forEachRow("SELECT MIN(cursor) FROM event", []) { oldest = $0[0].int64 }
@@ -92,21 +106,17 @@ extension Engine {
             page.events.reserveCapacity(min(limit, 1_024))
             var rows = 0
             try sql.forEachRow(
-                "SELECT cursor, trigger_id, segment_id, email, type, at, cause FROM event WHERE cursor > ? ORDER BY cursor LIMIT ?",
-                [.integer(after), .integer(Int64(scanLimit))]
+                Self.eventColumns + " WHERE cursor > ? ORDER BY cursor LIMIT ?", [.integer(after), .integer(Int64(scanLimit))]
             ) { row in
                 rows += 1
                 guard page.events.count < limit else {
                     page.atEnd = false  // full: the rows after the last event are read again next time
                     return
                 }
-                let cursor = row[0].int64 ?? page.through
-                page.through = cursor
-                let trigger = row[1].int64 ?? 0
-                guard triggers?.contains(trigger) ?? true else { return }
-                page.events.append(TriggerEvent(
-                    cursor: cursor, trigger: trigger, segment: row[2].int64 ?? 0, email: row[3].string ?? "",
-                    type: row[4].string ?? "", at: row[5].double ?? 0, cause: row[6].string ?? ""))
+                let event = Self.event(row: row)
+                page.through = event.cursor
+                guard triggers?.contains(event.trigger) ?? true else { return }
+                page.events.append(event)
             }
             if rows == scanLimit { page.atEnd = false }
             return page
@@ -143,8 +153,7 @@ extension Engine {
     /// one), and beyond that whatever exceeds the count. The scan from the oldest event stops
     /// at the first young one, so it reads only what is about to go.
     static func pruneThrough(horizon: Double, keep: Int64, _ sql: any SQLExecutor) throws -> Int64 {
-        var last: Int64 = 0
-        try sql.forEachRow("SELECT seq FROM sqlite_sequence WHERE name = 'event'", []) { last = $0[0].int64 ?? 0 }
+        let last = try newestCursor(sql)
         var oldest: Int64?
         try sql.forEachRow("SELECT MIN(cursor) FROM event", []) { oldest = $0[0].int64 }
         guard let oldest else { return 0 }
