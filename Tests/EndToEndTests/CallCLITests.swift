@@ -77,16 +77,16 @@ import Glibc
                 .compactMap { try? JSONParser.parse(String($0)) }
         }
         // The subscription is live and printing: the replayed events, then one written now.
-        var live = await Self.waitUntil(seconds: 30) { printed().count >= 3 }
+        var live = await waitUntil(seconds: 30) { printed().count >= 3 }
         #expect(live, "the subscriber printed \(printed().count) of 3 replayed events")
         _ = try await setup.call("contacts.upsert", ["contacts": [["email": "eko@example.com", "labels": ["vip"]]]])
-        live = await Self.waitUntil(seconds: 30) { printed().count >= 4 }
+        live = await waitUntil(seconds: 30) { printed().count >= 4 }
         #expect(live, "a live event was not printed")
         #expect(printed().allSatisfy { $0["method"] == "events.event" })
         #expect(child.isRunning, "a subscription runs until cancelled")
 
         child.send(SIGINT)
-        let exited = await Self.waitUntil(seconds: 30) { !child.isRunning }
+        let exited = await waitUntil(seconds: 30) { !child.isRunning }
         #expect(exited, "segmentd call did not exit after Ctrl-C")
         #expect(child.terminationStatus == 130)
         // The final reply is what the server sends for rpc.cancel (a dropped connection would
@@ -179,12 +179,4 @@ import Glibc
         try await server.stop()
     }
 
-    static func waitUntil(seconds: Double, _ condition: () -> Bool) async -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        return condition()
-    }
 }

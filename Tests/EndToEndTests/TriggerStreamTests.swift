@@ -49,15 +49,6 @@ import Glibc
         return ["contacts": [["email": .string("lead\(i)@example.com"), "labels": ["hot", "lead"]]]]
     }
 
-    /// Polls `condition` every 10 ms for at most `seconds`.
-    static func waitUntil(seconds: Double, _ condition: () async throws -> Bool) async rethrows -> Bool {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while ContinuousClock.now < deadline {
-            if try await condition() { return true }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return try await condition()
-    }
 
     /// The subscriber starts a third of the way into the writes and reads the log in pages of
     /// 7 while they go on: it moves from the backlog to waiting for new commits many times.
@@ -77,7 +68,7 @@ import Glibc
             }
         }
         // Subscribe from the very beginning once a third of the writes are in.
-        #expect(await Self.waitUntil(seconds: 30) { written.load(ordering: .relaxed) >= total / 3 })
+        #expect(await waitUntil(seconds: 30) { written.load(ordering: .relaxed) >= total / 3 })
         let received = Collected()
         let subscription = Task {
             try await subscriber.call("events.subscribe", ["after": 0]) { method, params in
@@ -88,7 +79,7 @@ import Glibc
         try await writes.value
         let last = try await server.app.engine.lastCursor()
         #expect(last == Int64(total), "each write is exactly one transition")
-        let caughtUp = await Self.waitUntil(seconds: 20) { received.items.count >= total }
+        let caughtUp = await waitUntil(seconds: 20) { received.items.count >= total }
         #expect(caughtUp, "the subscriber got \(received.items.count) of \(total) events")
         subscription.cancel()
         let reply = try await subscription.value
@@ -141,7 +132,7 @@ import Glibc
         }
         // Exactly the hot trigger's events from the first one seen on, in order, and nothing older.
         let expected = try await Self.readAll(client).filter { $0["trigger"]?.intValue == hot && ($0["cursor"]?.intValue ?? 0) >= first }
-        #expect(await Self.waitUntil(seconds: 30) { received.items.count >= expected.count })
+        #expect(await waitUntil(seconds: 30) { received.items.count >= expected.count })
         subscription.cancel()
         // Its final reply comes after every notification it sent: none can arrive later.
         _ = await subscription.result
@@ -196,7 +187,7 @@ import Glibc
         let (raw, total) = try await Self.unreadSubscriber(server, writes: 600)
         defer { raw.close() }
         // The subscription ends once one write to it has waited a second (bounded wait).
-        let ended = await Self.waitUntil(seconds: 60) { server.app.server.statistics().errorsByType["overloaded", default: 0] >= 1 }
+        let ended = await waitUntil(seconds: 60) { server.app.server.statistics().errorsByType["overloaded", default: 0] >= 1 }
         #expect(ended, "the stalled subscriber was not disconnected")
 
         // Now read everything the server sent: a prefix of the events, then the error.
@@ -217,7 +208,7 @@ import Glibc
         let subscription = Task {
             try await resumed.call("events.subscribe", ["after": .int(resume)]) { _, params in received.add(params) }
         }
-        let caughtUp = await Self.waitUntil(seconds: 30) { Int64(received.items.count) >= total - resume }
+        let caughtUp = await waitUntil(seconds: 30) { Int64(received.items.count) >= total - resume }
         #expect(caughtUp, "resumed subscriber got \(received.items.count) of \(total - resume)")
         subscription.cancel()
         _ = await subscription.result

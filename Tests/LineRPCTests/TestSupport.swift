@@ -2,6 +2,7 @@ import Foundation
 import LineRPC
 import Logging
 import Synchronization
+import TestThreads
 import WireJSON
 
 /// A test failed to finish in time.
@@ -27,14 +28,9 @@ func withTimeout<T: Sendable>(
     }
 }
 
-/// Polls `condition` every 10 ms for at most `seconds` (a hang guard); returns whether it became true.
+/// `waitUntil` (TestThreads) for a synchronous condition.
 func eventually(_ seconds: Double = 30, _ condition: @Sendable () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + .seconds(seconds)
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
+    await waitUntil(seconds: seconds) { condition() }
 }
 
 /// Counters the dummy handlers update, so tests can see what happened on the server side.
