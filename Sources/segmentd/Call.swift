@@ -1,5 +1,4 @@
 import ArgumentParser
-import Dispatch
 import Foundation
 import LineRPC
 import Synchronization
@@ -40,8 +39,8 @@ struct Call: AsyncParsableCommand {
 
     /// Exit status when the result lists failed items.
     static let failedItemsStatus: Int32 = 2
-    /// Exit status after Ctrl-C (128 + SIGINT, what shells report for an interrupted command).
-    static let interruptedStatus: Int32 = 130
+    /// Exit status after Ctrl-C.
+    static let interruptedStatus = Interrupts.exitStatus
 
     func run() async throws {
         var text = params ?? "{}"
@@ -113,35 +112,6 @@ enum StandardOutput {
             }
             return true
         }
-    }
-}
-
-/// Ctrl-C while a call runs: the first SIGINT runs `onFirst` (cancelling the call, which sends
-/// `rpc.cancel` and waits for the final reply); a second one exits at once with 130.
-final class Interrupts: @unchecked Sendable {
-    private final class Counter: Sendable {
-        let value = Atomic<Int>(0)
-    }
-
-    private let source: any DispatchSourceSignal
-    private let received = Counter()
-
-    init(onFirst: @escaping @Sendable () -> Void) {
-        signal(SIGINT, SIG_IGN)
-        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        let received = self.received
-        source.setEventHandler {
-            let (_, count) = received.value.add(1, ordering: .sequentiallyConsistent)
-            if count == 1 { onFirst() } else { exit(Call.interruptedStatus) }
-        }
-        source.resume()
-    }
-
-    var count: Int { received.value.load(ordering: .sequentiallyConsistent) }
-
-    func stop() {
-        source.cancel()
-        signal(SIGINT, SIG_DFL)
     }
 }
 

@@ -166,12 +166,14 @@ struct Import: AsyncParsableCommand {
             source = csv
         }
 
-        let interrupt = Interrupt.install()
-        defer { interrupt.uninstall() }
+        // The first Ctrl-C asks the import to stop (it finishes what is in flight and prints
+        // its summary); a second one ends the process at once.
+        let interrupts = Interrupts()
+        defer { interrupts.stop() }
         let importer = Importer(
             client: client, source: source, batchSize: batch, maxInFlight: inFlight, requestBudget: budget,
             progress: ProgressLine(enabled: ProgressMode(rawValue: progress)!.isEnabled), keepAllFailures: verbose,
-            resumeAt: resumeAt ?? 1, interrupt: interrupt)
+            resumeAt: resumeAt ?? 1, interrupts: interrupts)
         let fatal: (any Error)?
         do {
             try await importer.run()
@@ -186,7 +188,7 @@ struct Import: AsyncParsableCommand {
         switch importer.stop {
         case .interrupted?:
             FileHandle.standardError.write(Data("Interrupted.\n".utf8))
-            throw ExitCode(130)
+            throw ExitCode(Interrupts.exitStatus)
         case .refused(let message)?, .lost(let message)?:
             throw CommandFailure("the import stopped: \(message)")
         case nil:
@@ -219,27 +221,6 @@ struct Import: AsyncParsableCommand {
     }
 }
 
-/// Ctrl-C during an import: the first one asks the import to stop (it finishes what is in
-/// flight and prints its summary); after it, SIGINT's default action is back, so a second one
-/// ends the process at once. A plain signal handler that sets an atomic flag: nothing else
-/// happens in signal context.
-final class Interrupt: Sendable {
-    private static let fired = Atomic<Bool>(false)
-
-    var isFired: Bool { Self.fired.load(ordering: .relaxed) }
-
-    static func install() -> Interrupt {
-        fired.store(false, ordering: .relaxed)
-        signal(SIGINT) { _ in
-            Interrupt.fired.store(true, ordering: .relaxed)
-            signal(SIGINT, SIG_DFL)
-        }
-        return Interrupt()
-    }
-
-    func uninstall() { signal(SIGINT, SIG_DFL) }
-}
-
 /// Sends rows in batches, pipelined, and tallies the outcome: every row read lands in exactly
 /// one count.
 final class Importer {
@@ -250,7 +231,7 @@ final class Importer {
     let requestBudget: Int
     let progress: ProgressLine
     let resumeAt: Int
-    let interrupt: Interrupt?
+    let interrupts: Interrupts?
 
     /// Why the import stopped before the end of the input.
     enum Stop {
@@ -310,7 +291,7 @@ final class Importer {
 
     init(
         client: RPCClient, source: any ImportRowSource, batchSize: Int, maxInFlight: Int, requestBudget: Int, progress: ProgressLine,
-        keepAllFailures: Bool, resumeAt: Int = 1, interrupt: Interrupt? = nil
+        keepAllFailures: Bool, resumeAt: Int = 1, interrupts: Interrupts? = nil
     ) {
         self.keepAllFailures = keepAllFailures
         self.client = client
@@ -320,7 +301,7 @@ final class Importer {
         self.requestBudget = requestBudget
         self.progress = progress
         self.resumeAt = resumeAt
-        self.interrupt = interrupt
+        self.interrupts = interrupts
     }
 
     /// The first input line to send again: every row before it is in (imported or reported
@@ -361,7 +342,7 @@ final class Importer {
                 while inFlight.count >= maxInFlight || inFlight.values.contains(where: { !$0.isDisjoint(with: batch.keys) }) {
                     await settleOne()
                 }
-                if stop == nil, interrupt?.isFired == true { stop = .interrupted }
+                if stop == nil, interrupts?.isFired == true { stop = .interrupted }
                 guard stop == nil else { return leaveUnsent(batch) }
                 inFlight[batch.id] = batch.keys
                 inFlightFirstLine[batch.id] = batch.lines[0]
@@ -369,7 +350,7 @@ final class Importer {
             }
 
             while true {
-                if stop == nil, interrupt?.isFired == true { stop = .interrupted }
+                if stop == nil, interrupts?.isFired == true { stop = .interrupted }
                 let row: ImportRow?
                 do {
                     row = try source.next()
@@ -388,7 +369,7 @@ final class Importer {
                     // Rows past the stop are counted, not sent; after Ctrl-C only the first is read.
                     notSent += 1
                     notIn(row.line)
-                    if interrupt?.isFired == true {
+                    if interrupts?.isFired == true {
                         restUnread = true
                         break
                     }
