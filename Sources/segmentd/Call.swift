@@ -54,6 +54,10 @@ struct Call: AsyncParsableCommand {
         let outputClosed = Mutex(false)
         let running = Mutex<Task<JSONValue, any Error>?>(nil)
         let method = self.method
+        // Installed before the call starts: a Ctrl-C from then on cancels it (rpc.cancel)
+        // instead of killing the process. One that comes before the task is stored in
+        // `running` is caught by the isFired check after storing it.
+        let interrupts = Interrupts { running.withLock { $0?.cancel() } }
         let call = Task {
             try await client.call(method, value) { name, params in
                 let line = JSONValue.object(["jsonrpc": "2.0", "method": .string(name), "params": params]).serialized()
@@ -65,7 +69,7 @@ struct Call: AsyncParsableCommand {
             }
         }
         running.withLock { $0 = call }
-        let interrupts = Interrupts { call.cancel() }
+        if interrupts.isFired { call.cancel() }
         let outcome = await call.result
         interrupts.stop()
         try? await client.close()
