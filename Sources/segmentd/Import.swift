@@ -137,7 +137,7 @@ struct Import: AsyncParsableCommand {
         }
         let columnMaps = try maps.map(ColumnMap.init)
         let reader = try ChunkReader(path: file)
-        let client = try await CLIClient.open(socket: socket, tcp: tcp, token: token)
+        let client = try await CLIConnection.open(socket: socket, tcp: tcp, token: token)
         defer { Task { try? await client.close() } }
 
         let hello = try await CLIClient.call(client, "rpc.hello")
@@ -519,13 +519,8 @@ final class Importer {
     }
 }
 
-/// Connection helpers shared by import and export: clear messages instead of NIO's.
+/// Call helpers shared by import and export: clear messages instead of NIO's.
 enum CLIClient {
-    /// `CLIConnection.open`, which words connection failures for every subcommand.
-    static func open(socket: String, tcp: String?, token: String?) async throws -> RPCClient {
-        try await CLIConnection.open(socket: socket, tcp: tcp, token: token)
-    }
-
     /// A call whose error reply becomes a fatal, readable error.
     static func call(_ client: RPCClient, _ method: String, _ params: JSONValue = .object([:])) async throws -> JSONValue {
         do {
