@@ -118,36 +118,3 @@ enum StandardOutput {
         }
     }
 }
-
-/// Opens a client the way every subcommand does: TCP with the token's hello, or the socket.
-/// Failures are worded once, here: no server, or a refused token.
-enum CLIConnection {
-    static func open(socket: String, tcp: String?, token: String?) async throws -> RPCClient {
-        guard let tcp else {
-            do {
-                return try await RPCClient.connect(unixPath: socket)
-            } catch {
-                throw CLIErrors.cannotConnect(socket, error)
-            }
-        }
-        guard let colon = tcp.lastIndex(of: ":"), let port = Int(tcp[tcp.index(after: colon)...]) else {
-            throw ValidationError("--tcp must be HOST:PORT")
-        }
-        let client: RPCClient
-        do {
-            client = try await RPCClient.connect(host: String(tcp[..<colon]), port: port)
-        } catch {
-            throw CLIErrors.cannotConnect(tcp, error)
-        }
-        // No token at all is sent as none, so the server answers "token required".
-        let secret = token ?? ProcessInfo.processInfo.environment["SEGMENTD_TOKEN"] ?? ""
-        do {
-            _ = try await client.call("rpc.hello", secret.isEmpty ? [:] : ["token": .string(secret)])
-        } catch {
-            try? await client.close()
-            throw CommandFailure("segmentd at \(tcp) refused the connection: " + CLIErrors.text(of: error, method: "rpc.hello")
-                + (secret.isEmpty ? " (pass --token or set SEGMENTD_TOKEN)" : ""))
-        }
-        return client
-    }
-}
