@@ -106,6 +106,7 @@ final class Importer {
             var inFlight: [Int: Set<String>] = [:]
             var nextID = 0
             var current = Batch(id: nextID)
+            var lastLineRead: Int?
 
             func settleOne() async {
                 guard let outcome = await group.next() else {
@@ -138,10 +139,15 @@ final class Importer {
                 } catch {
                     inputError = error
                     inputFailed = true
+                    // Every row read is counted: the first line not in is the one after the
+                    // last row read (or --resume-at, when every row read came before it), even
+                    // when no batch is left waiting to be sent.
+                    notIn(max(resumeAt, (lastLineRead ?? 0) + 1))
                     break
                 }
                 guard let row else { break }
                 rows += 1
+                lastLineRead = row.line
                 if row.line < resumeAt {
                     skipped += 1
                     continue
