@@ -1,5 +1,4 @@
 import ArgumentParser
-import Dispatch
 import Foundation
 import LineRPC
 import Synchronization
@@ -40,8 +39,8 @@ struct Call: AsyncParsableCommand {
 
     /// Exit status when the result lists failed items.
     static let failedItemsStatus: Int32 = 2
-    /// Exit status after Ctrl-C (128 + SIGINT, what shells report for an interrupted command).
-    static let interruptedStatus: Int32 = 130
+    /// Exit status after Ctrl-C.
+    static let interruptedStatus = Interrupts.exitStatus
 
     func run() async throws {
         var text = params ?? "{}"
@@ -55,6 +54,10 @@ struct Call: AsyncParsableCommand {
         let outputClosed = Mutex(false)
         let running = Mutex<Task<JSONValue, any Error>?>(nil)
         let method = self.method
+        // Installed before the call starts: a Ctrl-C from then on cancels it (rpc.cancel)
+        // instead of killing the process. One that comes before the task is stored in
+        // `running` is caught by the isFired check after storing it.
+        let interrupts = Interrupts { running.withLock { $0?.cancel() } }
         let call = Task {
             try await client.call(method, value) { name, params in
                 let line = JSONValue.object(["jsonrpc": "2.0", "method": .string(name), "params": params]).serialized()
@@ -66,7 +69,7 @@ struct Call: AsyncParsableCommand {
             }
         }
         running.withLock { $0 = call }
-        let interrupts = Interrupts { call.cancel() }
+        if interrupts.isFired { call.cancel() }
         let outcome = await call.result
         interrupts.stop()
         try? await client.close()
@@ -113,67 +116,5 @@ enum StandardOutput {
             }
             return true
         }
-    }
-}
-
-/// Ctrl-C while a call runs: the first SIGINT runs `onFirst` (cancelling the call, which sends
-/// `rpc.cancel` and waits for the final reply); a second one exits at once with 130.
-final class Interrupts: @unchecked Sendable {
-    private final class Counter: Sendable {
-        let value = Atomic<Int>(0)
-    }
-
-    private let source: any DispatchSourceSignal
-    private let received = Counter()
-
-    init(onFirst: @escaping @Sendable () -> Void) {
-        signal(SIGINT, SIG_IGN)
-        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        let received = self.received
-        source.setEventHandler {
-            let (_, count) = received.value.add(1, ordering: .sequentiallyConsistent)
-            if count == 1 { onFirst() } else { exit(Call.interruptedStatus) }
-        }
-        source.resume()
-    }
-
-    var count: Int { received.value.load(ordering: .sequentiallyConsistent) }
-
-    func stop() {
-        source.cancel()
-        signal(SIGINT, SIG_DFL)
-    }
-}
-
-/// Opens a client the way every subcommand does: TCP with the token's hello, or the socket.
-/// Failures are worded once, here: no server, or a refused token.
-enum CLIConnection {
-    static func open(socket: String, tcp: String?, token: String?) async throws -> RPCClient {
-        guard let tcp else {
-            do {
-                return try await RPCClient.connect(unixPath: socket)
-            } catch {
-                throw CLIErrors.cannotConnect(socket, error)
-            }
-        }
-        guard let colon = tcp.lastIndex(of: ":"), let port = Int(tcp[tcp.index(after: colon)...]) else {
-            throw ValidationError("--tcp must be HOST:PORT")
-        }
-        let client: RPCClient
-        do {
-            client = try await RPCClient.connect(host: String(tcp[..<colon]), port: port)
-        } catch {
-            throw CLIErrors.cannotConnect(tcp, error)
-        }
-        // No token at all is sent as none, so the server answers "token required".
-        let secret = token ?? ProcessInfo.processInfo.environment["SEGMENTD_TOKEN"] ?? ""
-        do {
-            _ = try await client.call("rpc.hello", secret.isEmpty ? [:] : ["token": .string(secret)])
-        } catch {
-            try? await client.close()
-            throw CommandFailure("segmentd at \(tcp) refused the connection: " + CLIErrors.text(of: error, method: "rpc.hello")
-                + (secret.isEmpty ? " (pass --token or set SEGMENTD_TOKEN)" : ""))
-        }
-        return client
     }
 }

@@ -70,7 +70,7 @@ struct Export: AsyncParsableCommand {
             throw CommandFailure("refusing to write gzip data to a terminal; use -o FILE or redirect stdout")
         }
 
-        let client = try await CLIClient.open(socket: socket, tcp: tcp, token: token)
+        let client = try await CLIConnection.open(socket: socket, tcp: tcp, token: token)
         defer { Task { try? await client.close() } }
         let id = try await Self.resolve(segment, client: client)
 

@@ -1,14 +1,7 @@
 import ArgumentParser
 import Foundation
 import LineRPC
-import Synchronization
 import WireJSON
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// `segmentd import FILE`: bulk upsert of contacts from CSV or NDJSON (optionally gzipped).
 struct Import: AsyncParsableCommand {
@@ -137,7 +130,7 @@ struct Import: AsyncParsableCommand {
         }
         let columnMaps = try maps.map(ColumnMap.init)
         let reader = try ChunkReader(path: file)
-        let client = try await CLIClient.open(socket: socket, tcp: tcp, token: token)
+        let client = try await CLIConnection.open(socket: socket, tcp: tcp, token: token)
         defer { Task { try? await client.close() } }
 
         let hello = try await CLIClient.call(client, "rpc.hello")
@@ -166,12 +159,14 @@ struct Import: AsyncParsableCommand {
             source = csv
         }
 
-        let interrupt = Interrupt.install()
-        defer { interrupt.uninstall() }
+        // The first Ctrl-C asks the import to stop (it finishes what is in flight and prints
+        // its summary); a second one ends the process at once.
+        let interrupts = Interrupts()
+        defer { interrupts.stop() }
         let importer = Importer(
             client: client, source: source, batchSize: batch, maxInFlight: inFlight, requestBudget: budget,
             progress: ProgressLine(enabled: ProgressMode(rawValue: progress)!.isEnabled), keepAllFailures: verbose,
-            resumeAt: resumeAt ?? 1, interrupt: interrupt)
+            resumeAt: resumeAt ?? 1, interrupts: interrupts)
         let fatal: (any Error)?
         do {
             try await importer.run()
@@ -186,7 +181,7 @@ struct Import: AsyncParsableCommand {
         switch importer.stop {
         case .interrupted?:
             FileHandle.standardError.write(Data("Interrupted.\n".utf8))
-            throw ExitCode(130)
+            throw ExitCode(Interrupts.exitStatus)
         case .refused(let message)?, .lost(let message)?:
             throw CommandFailure("the import stopped: \(message)")
         case nil:
@@ -216,348 +211,5 @@ struct Import: AsyncParsableCommand {
             (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || "-_./,:=+@%".utf8.contains(b)
         }
         return safe && !word.isEmpty ? word : "'" + word.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
-    }
-}
-
-/// Ctrl-C during an import: the first one asks the import to stop (it finishes what is in
-/// flight and prints its summary); after it, SIGINT's default action is back, so a second one
-/// ends the process at once. A plain signal handler that sets an atomic flag: nothing else
-/// happens in signal context.
-final class Interrupt: Sendable {
-    private static let fired = Atomic<Bool>(false)
-
-    var isFired: Bool { Self.fired.load(ordering: .relaxed) }
-
-    static func install() -> Interrupt {
-        fired.store(false, ordering: .relaxed)
-        signal(SIGINT) { _ in
-            Interrupt.fired.store(true, ordering: .relaxed)
-            signal(SIGINT, SIG_DFL)
-        }
-        return Interrupt()
-    }
-
-    func uninstall() { signal(SIGINT, SIG_DFL) }
-}
-
-/// Sends rows in batches, pipelined, and tallies the outcome: every row read lands in exactly
-/// one count.
-final class Importer {
-    let client: RPCClient
-    let source: any ImportRowSource
-    let batchSize: Int
-    let maxInFlight: Int
-    let requestBudget: Int
-    let progress: ProgressLine
-    let resumeAt: Int
-    let interrupt: Interrupt?
-
-    /// Why the import stopped before the end of the input.
-    enum Stop {
-        /// The server refused a batch unread: it is shutting down or overloaded.
-        case refused(String)
-        /// The connection was lost (or a batch was cancelled) before a reply.
-        case lost(String)
-        /// Ctrl-C.
-        case interrupted
-    }
-
-    private(set) var rows = 0
-    private(set) var created = 0
-    private(set) var updated = 0
-    private(set) var failedCount = 0
-    private(set) var refused = 0
-    private(set) var unconfirmed = 0
-    private(set) var notSent = 0
-    private(set) var skipped = 0
-    private(set) var stop: Stop?
-    /// After Ctrl-C the input past the first row not sent is left unread.
-    private(set) var restUnread = false
-    /// Reading the input failed (the error is thrown once the batches in flight are answered).
-    private(set) var inputFailed = false
-    /// The first line of each row not certainly in: batches in flight or whose reply did not
-    /// say what happened, and the first row not sent. The smallest is where to resume.
-    private var inFlightFirstLine: [Int: Int] = [:]
-    private var firstLineNotIn: Int?
-    /// Failed lines to list: all of them with --verbose, else the first `shown` by line (kept
-    /// bounded, so a file of a million bad rows does not hold a million messages).
-    private var failures: [(line: Int, message: String)] = []
-    let keepAllFailures: Bool
-    static let shown = 20
-
-    struct Batch: Sendable {
-        var id: Int
-        var lines: [Int] = []
-        var documents: [JSONValue] = []
-        var keys: Set<String> = []
-        var bytes = 0
-    }
-
-    struct Outcome: Sendable {
-        enum Kind: Sendable {
-            case answered
-            case refused(String)
-            case unconfirmed(String)
-        }
-        var id: Int
-        var rows: Int
-        var firstLine: Int
-        var kind = Kind.answered
-        var created = 0
-        var updated = 0
-        var failures: [(line: Int, message: String)] = []
-    }
-
-    init(
-        client: RPCClient, source: any ImportRowSource, batchSize: Int, maxInFlight: Int, requestBudget: Int, progress: ProgressLine,
-        keepAllFailures: Bool, resumeAt: Int = 1, interrupt: Interrupt? = nil
-    ) {
-        self.keepAllFailures = keepAllFailures
-        self.client = client
-        self.source = source
-        self.batchSize = batchSize
-        self.maxInFlight = maxInFlight
-        self.requestBudget = requestBudget
-        self.progress = progress
-        self.resumeAt = resumeAt
-        self.interrupt = interrupt
-    }
-
-    /// The first input line to send again: every row before it is in (imported or reported
-    /// failed); nil when every row is.
-    var resumeLine: Int? { ([firstLineNotIn].compactMap { $0 } + inFlightFirstLine.values).min() }
-
-    private func notIn(_ line: Int) { firstLineNotIn = min(firstLineNotIn ?? line, line) }
-
-    private func leaveUnsent(_ batch: Batch) {
-        guard let first = batch.lines.first else { return }
-        notSent += batch.lines.count
-        notIn(first)
-    }
-
-    /// Sends every row; an error reading the input is thrown once the batches in flight are
-    /// answered, so their rows are counted too.
-    func run() async throws {
-        let client = self.client
-        var inputError: (any Error)?
-        await withTaskGroup(of: Outcome.self) { group in
-            var inFlight: [Int: Set<String>] = [:]
-            var nextID = 0
-            var current = Batch(id: nextID)
-
-            func settleOne() async {
-                guard let outcome = await group.next() else {
-                    inFlight.removeAll()  // nothing left running: never loop on a stale entry
-                    inFlightFirstLine.removeAll()
-                    return
-                }
-                inFlight[outcome.id] = nil
-                inFlightFirstLine[outcome.id] = nil
-                tally(outcome)
-            }
-            func send(_ batch: Batch) async {
-                guard !batch.documents.isEmpty else { return }
-                // Bounded: each pass settles one in-flight batch, and there are at most maxInFlight.
-                while inFlight.count >= maxInFlight || inFlight.values.contains(where: { !$0.isDisjoint(with: batch.keys) }) {
-                    await settleOne()
-                }
-                if stop == nil, interrupt?.isFired == true { stop = .interrupted }
-                guard stop == nil else { return leaveUnsent(batch) }
-                inFlight[batch.id] = batch.keys
-                inFlightFirstLine[batch.id] = batch.lines[0]
-                group.addTask { await Self.upsert(client, batch) }
-            }
-
-            while true {
-                if stop == nil, interrupt?.isFired == true { stop = .interrupted }
-                let row: ImportRow?
-                do {
-                    row = try source.next()
-                } catch {
-                    inputError = error
-                    inputFailed = true
-                    break
-                }
-                guard let row else { break }
-                rows += 1
-                if row.line < resumeAt {
-                    skipped += 1
-                    continue
-                }
-                if stop != nil {
-                    // Rows past the stop are counted, not sent; after Ctrl-C only the first is read.
-                    notSent += 1
-                    notIn(row.line)
-                    if interrupt?.isFired == true {
-                        restUnread = true
-                        break
-                    }
-                    continue
-                }
-                switch row {
-                case .failure(let line, let message):
-                    recordFailures([(line, message)])
-                case .contact(let line, let document, let key, let bytes):
-                    if current.bytes + bytes + 1 > requestBudget || current.documents.count >= batchSize {
-                        await send(current)
-                        nextID += 1
-                        current = Batch(id: nextID)
-                    }
-                    if stop != nil {
-                        notSent += 1
-                        notIn(line)
-                    } else {
-                        current.lines.append(line)
-                        current.documents.append(document)
-                        if let key { current.keys.insert(key) }
-                        current.bytes += bytes + 1
-                    }
-                }
-                if rows & 255 == 0 { drawProgress() }
-            }
-            if inputError == nil { await send(current) } else { leaveUnsent(current) }
-            while !inFlight.isEmpty { await settleOne() }
-        }
-        drawProgress(force: true)
-        if let inputError { throw inputError }
-    }
-
-    private func recordFailures(_ new: [(line: Int, message: String)]) {
-        failedCount += new.count
-        failures += new
-        if !keepAllFailures && failures.count > 50 * Self.shown {
-            failures = Array(failures.sorted { $0.line < $1.line }.prefix(Self.shown))
-        }
-    }
-
-    private func tally(_ outcome: Outcome) {
-        switch outcome.kind {
-        case .answered:
-            created += outcome.created
-            updated += outcome.updated
-            recordFailures(outcome.failures)
-        case .refused(let message):
-            refused += outcome.rows
-            notIn(outcome.firstLine)
-            if stop == nil { stop = .refused(message) }
-        case .unconfirmed(let message):
-            unconfirmed += outcome.rows
-            notIn(outcome.firstLine)
-            if stop == nil { stop = .lost(message) }
-        }
-        drawProgress()
-    }
-
-    /// One contacts.upsert call; item failures map back to file lines. An error reply for the
-    /// whole call fails its rows (the import goes on), except `shutting_down` and `overloaded`:
-    /// those rows were not looked at. A lost connection or a cancelled call leaves them unconfirmed.
-    static func upsert(_ client: RPCClient, _ batch: Batch) async -> Outcome {
-        var outcome = Outcome(id: batch.id, rows: batch.lines.count, firstLine: batch.lines[0])
-        do {
-            let result = try await client.call("contacts.upsert", ["contacts": .array(batch.documents)])
-            outcome.created = Int(result["created"]?.intValue ?? 0)
-            outcome.updated = Int(result["updated"]?.intValue ?? 0)
-            for item in result["failed"]?.arrayValue ?? [] {
-                guard let index = item["index"]?.intValue.map(Int.init), batch.lines.indices.contains(index) else { continue }
-                outcome.failures.append((batch.lines[index], Self.localMessage(item["error"]?.stringValue ?? "refused", index: index)))
-            }
-        } catch let error as RPCError where error.code == RPCError.shuttingDown().code {
-            outcome.kind = .refused("the server is shutting down")
-        } catch let error as RPCError where error.code == RPCError.overloaded("").code {
-            outcome.kind = .refused("the server is overloaded (\(error.message)); a lower --in-flight may help")
-        } catch let error as RPCError where error.code == RPCError.cancelled().code {
-            outcome.kind = .unconfirmed("the server cancelled a batch (\(error.message)); its rows may or may not be in")
-        } catch let error as RPCError {
-            let message = "the batch was refused: \(error.message)"
-            outcome.failures = batch.lines.map { ($0, message) }
-        } catch {
-            outcome.kind = .unconfirmed("lost the connection to segmentd: \(error)")
-        }
-        return outcome
-    }
-
-    /// `contacts[17].email: not an email address` → `email: not an email address`.
-    static func localMessage(_ message: String, index: Int) -> String {
-        for prefix in ["contacts[\(index)].", "contacts[\(index)]: ", "contacts[\(index)]"] where message.hasPrefix(prefix) {
-            return String(message.dropFirst(prefix.count))
-        }
-        return message
-    }
-
-    private func drawProgress(force: Bool = false) {
-        guard progress.enabled else { return }
-        let reader = source.reader
-        // Rows the server has answered for (and rows that failed before sending); the percentage
-        // is of the file read, which runs ahead by at most the batches in flight.
-        let (done, read, total) = (created + updated + failedCount + refused + unconfirmed, reader.bytesRead, reader.totalBytes)
-        progress.update(force: force) { elapsed in
-            let rate = "\(ProgressLine.count(done)) rows  \(ProgressLine.rate(Double(done), over: elapsed)) rows/s"
-            guard total > 0 else { return rate + "  \(ProgressLine.bytes(read)) read" }  // stdin: no size to measure against
-            let fraction = Double(read) / Double(total)
-            return "\(ProgressLine.bar(fraction)) \(String(format: "%3d", Int(fraction * 100)))%  " + rate
-                + "  ETA \(ProgressLine.eta(fraction: fraction, elapsed: elapsed))"
-        }
-    }
-
-    /// The summary printed to stdout. `resumeCommand` gives the command line that resumes at a line.
-    func summary(file: String, verbose: Bool, defined: [FieldInfo] = [], resumeCommand: (Int) -> String) -> String {
-        let elapsed = progress.elapsed
-        let name = file == "-" ? "standard input" : file
-        let stopped = stop != nil || inputFailed
-        var out = "\(stopped ? "Import of \(name) stopped" : "Imported \(name)"): \(ProgressLine.count(rows)) row\(rows == 1 ? "" : "s")"
-        if restUnread { out += " read" }
-        out += " in \(String(format: "%.1f", elapsed)) s" + (elapsed >= 0.05 ? " (\(ProgressLine.rate(Double(rows), over: elapsed)) rows/s)\n" : "\n")
-        if !defined.isEmpty { out += "Defined fields: " + defined.map { "\($0.name) (\($0.type))" }.joined(separator: ", ") + "\n" }
-        func count(_ label: String, _ n: Int, _ note: String = "", always: Bool = false) {
-            guard always || n > 0 else { return }
-            out += "  " + (label + ":").padding(toLength: 13, withPad: " ", startingAt: 0) + "\(n)" + (note.isEmpty ? "" : "  (\(note))") + "\n"
-        }
-        count("created", created, always: true)
-        count("updated", updated, always: true)
-        count("failed", failedCount, always: true)
-        if case .refused(let reason)? = stop { count("refused", refused, "not written: \(reason)") } else { count("refused", refused, "not written") }
-        count("unconfirmed", unconfirmed, "sent, but no reply came: maybe written")
-        count("not sent", notSent, restUnread ? "the import stopped; the input after them was not read" : "the import stopped")
-        count("skipped", skipped, "before --resume-at \(resumeAt)")
-        let sorted = failures.sorted { $0.line < $1.line }
-        let shown = verbose ? sorted[...] : sorted.prefix(Self.shown)
-        if !shown.isEmpty { out += "Failed rows:\n" }
-        for failure in shown {
-            out += "  line \(failure.line): \(failure.message.replacingOccurrences(of: "\n", with: "\\n"))\n"
-        }
-        if shown.count < failedCount { out += "  … and \(failedCount - shown.count) more (--verbose lists them all)\n" }
-        if stopped {
-            if let resume = resumeLine {
-                out += "Last line certainly in: \(resume - 1) (every row before line \(resume) was imported or is listed as failed)\n"
-                out += "To resume: \(resumeCommand(resume))\n"
-            } else {
-                out += "Every row read is in (imported or listed as failed).\n"
-            }
-        }
-        return out
-    }
-}
-
-/// Connection helpers shared by import and export: clear messages instead of NIO's.
-enum CLIClient {
-    /// `CLIConnection.open`, which words connection failures for every subcommand.
-    static func open(socket: String, tcp: String?, token: String?) async throws -> RPCClient {
-        try await CLIConnection.open(socket: socket, tcp: tcp, token: token)
-    }
-
-    /// A call whose error reply becomes a fatal, readable error.
-    static func call(_ client: RPCClient, _ method: String, _ params: JSONValue = .object([:])) async throws -> JSONValue {
-        do {
-            return try await client.call(method, params)
-        } catch {
-            throw describe(error, method: method)
-        }
-    }
-
-    static func describe(_ error: any Error, method: String? = nil) -> any Error {
-        switch error {
-        case is CommandFailure, is ExitCode, is ValidationError: return error
-        default: return CommandFailure(CLIErrors.text(of: error, method: method))
-        }
     }
 }

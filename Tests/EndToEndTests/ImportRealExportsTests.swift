@@ -200,6 +200,40 @@ import Glibc
         try await server.stop()
     }
 
+    @Test func unreadableInputAfterOnlyFailedRowsSaysWhereToResume() async throws {
+        let server = try await TestServer.start()
+        // 30 rows that each fail alone (three fields), then 30 good ones. The truncated copy
+        // ends after the bad rows: when it fails, no batch is waiting to be sent.
+        var text = "email,name\n"
+        for i in 0..<30 { text += "bad\(i)@example.com,Bad,\(i)\n" }
+        let badEnd = text.utf8.count
+        for i in 0..<30 { text += "good\(i)@example.com,Good \(i)\n" }
+        let bytes = Array(text.utf8)
+        let gzip = try GzipCompressor(level: 6)
+        let readable = try gzip.flush(Array(bytes[..<badEnd]))  // decodes to the header and every bad row
+        let whole = readable + (try gzip.compress(Array(bytes[badEnd...]))) + (try gzip.finish())
+        let truncated = server.directory + "/truncated.bin"
+        let intact = server.directory + "/intact.bin"
+        try Data(readable).write(to: URL(fileURLWithPath: truncated))
+        try Data(whole).write(to: URL(fileURLWithPath: intact))
+
+        let stopped = try await Self.importStdin(server, input: truncated, [])
+        #expect(stopped.status == 1, "\(stopped.out) \(stopped.err)")
+        #expect(stopped.err.contains("truncated gzip data"), "\(stopped.err)")
+        #expect(stopped.out.hasPrefix("Import of standard input stopped: 30 rows"), "\(stopped.out)")
+        #expect(Self.tally(stopped.out, "failed") == 30, "\(stopped.out)")
+        #expect(!stopped.out.contains("Every row read is in"), "\(stopped.out)")
+        let point = try #require(Self.resumePoint(stopped.out), "a resume line: \(stopped.out)")
+        #expect(point.lastIn == 31 && point.resumeAt == 32, "the line after the last row read: \(stopped.out)")
+
+        // The intact input resumed there: the bad rows are skipped, the good ones imported.
+        let resumed = try await Self.importStdin(server, input: intact, ["--resume-at", String(point.resumeAt)])
+        #expect(resumed.status == 0, "\(resumed.out) \(resumed.err)")
+        #expect(Self.tally(resumed.out, "skipped") == 30 && Self.tally(resumed.out, "created") == 30, "\(resumed.out)")
+        #expect(server.app.engine.snapshot.contactCount == 30)
+        try await server.stop()
+    }
+
     // MARK: Interrupted imports
 
     /// A book of `count` rows (every 500th a bad email) and each row's first line.
