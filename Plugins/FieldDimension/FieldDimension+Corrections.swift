@@ -4,9 +4,7 @@ import WireJSON
 /// `fields.rename` and `fields.delete`: undoing a mistaken `fields.define` or import.
 extension FieldDimension {
     var correctionMethods: [DimensionMethod] {
-        let segmentList: JSONValue = [
-            "type": "array", "items": ["type": "object", "properties": ["id": ["type": "integer"], "name": ["type": "string"]]],
-        ]
+        let segmentList = Segment.referenceListSchema
         return [
             DimensionMethod(
                 name: "fields.rename",
@@ -100,7 +98,7 @@ extension FieldDimension {
         let using = Self.segments(naming: field, in: context.book, dimension: name)
         if !using.isEmpty && !force {
             throw SegmentError.conflict(
-                "field \(field) is used by \(Self.list(using)); change the rules that name it first, or pass force: true")
+                "field \(field) is used by \(Segment.describe(using)); change the rules that name it first, or pass force: true")
         }
         let holders = Self.holders(of: field, index: index, book: context.book)
         index.undefine(field)
@@ -124,11 +122,6 @@ extension FieldDimension {
             "deleted": .string(field), "cleared": .int(Int64(holders.count)), "segments": .array(using.map(\.reference)),
             "deleted_triggers": .array(deletedTriggers.sorted().map { .int($0) }),
         ]
-    }
-
-    /// `2 "VIP customers", 4 "Jakarta"`: how refusals name segments.
-    static func list(_ segments: [Segment]) -> String {
-        (segments.count == 1 ? "segment " : "segments ") + segments.map { "\($0.id) \"\($0.name)\"" }.joined(separator: ", ")
     }
 
     /// Live contacts with a value of `field`.

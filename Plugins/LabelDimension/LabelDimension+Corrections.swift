@@ -4,9 +4,7 @@ import WireJSON
 /// `labels.rename` and `labels.delete`: undoing a mistaken label across the whole book.
 extension LabelDimension {
     var correctionMethods: [DimensionMethod] {
-        let segmentList: JSONValue = [
-            "type": "array", "items": ["type": "object", "properties": ["id": ["type": "integer"], "name": ["type": "string"]]],
-        ]
+        let segmentList = Segment.referenceListSchema
         return [
             DimensionMethod(
                 name: "labels.rename",
@@ -151,7 +149,7 @@ extension LabelDimension {
         guard let entry = index.labels[key] else { throw SegmentError.notFound("no label \(try params.string("name"))") }
         let using = Self.segments(naming: key, in: context.book, dimension: name)
         if !using.isEmpty && !force {
-            let list = (using.count == 1 ? "segment " : "segments ") + using.map { "\($0.id) \"\($0.name)\"" }.joined(separator: ", ")
+            let list = Segment.describe(using)
             throw SegmentError.conflict("label \(entry.name) is used by \(list); change the rules that name it first, or pass force: true")
         }
         let members = entry.members.intersection(context.book.alive)

@@ -46,6 +46,17 @@ extension Segment {
 
     /// `{"id": …, "name": …}`, how replies list the segments a correction rewrote or would break.
     public var reference: JSONValue { ["id": .int(id), "name": .string(name)] }
+
+    /// The JSON Schema of a list of ``reference``s, for `rpc.discover`.
+    public static let referenceListSchema: JSONValue = [
+        "type": "array", "items": ["type": "object", "properties": ["id": ["type": "integer"], "name": ["type": "string"]]],
+    ]
+
+    /// `segment 2 "VIP customers"`, `segments 2 "VIP customers", 4 "Jakarta"`: how refusals
+    /// name the segments in the way.
+    public static func describe(_ segments: [Segment]) -> String {
+        (segments.count == 1 ? "segment " : "segments ") + segments.map { "\($0.id) \"\($0.name)\"" }.joined(separator: ", ")
+    }
 }
 
 extension WriteContext {
