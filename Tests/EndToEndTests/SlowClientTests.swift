@@ -96,9 +96,12 @@ import Glibc
         var silent: [RawSocket] = []
         for _ in 0..<silentCount { silent.append(try RawSocket(path: server.socketPath)) }
         let badOpenedAt = ContinuousClock.now
-        try await Task.sleep(for: .milliseconds(200))
+        // The server registers each connection when its task starts: wait for that (bounded)
+        // rather than a fixed pause a loaded machine can outlast.
+        let expectedOpen = 1 + stalledCount + halfCount + silentCount
+        _ = await waitUntil { server.app.server.statistics().connectionsOpen >= expectedOpen }
         let openWithBad = server.app.server.statistics().connectionsOpen
-        #expect(openWithBad == 1 + stalledCount + halfCount + silentCount, "open: \(openWithBad)")
+        #expect(openWithBad == expectedOpen, "open: \(openWithBad)")
 
         // Served at normal speed meanwhile.
         let withBad = try await sample(before: badOpenedAt + Self.lineTimeout - .milliseconds(1000))

@@ -33,5 +33,5 @@ extension Trait where Self == OwnThreadsTrait {
 public enum TestThreads {
     /// Far more threads than cores on purpose: a busy test (or one blocked in a read or a
     /// `waitpid`) should cost the others a share of the CPU, not a place in a queue.
-    public static let shared = WorkerThreads(name: "tests", count: 32)
+    public static let shared = WorkerThreads(name: "tests", count: 64)
 }
