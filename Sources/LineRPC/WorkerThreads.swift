@@ -87,11 +87,14 @@ public final class WorkerThreads: TaskExecutor, Sendable {
         self.name = name
         self.count = max(1, count)
         for index in 0..<self.count {
+            let threadName = "\(name)-\(index)"
             let thread = Thread { [self] in
+                // Named from inside: on Linux a name set before start() does not reach the
+                // thread (it showed as libdispatch's "root.default-qos" in debuggers).
+                Thread.current.name = threadName
                 let executor = self.asUnownedTaskExecutor()
                 while let job = self.queue.pop() { job.runSynchronously(on: executor) }
             }
-            thread.name = "\(name)-\(index)"
             thread.start()
         }
     }
