@@ -20,7 +20,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds between re-evaluations of time-dependent triggers.") var reevaluateEvery = 60
     @Option(help: "Days trigger events are kept.") var eventRetentionDays = 30.0
     @Option(help: "Most trigger events kept.") var eventRetentionCount = 1_000_000
-    @Option(help: "Seconds an events.subscribe client may take nothing off its connection while an event waits before its subscription ends with -32004 naming the cursor to resume after. Reading is seen in ~100 KB steps: raise it for consumers slower than ~2 KB/s (up to 300).")
+    @Option(help: "Seconds an events.subscribe client may take nothing off its connection while an event waits before its subscription ends with -32004 naming the cursor to resume after. Reading is seen in ~100 KB steps: raise it for consumers slower than ~2 KB/s. Accepted up to 86400, but useful only below the 300 s connection stall limit (a warning says so).")
     var subscriberTimeout = 60.0
     @Option(help: "Deprecated and ignored: subscribers read the event log at their own pace and are no longer dropped for falling behind.")
     var subscriberQueue: Int?
