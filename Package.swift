@@ -80,6 +80,7 @@ let package = Package(
                 "StatusDimension", "FieldDimension", "LabelDimension", "FunnelDimension", "EngagementDimension",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

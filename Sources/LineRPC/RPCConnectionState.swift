@@ -16,6 +16,8 @@ final class RPCConnectionState: Sendable {
         var anonymous: [ObjectIdentifier: RequestHandle] = [:]
         var inFlight = 0
         var authenticated: Bool
+        /// What the authenticator returned for this connection's token (TCP only).
+        var credential: (any Sendable)?
         var failedHellos = 0
         var closeRequested = false
         var lastActivity = ContinuousClock.now
@@ -113,7 +115,16 @@ final class RPCConnectionState: Sendable {
 
     var isAuthenticated: Bool { state.withLock { $0.authenticated } }
 
-    func authenticate() { state.withLock { $0.authenticated = true } }
+    /// Who the connection authenticated as: what ``RPCServerConfiguration/authenticate``
+    /// returned (nil on a Unix socket, and with a plain ``RPCServerConfiguration/token``).
+    var credential: (any Sendable)? { state.withLock { $0.credential } }
+
+    func authenticate(as credential: (any Sendable)?) {
+        state.withLock {
+            $0.authenticated = true
+            $0.credential = credential
+        }
+    }
 
     /// Counts a failed `rpc.hello`; returns how many there were.
     func recordFailedHello() -> Int {

@@ -24,7 +24,7 @@ extension RPCDispatcher {
     private func hello(_ params: JSONValue, connection: RPCConnectionState) -> Result<JSONValue, RPCError> {
         if connection.info.transport == .tcp, !connection.isAuthenticated {
             let presented = params["token"]?.stringValue
-            guard let presented, let expected = configuration.token, Self.constantTimeEquals(presented, expected) else {
+            guard let presented, let credential = configuration.check(token: presented) else {
                 let failures = connection.recordFailedHello()
                 let limit = configuration.limits.maxFailedHellos
                 logger.warning(
@@ -34,10 +34,10 @@ extension RPCDispatcher {
                 if failures >= limit { connection.requestClose() }
                 return .failure(.unauthorized(presented?.isEmpty ?? true ? "token required: call rpc.hello with {\"token\": …}" : "invalid token"))
             }
-            connection.authenticate()
+            connection.authenticate(as: credential.value)
             logger.debug("authenticated", metadata: ["rpc.connection": "\(connection.info)"])
         }
-        var result = configuration.helloExtras()
+        var result = configuration.helloExtras(connection.info, connection.credential)
         result["server"] = .string(configuration.serverName)
         result["version"] = .string(configuration.serverVersion)
         result["protocol"] = .string(configuration.protocolVersion)
@@ -56,19 +56,6 @@ extension RPCDispatcher {
         default:
             return .failure(.invalidParams(path: "id", "expected a string, an integer or null"))
         }
-    }
-
-    /// Compares secrets in time independent of where they differ.
-    static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
-        let left = Array(a.utf8)
-        let right = Array(b.utf8)
-        var difference = UInt8(truncatingIfNeeded: left.count ^ right.count) | (left.count == right.count ? 0 : 1)
-        for index in 0..<max(left.count, right.count) {
-            let x = index < left.count ? left[index] : 0
-            let y = index < right.count ? right[index] : 0
-            difference |= x ^ y
-        }
-        return difference == 0
     }
 }
 

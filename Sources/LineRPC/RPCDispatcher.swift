@@ -104,7 +104,7 @@ final class RPCDispatcher: Sendable {
             }
             let request = RPCRequest(
                 id: envelope.id, method: envelope.method, params: envelope.params,
-                connection: connection.info, notificationSink: sink
+                connection: connection.info, credential: connection.credential, notificationSink: sink
             )
             stats.inFlight(1)
             return .run(Job(method: method, request: request, handle: handle))

@@ -104,7 +104,14 @@ extension RPCError {
         RPCError(code: -32004, type: "overloaded", message: message)
     }
 
-    /// `-32005 unauthorized`: TCP connection without a successful `rpc.hello` token.
+    /// `-32007 unavailable`: what the request needs is not ready yet (a book still loading);
+    /// retry shortly.
+    public static func unavailable(_ message: String) -> RPCError {
+        RPCError(code: -32007, type: "unavailable", message: message)
+    }
+
+    /// `-32005 unauthorized`: TCP connection without a successful `rpc.hello` token, or a
+    /// token that does not grant what the request needs (a book, writing).
     public static func unauthorized(_ message: String) -> RPCError {
         RPCError(code: -32005, type: "unauthorized", message: message)
     }
@@ -124,6 +131,6 @@ extension RPCError {
         .parseError("Parse error"), .invalidRequest("Invalid request"), .methodNotFound("…"),
         .invalidParams(path: "", "Invalid params"), .internalError(),
         .notFound("Not found"), .conflict("Conflict"), .tooLarge("Too large"), .overloaded("Overloaded"),
-        .unauthorized("Unauthorized"), .shuttingDown(), .cancelled(),
+        .unauthorized("Unauthorized"), .shuttingDown(), .unavailable("Unavailable"), .cancelled(),
     ]
 }

@@ -17,6 +17,9 @@ public struct RPCRequest: Sendable {
     /// Always an object: absent params are an empty object.
     public let params: JSONValue
     public let connection: RPCConnectionInfo
+    /// Who a TCP connection authenticated as: what ``RPCServerConfiguration/authenticate``
+    /// returned for its token; nil on a Unix socket (trusted) and with a plain token.
+    public let credential: (any Sendable)?
     let notificationSink: (@Sendable (JSONValue) async throws -> Void)?
 
     /// Builds a request, e.g. to unit-test a handler without a server. `notificationSink`
@@ -26,12 +29,14 @@ public struct RPCRequest: Sendable {
         method: String,
         params: JSONValue = .object([:]),
         connection: RPCConnectionInfo = .local,
+        credential: (any Sendable)? = nil,
         notificationSink: (@Sendable (JSONValue) async throws -> Void)? = nil
     ) {
         self.id = id
         self.method = method
         self.params = params
         self.connection = connection
+        self.credential = credential
         self.notificationSink = notificationSink
     }
 

@@ -32,14 +32,21 @@ public struct RPCServerConfiguration: Sendable {
     public var tcp: TCPListener?
     /// The shared secret a TCP client must present in `rpc.hello` before anything else.
     public var token: String?
+    /// Checks the token a TCP client presents in `rpc.hello`, instead of comparing it with
+    /// ``token``: returns who it belongs to (handlers read it as ``RPCRequest/credential``),
+    /// or `nil` to refuse it. Called for every `rpc.hello` on TCP, so a server that re-reads
+    /// its tokens (on SIGHUP) checks new connections against the new set. It should compare in
+    /// constant time (``RPCServerConfiguration/constantTimeEquals(_:_:)``).
+    public var authenticate: (@Sendable (_ token: String) -> (any Sendable)?)?
     public var limits: RPCLimits
     /// On graceful shutdown, how long in-flight requests may run before they are cancelled.
     public var drainTimeout: Duration
     public var serverName: String
     public var serverVersion: String
     public var protocolVersion: String
-    /// Extra members merged into `rpc.hello`'s result (the app adds `dimensions`).
-    public var helloExtras: @Sendable () -> [String: JSONValue]
+    /// Extra members merged into `rpc.hello`'s result (the app adds `dimensions`), given the
+    /// connection and its credential (see ``authenticate``).
+    public var helloExtras: @Sendable (_ connection: RPCConnectionInfo, _ credential: (any Sendable)?) -> [String: JSONValue]
     /// Threads that run method handlers (``WorkerThreads``), apart from Swift's cooperative
     /// pool: a handler that computes or blocks for seconds (an export, a backup) then slows
     /// other clients by a share of the CPU, not by its whole run. Handlers beyond this many
@@ -60,7 +67,7 @@ public struct RPCServerConfiguration: Sendable {
         serverName: String = "segmentd",
         serverVersion: String = "0.1.0",
         protocolVersion: String = "1",
-        helloExtras: @escaping @Sendable () -> [String: JSONValue] = { [:] }
+        helloExtras: @escaping @Sendable (RPCConnectionInfo, (any Sendable)?) -> [String: JSONValue] = { _, _ in [:] }
     ) {
         self.unixSocketPath = unixSocketPath
         self.socketMode = socketMode
@@ -88,7 +95,7 @@ public struct RPCServerConfiguration: Sendable {
             }
         }
         if let tcp {
-            guard let token, !token.isEmpty else {
+            guard authenticate != nil || !(token ?? "").isEmpty else {
                 throw RPCServerError("a TCP listener (\(tcp.host):\(tcp.port)) requires a token; set the token or disable TCP")
             }
             guard (0...65535).contains(tcp.port) else { throw RPCServerError("invalid TCP port \(tcp.port)") }
@@ -102,6 +109,31 @@ public struct RPCServerConfiguration: Sendable {
         if handlerThreads < 1 || connectionThreads < 1 {
             throw RPCServerError("handlerThreads and connectionThreads must be at least 1 (got \(handlerThreads), \(connectionThreads))")
         }
+    }
+}
+
+extension RPCServerConfiguration {
+    /// What `rpc.hello`'s token check found: `value` is the credential (nil for ``token``).
+    struct Credential { let value: (any Sendable)? }
+
+    /// Checks a presented token with ``authenticate``, else against ``token``.
+    func check(token presented: String) -> Credential? {
+        if let authenticate { return authenticate(presented).map { Credential(value: $0) } }
+        guard let token, Self.constantTimeEquals(presented, token) else { return nil }
+        return Credential(value: nil)
+    }
+
+    /// Compares secrets in time independent of where they differ.
+    public static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+        let left = Array(a.utf8)
+        let right = Array(b.utf8)
+        var difference = UInt8(truncatingIfNeeded: left.count ^ right.count) | (left.count == right.count ? 0 : 1)
+        for index in 0..<max(left.count, right.count) {
+            let x = index < left.count ? left[index] : 0
+            let y = index < right.count ? right[index] : 0
+            difference |= x ^ y
+        }
+        return difference == 0
     }
 }
 

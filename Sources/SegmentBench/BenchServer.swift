@@ -10,7 +10,7 @@ final class BenchServer {
         socket = directory + "/segmentd.sock"
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = [
-            "serve", "--db", directory + "/segmentd.sqlite", "--socket", socket, "--export-dir", directory + "/exports",
+            "serve", "--data-dir", directory + "/data", "--db", directory + "/segmentd.sqlite", "--socket", socket, "--export-dir", directory + "/exports",
             "--frozen-clock", frozenClock, "--log-level", "error",
         ]
         process.currentDirectoryURL = URL(fileURLWithPath: directory)

@@ -16,6 +16,8 @@ public struct SegmentError: Error, Sendable, Equatable, CustomStringConvertible 
         public static let notFound = Kind(rawValue: "not_found")
         public static let conflict = Kind(rawValue: "conflict")
         public static let tooLarge = Kind(rawValue: "too_large")
+        /// Not ready yet (a book still loading): retry shortly.
+        public static let unavailable = Kind(rawValue: "unavailable")
         public static let `internal` = Kind(rawValue: "internal")
     }
 

@@ -129,7 +129,9 @@ extension Engine {
     public func pruneEvents() async throws -> Int {
         let horizon = now - configuration.eventRetentionSeconds
         let keep = Int64(configuration.eventRetentionCount)
-        // Usually nothing is due: then nothing is written (a tick must not count as a write).
+        // Usually nothing is due: then nothing is read or written (a tick on a book whose log
+        // is young and short costs a lock and two comparisons, not a query).
+        guard eventLog.withLock({ $0.pruneMayBeDue(horizon: horizon, keep: keep) }) else { return 0 }
         guard try await store.read({ sql in try Self.pruneThrough(horizon: horizon, keep: keep, sql) }) > 0 else { return 0 }
         // Events are not the Contact Book nor a definition: `version` stays.
         return try await write(cause: "retention", bumpsVersion: false) { context in
@@ -141,6 +143,9 @@ extension Engine {
             try context.sql.execute(
                 "INSERT INTO meta(key, value) VALUES ('events_pruned_through', ?) ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
                 [.integer(through)])
+            let log = try EventLogSummary(context.sql)
+            // Runs on the writer queue: no later write can have appended events yet.
+            self.eventLog.withLock { $0 = log }
             return removed
         }
     }
@@ -161,5 +166,41 @@ extension Engine {
         try sql.forEachRow("SELECT cursor FROM event WHERE at >= ? ORDER BY cursor LIMIT 1", [.real(horizon)]) { firstYoung = $0[0].int64 }
         let through = max(firstYoung.map { $0 - 1 } ?? last, last - keep)
         return through >= oldest ? through : 0
+    }
+}
+
+/// What retention needs to know of a book's event log without a query: the oldest event's time
+/// and the cursors' span. Kept in memory by the engine (read at start, moved by each commit
+/// with events and by each prune), so a clock tick skips the books with nothing to prune.
+struct EventLogSummary: Sendable {
+    /// The earliest `at` in the log (nil: empty).
+    var oldestAt: Double?
+    var oldestCursor: Int64?
+    var newestCursor: Int64 = 0
+
+    init() {}
+
+    init(_ sql: any SQLExecutor) throws {
+        try sql.forEachRow("SELECT MIN(at), MIN(cursor), MAX(cursor) FROM event", []) { row in
+            oldestAt = row[0].double
+            oldestCursor = row[1].int64
+            newestCursor = row[2].int64 ?? 0
+        }
+    }
+
+    /// After a commit that appended `events` (in cursor order).
+    mutating func appended(_ events: [TriggerEvent]) {
+        guard let first = events.first, let last = events.last else { return }
+        if oldestCursor == nil { oldestCursor = first.cursor }
+        let earliest = events.lazy.map(\.at).min() ?? first.at
+        oldestAt = min(oldestAt ?? earliest, earliest)
+        newestCursor = max(newestCursor, last.cursor)
+    }
+
+    /// Whether some event may be older than `horizon` or beyond the newest `keep`: false
+    /// means retention has certainly nothing to do.
+    func pruneMayBeDue(horizon: Double, keep: Int64) -> Bool {
+        guard let oldestAt, let oldestCursor else { return false }
+        return oldestAt < horizon || newestCursor - oldestCursor + 1 > keep
     }
 }

@@ -44,6 +44,7 @@ extension SegmentError {
         case .notFound: return .notFound(description)
         case .conflict: return .conflict(description)
         case .tooLarge: return .tooLarge(description, extra: path.map { ["path": .string($0)] } ?? [:])
+        case .unavailable: return .unavailable(description)
         default: return .internalError(description)
         }
     }

@@ -5,7 +5,6 @@ import WireJSON
 
 extension SegmentMethods {
     var segmentMethods: [RPCMethod] {
-        let engine = self.engine
         let segment: JSONValue = Schema.object([
             "id": Schema.integer, "name": Schema.string, "description": Schema.string, "filters": filtersSchema,
             "review_needed": Schema.boolean, "created_at": Schema.timestamp, "updated_at": Schema.timestamp,
@@ -16,21 +15,21 @@ extension SegmentMethods {
         let target = [Param.optional("id", Schema.integer), .optional("filters", filtersSchema)]
         let audience = Param.optional("audience", Schema.enumeration(["send", "all"]))
         return [
-            method(
-                "segments.create", "Stores a named rule; names are unique (case-insensitively).",
+            bookMethod(
+                "segments.create", access: .write, "Stores a named rule; names are unique (case-insensitively).",
                 params: [.required("name", Schema.string), .required("filters", filtersSchema), .optional("description", Schema.string)],
                 result: segment
-            ) { p, _ in
+            ) { engine, p, _ in
                 let s = try await engine.createSegment(
                     name: try p.string("name"), description: try p.optionalString("description") ?? "", filters: try p.value("filters"))
                 return withWarnings(s, engine.lint(filters: s.filters, name: s.name))
             },
-            method(
-                "segments.update", "Changes a segment's name, description or rule; review_needed: false signs a rule off.",
+            bookMethod(
+                "segments.update", access: .write, "Changes a segment's name, description or rule; review_needed: false signs a rule off.",
                 params: [id, .optional("name", Schema.string), .optional("description", Schema.string), .optional("filters", filtersSchema),
                          .optional("review_needed", Schema.boolean)],
                 result: segment
-            ) { p, _ in
+            ) { engine, p, _ in
                 let (s, rebaselined) = try await engine.updateSegmentAndTriggers(
                     id: try p.int("id"), name: try p.optionalString("name"), description: try p.optionalString("description"),
                     filters: p.has("filters") ? try p.value("filters") : nil, reviewNeeded: try p.optionalBool("review_needed"))
@@ -38,24 +37,24 @@ extension SegmentMethods {
                 o["rebaselined_triggers"] = .array(rebaselined.map { .int($0) })
                 return .object(o)
             },
-            method("segments.get", "One stored segment.", params: [id], result: segment) { p, _ in
+            bookMethod("segments.get", "One stored segment.", params: [id], result: segment) { engine, p, _ in
                 try engine.segment(id: try p.int("id")).json
             },
-            method(
-                "segments.delete", "Deletes a stored segment; one with triggers needs force: true (which deletes them too).",
+            bookMethod(
+                "segments.delete", access: .write, "Deletes a stored segment; one with triggers needs force: true (which deletes them too).",
                 params: [id, .optional("force", Schema.boolean)], result: Schema.object(["deleted": Schema.integer])
-            ) { p, _ in
+            ) { engine, p, _ in
                 ["deleted": .int(try await engine.deleteSegment(id: try p.int("id"), force: try p.optionalBool("force") ?? false).id)]
             },
-            method("segments.list", "Every stored segment, by id.", result: Schema.object(["segments": Schema.array(segment)])) { _, _ in
+            bookMethod("segments.list", "Every stored segment, by id.", result: Schema.object(["segments": Schema.array(segment)])) { engine, _, _ in
                 ["segments": .array(engine.segments().map(\.json))]
             },
-            method(
+            bookMethod(
                 "segments.validate", "Checks a rule without storing it; reports every error with its path.",
                 params: [.required("filters", ["type": "array"])],
                 result: Schema.object(["valid": Schema.boolean, "errors": Schema.array(Schema.object(["path": Schema.string, "message": Schema.string])),
                                        "warnings": Schema.array(["type": "object"]), "review_needed": Schema.boolean])
-            ) { p, _ in
+            ) { engine, p, _ in
                 let filters = try p.value("filters")
                 let v = engine.validate(filters: filters)
                 return [
@@ -64,7 +63,7 @@ extension SegmentMethods {
                     "errors": .array(v.errors.map { ["path": .string($0.path ?? ""), "message": .string($0.message)] }),
                 ]
             },
-            method(
+            bookMethod(
                 "segments.count", "Counts a stored (id) or ad-hoc (filters) rule: matched, sendable and why the rest is excluded.",
                 params: target + [audience],
                 result: Schema.object([
@@ -72,7 +71,7 @@ extension SegmentMethods {
                     "excluded": Schema.object(["unsubscribed": Schema.integer, "hard_bounce": Schema.integer, "pending": Schema.integer, "suppressed": Schema.integer]),
                     "as_of": Schema.timestamp, "version": Schema.integer,
                 ])
-            ) { p, _ in
+            ) { engine, p, _ in
                 let audience = try Self.audience(p)
                 switch try Self.target(p) {
                 case .id(let id):
@@ -82,7 +81,7 @@ extension SegmentMethods {
                 case .filters(let filters): return try engine.count(filters: filters, audience: audience).json
                 }
             },
-            method(
+            bookMethod(
                 "segments.explain", "Why one contact is in or out: each filter with the value it looked at, and sendability.",
                 params: target + [.required("email", Schema.string)],
                 result: Schema.object([
@@ -90,7 +89,7 @@ extension SegmentMethods {
                     "not_sendable_because": Schema.array(Schema.string), "summary": Schema.string,
                     "filters": Schema.array(Schema.object(["index": Schema.integer, "path": Schema.string, "matches": Schema.boolean, "detail": Schema.string])),
                 ])
-            ) { p, _ in
+            ) { engine, p, _ in
                 let book = engine.snapshot
                 let filters: JSONValue
                 switch try Self.target(p) {
@@ -99,11 +98,11 @@ extension SegmentMethods {
                 }
                 return try engine.explain(rule: try engine.compile(filters: filters, book: book), email: try p.string("email"), book: book)
             },
-            method(
+            bookMethod(
                 "segments.lint", "Lint warnings for one segment (id) or every segment: overly_broad, stale_label, unused, suppression_by_segment, generic_name.",
                 params: [.optional("id", Schema.integer)],
                 result: Schema.object(["segments": Schema.array(Schema.object(["id": Schema.integer, "name": Schema.string, "warnings": Schema.array(["type": "object"])]))])
-            ) { p, _ in
+            ) { engine, p, _ in
                 let segments = try p.optionalInt("id").map { id throws(SegmentError) in [try engine.segment(id: id)] } ?? engine.segments()
                 return ["segments": .array(segments.map { s in
                     ["id": .int(s.id), "name": .string(s.name), "warnings": .array(engine.lint(segment: s).map(\.json))]

@@ -22,17 +22,17 @@ extension SegmentMethods {
             "rows": Schema.integer, "as_of": Schema.timestamp, "version": Schema.integer, "format": Schema.string,
             "columns": Schema.array(Schema.string), "compress": ["type": ["string", "null"]], "complete": Schema.boolean,
         ])
-        let engine = self.engine, exportDirectory = self.exportDirectory
+        let methods = self
         return [
-            method(
+            bookMethod(
                 "segments.resolve",
                 "Streams the matching contacts as segments.rows notifications (rows, csv or gzip chunks), then {rows, as_of}; one snapshot throughout.",
                 params: streamParams, result: final, streaming: true
-            ) { p, request in
+            ) { engine, p, request in
                 let (plan, options) = try Self.plan(p, engine: engine)
                 return try await Self.stream(plan, options, request: request, engine: engine)
             },
-            method(
+            bookMethod(
                 "segments.export",
                 "As segments.resolve; with `path`, writes the file under the export directory atomically and returns {path, rows, bytes, sha256, as_of}.",
                 params: streamParams + [.optional("path", Schema.string)],
@@ -40,11 +40,12 @@ extension SegmentMethods {
                     "path": Schema.string, "rows": Schema.integer, "bytes": Schema.integer, "sha256": Schema.string, "as_of": Schema.timestamp,
                 ]),
                 streaming: true
-            ) { p, request in
+            ) { engine, p, request in
                 let (plan, options) = try Self.plan(p, engine: engine)
                 guard let relative = try p.optionalString("path") else {
                     return try await Self.stream(plan, options, request: request, engine: engine)
                 }
+                let exportDirectory = try methods.preparedExportDirectory(for: try Self.bookName(p.has("book") ? try p.value("book") : nil))
                 let exporter = FileExporter(directory: exportDirectory)
                 let target = try exporter.confine(relative)
                 let result = try await WorkerThreads.blocking.run { try exporter.write(plan, to: target, gzip: options.gzip) }

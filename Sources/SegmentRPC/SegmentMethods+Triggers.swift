@@ -5,7 +5,6 @@ import WireJSON
 
 extension SegmentMethods {
     var triggerMethods: [RPCMethod] {
-        let engine = self.engine
         let trigger = Schema.object([
             "id": Schema.integer, "segment": Schema.integer, "on": Schema.array(Schema.enumeration(["enter", "exit"])),
             "created_at": Schema.timestamp, "members": Schema.integer, "time_dependent": Schema.boolean,
@@ -15,12 +14,12 @@ extension SegmentMethods {
             "type": Schema.enumeration(["enter", "exit"]), "at": Schema.timestamp, "cause": Schema.string,
         ])
         return [
-            method(
-                "triggers.create", "Fires enter/exit events for a segment from now on; existing members fire only with include_existing.",
+            bookMethod(
+                "triggers.create", access: .write, "Fires enter/exit events for a segment from now on; existing members fire only with include_existing.",
                 params: [.required("segment", Schema.integer), .optional("on", Schema.array(Schema.enumeration(["enter", "exit"]))),
                          .optional("include_existing", Schema.boolean)],
                 result: trigger
-            ) { p, _ in
+            ) { engine, p, _ in
                 let on = try p.optionalStrings("on") ?? ["enter"]
                 for (i, kind) in on.enumerated() where kind != "enter" && kind != "exit" {
                     throw SegmentError.invalidParams(path: "on".index(i), "expected enter or exit, got \"\(kind)\"")
@@ -30,33 +29,33 @@ extension SegmentMethods {
                     includeExisting: try p.optionalBool("include_existing") ?? false
                 ).json
             },
-            method("triggers.list", "Every trigger.", result: Schema.object(["triggers": Schema.array(trigger)])) { _, _ in
+            bookMethod("triggers.list", "Every trigger.", result: Schema.object(["triggers": Schema.array(trigger)])) { engine, _, _ in
                 ["triggers": .array(engine.triggers().map(\.json))]
             },
-            method(
-                "triggers.delete", "Deletes a trigger; its past events stay in the log.",
+            bookMethod(
+                "triggers.delete", access: .write, "Deletes a trigger; its past events stay in the log.",
                 params: [.required("id", Schema.integer)], result: Schema.object(["deleted": Schema.integer])
-            ) { p, _ in
+            ) { engine, p, _ in
                 ["deleted": .int(try await engine.deleteTrigger(id: try p.int("id")).id)]
             },
-            method(
+            bookMethod(
                 "events.read", "Events after a cursor, oldest first; pass `next` as `after` to page on.",
                 params: [.optional("after", Schema.integer), .optional("limit", ["type": "integer", "minimum": 1, "maximum": 10_000]),
                          .optional("trigger", Schema.integer)],
                 result: Schema.object(["events": Schema.array(event), "next": Schema.integer])
-            ) { p, _ in
+            ) { engine, p, _ in
                 let after = try p.optionalInt("after", in: 0...Int64.max) ?? 0
                 let limit = Int(try p.optionalInt("limit", in: 1...10_000) ?? 100)
                 let events = try await engine.readEvents(after: after, limit: limit, triggers: try p.optionalInt("trigger").map { [$0] })
                 return ["events": .array(events.map(\.json)), "next": .int(events.last?.cursor ?? after)]
             },
-            method(
+            bookMethod(
                 "events.subscribe",
                 "Streams events after `after` (default: the newest, i.e. live only) from the log at the reader's pace, then live, as `events.event` notifications; ends with {ended, last_cursor} when cancelled.",
                 params: [.optional("after", Schema.integer), .optional("triggers", Schema.array(Schema.integer))],
                 result: Schema.object(["ended": Schema.string, "last_cursor": Schema.integer]),
                 streaming: true
-            ) { p, request in
+            ) { engine, p, request in
                 let after = try p.optionalInt("after", in: 0...Int64.max)
                 let start: Int64
                 if let after { start = after } else { start = try await engine.lastCursor() }

@@ -3,37 +3,72 @@ import SegmentCore
 import SegmentEngine
 import WireJSON
 
-/// The RPC surface of segmentd: every method of the product, wired to one engine.
+/// The RPC surface of segmentd: every method of the product, wired to the server's books.
+///
+/// Book-scoped methods take an optional `book` (default `"default"`) and run on that book's
+/// engine; over TCP they first check the connection's token grant (``BookGrant``).
 ///
 /// ```swift
-/// let methods = SegmentMethods(engine: engine).all
+/// let methods = SegmentMethods(catalog: catalog, exportDirectory: "exports").all
 /// let server = RPCServer(configuration: config, methods: methods, logger: logger)
 /// ```
 public struct SegmentMethods: Sendable {
-    public let engine: Engine
-    /// Where `segments.export {path}` writes; paths outside it are refused.
+    public let catalog: BookCatalog
+    /// Where `segments.export {path}` and `server.backup` write: a folder per book
+    /// (`exports/<book>/`); paths outside it are refused.
     public let exportDirectory: String
 
-    public init(engine: Engine, exportDirectory: String) {
-        self.engine = engine
+    public init(catalog: BookCatalog, exportDirectory: String) {
+        self.catalog = catalog
         self.exportDirectory = exportDirectory
     }
 
-    /// Every method: the engine's, then each provider's own.
+    var registry: DimensionRegistry { catalog.registry }
+
+    /// Every method: the engine's, then each provider's own, then the book methods.
     public var all: [RPCMethod] {
-        contactMethods + segmentMethods + streamMethods + suppressionMethods + triggerMethods + engine.providerMethods.map(providerMethod)
+        contactMethods + segmentMethods + streamMethods + suppressionMethods + triggerMethods
+            + registry.providers.flatMap(\.methods).map(providerMethod) + [backupMethod] + bookMethods
     }
 
-    /// What `rpc.hello` adds: the registered dimensions and their operators.
-    public var helloExtras: [String: JSONValue] {
-        ["dimensions": .array(engine.registry.providers.map { $0.descriptor.json })]
+    /// What `rpc.hello` adds: the registered dimensions and their operators, and books.
+    public func helloExtras(credential: (any Sendable)?, transport: RPCTransport) -> [String: JSONValue] {
+        var books: [String: JSONValue] = [
+            "param": "book", "default": .string(BookCatalog.defaultBook),
+            "methods": ["books.create", "books.list", "books.drop"],
+        ]
+        if transport == .tcp, let grant = (credential as? TokenCredential)?.grant {
+            books["granted"] = grant.books.map { .array($0.sorted().map { .string($0) }) } ?? "*"
+            books["access"] = .string(grant.access.rawValue)
+        }
+        return ["dimensions": .array(registry.providers.map { $0.descriptor.json }), "books": .object(books)]
     }
+
+    /// The folder of `book`'s exports and backups (created when first needed).
+    public func exportDirectory(for book: String) -> String { exportDirectory + "/" + book }
 
     func providerMethod(_ m: DimensionMethod) -> RPCMethod {
-        let engine = self.engine
-        return RPCMethod(name: m.name, summary: m.summary, paramsSchema: m.paramsSchema, resultSchema: m.resultSchema) { request in
+        let catalog = self.catalog
+        var schema = m.paramsSchema
+        if case .object(var object) = schema {
+            var properties = object["properties"]?.objectValue ?? [:]
+            properties["book"] = Self.bookParam.schema
+            object["properties"] = .object(properties)
+            schema = .object(object)
+        }
+        let writing: Bool
+        switch m.body {
+        case .read: writing = false
+        case .write: writing = true
+        }
+        return RPCMethod(name: m.name, summary: m.summary, paramsSchema: schema, resultSchema: m.resultSchema) { request in
             do {
-                return try await engine.run(m, params: request.params)
+                guard case .object(var params) = request.params else { throw SegmentError.invalidParams(path: "", "expected an object") }
+                let bookValue = params.removeValue(forKey: "book")
+                let book = try Self.bookName(bookValue)
+                try Self.authorize(request, book: book, writing: writing)
+                let stripped = JSONValue.object(params)
+                return try await catalog.withBook(book) { engine in try await engine.run(m, params: stripped) }
             } catch let error as SegmentError {
                 throw error.rpcError
             }
@@ -42,7 +77,7 @@ public struct SegmentMethods: Sendable {
 
     /// JSON Schema of one filter, generated from the registered dimensions' descriptors.
     var filterSchema: JSONValue {
-        var variants: [JSONValue] = engine.registry.providers.map { p in
+        var variants: [JSONValue] = registry.providers.map { p in
             let d = p.descriptor
             var props: [String: JSONValue] = [
                 "dimension": ["const": .string(d.name)],
@@ -57,4 +92,62 @@ public struct SegmentMethods: Sendable {
     }
 
     var filtersSchema: JSONValue { Schema.array(filterSchema) }
+}
+
+// MARK: Books and access
+
+/// Whether a method changes its book: a `read` token may call only `read` methods.
+enum Access {
+    case read, write
+}
+
+extension SegmentMethods {
+    /// The `book` parameter every book-scoped method takes.
+    static let bookParam = Param.optional("book", [
+        "type": "string", "pattern": "^[a-z0-9_-]{1,64}$", "default": .string(BookCatalog.defaultBook),
+        "description": "the Contact Book this call is about (books.list shows them)",
+    ])
+
+    /// Builds a book-scoped method: `book` is read and checked (name, token grant, existence)
+    /// before `body` runs with that book's engine; a drop of the book waits for it (or, for a
+    /// stream, cancels it).
+    func bookMethod(
+        _ name: String, access: Access = .read, _ summary: String, params: [Param] = [], result: JSONValue, streaming: Bool = false,
+        _ body: @escaping @Sendable (Engine, ParamReader, RPCRequest) async throws -> JSONValue
+    ) -> RPCMethod {
+        let catalog = self.catalog
+        return method(name, summary, params: params + [Self.bookParam], result: result, streaming: streaming) { p, request in
+            let book = try Self.bookName(p.has("book") ? try p.value("book") : nil)
+            try Self.authorize(request, book: book, writing: access == .write)
+            return try await catalog.withBook(book, cancelOnDrop: streaming) { engine in try await body(engine, p, request) }
+        }
+    }
+
+    /// The book a call names (`default` when it names none).
+    static func bookName(_ value: JSONValue?) throws(SegmentError) -> String {
+        guard let value, value != .null else { return BookCatalog.defaultBook }
+        guard let name = value.stringValue else { throw SegmentError.invalidParams(path: "book", "expected a book name (a string)") }
+        try BookCatalog.validate(name: name, path: "book")
+        return name
+    }
+
+    /// The connection's grant: nil on the Unix socket (trusted: whoever may open it may do
+    /// anything), ``BookGrant/everything`` for the plain `--token`.
+    public static func grant(of request: RPCRequest) throws(RPCError) -> BookGrant? {
+        guard request.connection.transport == .tcp else { return nil }
+        guard let credential = request.credential as? TokenCredential else { return .everything }
+        guard let grant = credential.grant else {
+            throw RPCError.unauthorized("this token is no longer accepted (the token file was reloaded without it)")
+        }
+        return grant
+    }
+
+    static func authorize(_ request: RPCRequest, book: String, writing: Bool) throws(RPCError) {
+        try grant(of: request)?.check(book: book, writing: writing)
+    }
+
+    static func requireAdmin(_ request: RPCRequest, _ what: String) throws(RPCError) {
+        guard let grant = try grant(of: request) else { return }
+        guard grant.access == .admin else { throw RPCError.unauthorized("\(what) needs an admin token") }
+    }
 }

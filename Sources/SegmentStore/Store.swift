@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import GRDBSQLite
 import SegmentCore
+import Synchronization
 
 /// The durable side of segmentd: one SQLite file in WAL mode, written by one writer.
 ///
@@ -21,6 +22,11 @@ public final class Store: Sendable {
     /// Held from before the first connection opens until the store is closed (nil when
     /// read-only).
     private let lock: DatabaseLock?
+    private let operationCount = Atomic<Int>(0)
+
+    /// Reads and write transactions run since the store opened (start-up loading excluded):
+    /// what background work costs, observable.
+    public var operations: Int { operationCount.load(ordering: .relaxed) }
 
     /// Opens (creating if needed) the database at `path` and applies `migrations` in order.
     ///
@@ -70,7 +76,8 @@ public final class Store: Sendable {
         _ body: @escaping @Sendable (any SQLExecutor) throws -> T,
         afterCommit: @escaping @Sendable (T) -> Void
     ) async throws -> T {
-        try await pool.writeWithoutTransaction { db in
+        operationCount.add(1, ordering: .relaxed)
+        return try await pool.writeWithoutTransaction { db in
             var result: T?
             try db.inTransaction(.immediate) {
                 result = try body(GRDBExecutor(db: db))
@@ -83,7 +90,8 @@ public final class Store: Sendable {
 
     /// Runs `body` on a read-only connection (a consistent view of the last commit).
     public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) throws -> T) async throws -> T {
-        try await pool.read { db in try body(GRDBExecutor(db: db)) }
+        operationCount.add(1, ordering: .relaxed)
+        return try await pool.read { db in try body(GRDBExecutor(db: db)) }
     }
 
     /// Runs `body` on a read-only connection of its own to the database at `path`, without

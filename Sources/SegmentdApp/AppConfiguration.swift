@@ -2,10 +2,19 @@ import Foundation
 import LineRPC
 import SegmentCore
 
-/// Everything `segmentd serve` can be told; the defaults are the embedded setup: a SQLite
-/// file and a Unix socket in the working directory.
+/// Everything `segmentd serve` can be told; the defaults are the embedded setup: a data
+/// directory of SQLite books and a Unix socket in the working directory.
 public struct AppConfiguration: Sendable {
-    public var databasePath = "segmentd.sqlite"
+    /// Where books live: `<dataDirectory>/books/<name>.sqlite`.
+    public var dataDirectory = "segmentd-data"
+    /// `--db FILE`: this file is the `default` book (instead of `books/default.sqlite`).
+    public var databasePath: String?
+    /// `--token-file`: one TCP token per line with its books and access; re-read on SIGHUP.
+    public var tokenFile: String?
+    /// How long a request waits for its book to finish loading before -32007.
+    public var bookLoadWait: Duration = .seconds(30)
+    /// Books loaded at once in the background after start-up.
+    public var bookLoadParallelism = 2
     public var socketPath = "segmentd.sock"
     public var socketMode: UInt16 = 0o600
     /// Group of the socket file (name or id); with `socketMode` 0o660 its members may connect.

@@ -4,8 +4,12 @@ import ServiceLifecycle
 
 /// Re-evaluates time-dependent triggers and prunes the event log on a schedule, so
 /// `within_last` rules fire with the clock alone.
+///
+/// A tick visits every loaded book, but a book with no time-dependent trigger whose rule
+/// moved and no event due for pruning costs an in-memory check: no query, no transaction.
+/// Work, and SQL, is in proportion to the books that need it.
 struct ClockService: Service {
-    let engine: Engine
+    let catalog: BookCatalog
     let every: Duration
     let logger: Logger
 
@@ -21,14 +25,17 @@ struct ClockService: Service {
     }
 
     func tick() async {
-        do {
-            let fired = try await engine.reevaluateClock()
-            let pruned = try await engine.pruneEvents()
-            if fired > 0 || pruned > 0 {
-                logger.info("clock tick", metadata: ["triggers.events": "\(fired)", "events.pruned": "\(pruned)"])
+        for (name, engine) in catalog.loaded {
+            guard !Task.isCancelled else { return }
+            do {
+                let fired = try await engine.reevaluateClock()
+                let pruned = try await engine.pruneEvents()
+                if fired > 0 || pruned > 0 {
+                    logger.info("clock tick", metadata: ["book": "\(name)", "triggers.events": "\(fired)", "events.pruned": "\(pruned)"])
+                }
+            } catch {
+                logger.error("clock tick failed", metadata: ["book": "\(name)", "error": "\(error)"])
             }
-        } catch {
-            logger.error("clock tick failed", metadata: ["error": "\(error)"])
         }
     }
 }

@@ -11,24 +11,33 @@ import SegmentRPC
 import ServiceLifecycle
 import StatusDimension
 import Synchronization
+import UnixSignals
 import WireJSON
 
-/// segmentd assembled: the five built-in dimensions, the engine and the RPC server.
+/// segmentd assembled: the five built-in dimensions, the books, and the RPC server.
 ///
 /// `segmentd serve` calls `build` then `run`; the end-to-end tests call the same two.
 ///
 /// ```swift
 /// var config = AppConfiguration()
 /// config.socketPath = tmp + "/s.sock"
+/// config.dataDirectory = tmp + "/data"
 /// let app = try SegmentdApplication.build(config)
 /// try await app.run()   // until SIGTERM/SIGINT or app.server.shutdown()
 /// ```
 public struct SegmentdApplication: Sendable {
+    /// Every book of the server.
+    public let catalog: BookCatalog
+    /// The `default` book's engine (loaded before the server listens).
     public let engine: Engine
     public let server: RPCServer
-    /// Where file exports are written.
+    /// Where file exports are written, a folder per book.
     public let exportDirectory: String
+    /// The TCP tokens (re-read on SIGHUP); nil without TCP.
+    public let tokens: TokenTable?
+    let methods: SegmentMethods
     let clock: ClockService
+    let parallelLoads: Int
     public let logger: Logger
 
     /// The built-in dimensions, registered explicitly, in one place.
@@ -42,70 +51,149 @@ public struct SegmentdApplication: Sendable {
         return registry
     }
 
+    /// Threads that load books, apart from those that serve requests.
+    static let loaderThreads = WorkerThreads(name: "segmentd-load", count: 2)
+
     public static func build(
         _ config: AppConfiguration, registry: DimensionRegistry = builtInRegistry(), logger: Logger = Logger(label: "segmentd")
     ) throws -> SegmentdApplication {
-        var engineConfig = Engine.Configuration(databasePath: config.databasePath, clock: config.clock, timeZone: config.timeZone)
+        var engineConfig = Engine.Configuration(databasePath: "", clock: config.clock, timeZone: config.timeZone)
         engineConfig.eventRetentionSeconds = config.eventRetentionDays * 86_400
         engineConfig.eventRetentionCount = config.eventRetentionCount
         engineConfig.subscriberTimeoutSeconds = config.subscriberTimeout / .milliseconds(1) / 1_000
         engineConfig.subscriberPageSize = config.subscriberPageSize
-        let engine = try Engine(configuration: engineConfig, registry: registry, logger: logger)
+        let layout = BookCatalog.Layout(dataDirectory: config.dataDirectory, defaultDatabase: config.databasePath)
+        warnAboutEarlierLayout(config, layout: layout, logger: logger)
+        raiseOpenFileLimit(logger: logger)
+        let catalog = try BookCatalog(
+            layout: layout, engine: engineConfig, registry: registry, loadWait: config.bookLoadWait, loadExecutor: loaderThreads, logger: logger)
+        let engine = try catalog.defaultEngine()
         try FileManager.default.createDirectory(atPath: config.exportDirectory, withIntermediateDirectories: true)
-        let methods = SegmentMethods(engine: engine, exportDirectory: config.exportDirectory)
+        let methods = SegmentMethods(catalog: catalog, exportDirectory: config.exportDirectory)
+        _ = try methods.preparedExportDirectory(for: BookCatalog.defaultBook)
         var rpc = RPCServerConfiguration()
         rpc.serverName = "segmentd"
         rpc.serverVersion = SegmentdVersion.current
         rpc.unixSocketPath = config.socketPath
         rpc.socketMode = config.socketMode
         rpc.socketGroup = config.socketGroup
+        var tokens: TokenTable?
         if let tcp = config.tcp {
             let (host, port) = try AppConfiguration.parseTCP(tcp)
             rpc.tcp = RPCServerConfiguration.TCPListener(host: host, port: port)
+            let table = try TokenTable(token: config.token, file: config.tokenFile)
+            guard !table.isEmpty else {
+                throw SegmentError.invalidParams(path: "tcp", "a TCP listener needs --token or a --token-file with at least one token")
+            }
+            rpc.authenticate = { table.authenticate($0) }
+            tokens = table
+        } else if config.tokenFile != nil {
+            logger.warning("--token-file is ignored without --tcp: the Unix socket needs no token")
         }
-        rpc.token = config.token
         rpc.limits = config.limits
         rpc.drainTimeout = config.drainTimeout
-        let extras = methods.helloExtras
-        rpc.helloExtras = { extras }
+        rpc.helloExtras = { connection, credential in methods.helloExtras(credential: credential, transport: connection.transport) }
         let serverRef = ServerReference()
         let started = ContinuousClock.now
         let stats = RPCMethod(
-            name: "server.stats", summary: "Contacts, segments, memory, uptime and request counts.",
+            name: "server.stats",
+            summary: "Books (contacts, segments, triggers, version, resident size), memory, uptime and request counts. Totals are over the books the caller may see.",
             paramsSchema: ["type": "object", "properties": [:]], resultSchema: ["type": "object"]
-        ) { _ in
-            let book = engine.snapshot
-            var out: [String: JSONValue] = [
-                "contacts": .int(Int64(book.contactCount)), "segments": .int(Int64(book.segments.count)),
-                "triggers": .int(Int64(book.triggers.count)),
-                "version": .int(book.version), "resident_bytes": .int(Self.residentBytes()),
-                "uptime_seconds": .double((ContinuousClock.now - started) / .milliseconds(1) / 1000),
-            ]
+        ) { request in
+            var out = try Self.bookStats(catalog: catalog, request: request)
+            out["resident_bytes"] = .int(Self.residentBytes())
+            out["uptime_seconds"] = .double((ContinuousClock.now - started) / .milliseconds(1) / 1000)
             if let server = serverRef.server { out["rpc"] = server.statistics().json }
             return .object(out)
         }
-        let backup = BackupMethod.make(engine: engine, exportDirectory: config.exportDirectory)
-        let server = RPCServer(configuration: rpc, methods: methods.all + [stats, backup], logger: logger)
+        let server = RPCServer(configuration: rpc, methods: methods.all + [stats], logger: logger)
         serverRef.set(server)
         return SegmentdApplication(
-            engine: engine, server: server, exportDirectory: config.exportDirectory, clock: ClockService(engine: engine, every: config.reevaluateEvery, logger: logger), logger: logger)
+            catalog: catalog, engine: engine, server: server, exportDirectory: config.exportDirectory, tokens: tokens, methods: methods,
+            clock: ClockService(catalog: catalog, every: config.reevaluateEvery, logger: logger),
+            parallelLoads: config.bookLoadParallelism, logger: logger)
     }
 
-    /// Serves until SIGTERM/SIGINT (or `server.shutdown()`), drains, then closes the store.
+    /// `server.stats`' book part: per book, and totals over the books the caller may see.
+    /// `version` is the `default` book's (as when a server held one book).
+    static func bookStats(catalog: BookCatalog, request: RPCRequest) throws -> [String: JSONValue] {
+        let grant: BookGrant?
+        do {
+            grant = try SegmentMethods.grant(of: request)
+        }
+        var books: [String: JSONValue] = [:]
+        var contacts = 0, segments = 0, triggers = 0, resident = 0
+        for status in catalog.statuses() where grant?.mayUse(status.name) ?? true {
+            var entry: [String: JSONValue] = ["state": .string(status.state)]
+            if let engine = status.engine {
+                let book = engine.snapshot
+                contacts += book.contactCount
+                segments += book.segments.count
+                triggers += book.triggers.count
+                resident += book.residentBytes
+                entry["contacts"] = .int(Int64(book.contactCount))
+                entry["version"] = .int(book.version)
+                entry["resident_bytes"] = .int(Int64(book.residentBytes))
+            }
+            books[status.name] = .object(entry)
+        }
+        var out: [String: JSONValue] = [
+            "contacts": .int(Int64(contacts)), "segments": .int(Int64(segments)), "triggers": .int(Int64(triggers)),
+            "books_resident_bytes": .int(Int64(resident)), "books": .object(books),
+        ]
+        if grant?.mayUse(BookCatalog.defaultBook) ?? true, let engine = catalog.loaded.first(where: { $0.name == BookCatalog.defaultBook })?.engine {
+            out["version"] = .int(engine.snapshot.version)
+        }
+        return out
+    }
+
+    /// Serves until SIGTERM/SIGINT (or `server.shutdown()`), drains, then closes every book.
+    /// Books other than `default` load in the background meanwhile; SIGHUP re-reads the
+    /// token file.
     public func run() async throws {
         let group = ServiceGroup(configuration: .init(
             services: [
                 .init(service: server, successTerminationBehavior: .gracefullyShutdownGroup),
                 .init(service: clock, successTerminationBehavior: .ignore),
+                .init(service: BackgroundLoad(catalog: catalog, parallel: parallelLoads), successTerminationBehavior: .ignore),
+                .init(service: TokenReloader(tokens: tokens, logger: logger), successTerminationBehavior: .ignore),
             ], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {
-            try? engine.close()
+            try? await catalog.close()
             throw error
         }
-        try engine.close()
-        logger.info("stopped; store closed")
+        try await catalog.close()
+        logger.info("stopped; books closed")
+    }
+
+    /// Re-reads the token file (what SIGHUP does); throws, keeping the tokens in force, if it is wrong.
+    public func reloadTokens() throws {
+        try tokens?.reload()
+    }
+
+    /// A data directory that is new while `./segmentd.sqlite` of an earlier version sits in
+    /// the working directory: say how to keep serving it.
+    static func warnAboutEarlierLayout(_ config: AppConfiguration, layout: BookCatalog.Layout, logger: Logger) {
+        let manager = FileManager.default
+        guard config.databasePath == nil, manager.fileExists(atPath: "segmentd.sqlite"),
+            !manager.fileExists(atPath: layout.databasePath(of: BookCatalog.defaultBook))
+        else { return }
+        logger.warning(
+            "./segmentd.sqlite is a database of an earlier segmentd, which served ./segmentd.sqlite by default; this one keeps books in \(layout.booksDirectory)/. Serve it with --db segmentd.sqlite, or stop and move it to \(layout.databasePath(of: BookCatalog.defaultBook)) (README: Books).")
+    }
+
+    /// Each book keeps a few files open (database, WAL, shared memory, lock, and SQLite's
+    /// connections): raise the soft limit on open files to the hard one, as servers do.
+    static func raiseOpenFileLimit(logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        let before = limit.rlim_cur
+        limit.rlim_cur = limit.rlim_max
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+            logger.debug("raised the open-file limit", metadata: ["from": "\(before)", "to": "\(limit.rlim_max)"])
+        }
     }
 
     /// The process's resident memory, from /proc (0 where unavailable).
@@ -122,4 +210,34 @@ final class ServerReference: Sendable {
     private let stored = Mutex<RPCServer?>(nil)
     var server: RPCServer? { stored.withLock { $0 } }
     func set(_ server: RPCServer) { stored.withLock { $0 = server } }
+}
+
+/// Loads the books other than `default` after the server started listening.
+struct BackgroundLoad: Service {
+    let catalog: BookCatalog
+    let parallel: Int
+
+    func run() async {
+        await cancelWhenGracefulShutdown { await catalog.loadAll(parallel: parallel) }
+    }
+}
+
+/// Re-reads the token file on SIGHUP.
+struct TokenReloader: Service {
+    let tokens: TokenTable?
+    let logger: Logger
+
+    func run() async {
+        guard let tokens, let file = tokens.file else { return }
+        await cancelWhenGracefulShutdown {
+            for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                do {
+                    try tokens.reload()
+                    logger.notice("token file re-read", metadata: ["file": "\(file)", "tokens": "\(tokens.count)"])
+                } catch {
+                    logger.error("token file not re-read; the tokens in force stay", metadata: ["file": "\(file)", "error": "\(error)"])
+                }
+            }
+        }
+    }
 }

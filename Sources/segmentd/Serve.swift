@@ -6,15 +6,18 @@ import SegmentdApp
 
 /// `segmentd serve`: runs the server until SIGTERM or SIGINT.
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the server (defaults: ./segmentd.sqlite and ./segmentd.sock).")
+    static let configuration = CommandConfiguration(abstract: "Run the server (defaults: books in ./segmentd-data/, socket ./segmentd.sock).")
 
-    @Option(help: "SQLite database file.") var db = "segmentd.sqlite"
+    @Option(help: "Directory of the books: one SQLite database per book in DIR/books/NAME.sqlite (created if missing).") var dataDir = "segmentd-data"
+    @Option(help: "Serve this SQLite file as the default book (a database of an earlier segmentd); other books stay in --data-dir.") var db: String?
     @Option(help: "Unix socket path.") var socket = "segmentd.sock"
     @Option(help: "Unix socket file mode, octal.") var socketMode = "600"
     @Option(help: "Group of the Unix socket file (name or id); use with --socket-mode 660.") var socketGroup: String?
     @Option(help: "Directory segments.export may write files to (created if missing).") var exportDir = "exports"
     @Option(help: "Also listen on TCP HOST:PORT (e.g. 127.0.0.1:7070); needs --token or SEGMENTD_TOKEN.") var tcp: String?
-    @Option(help: "Token TCP clients must send in rpc.hello (default: $SEGMENTD_TOKEN).") var token: String?
+    @Option(help: "Token TCP clients must send in rpc.hello (default: $SEGMENTD_TOKEN); it may use and administer every book.") var token: String?
+    @Option(help: "File of TCP tokens, one per line: TOKEN read|write|admin BOOK,BOOK|* (re-read on SIGHUP).") var tokenFile: String?
+    @Option(help: "Seconds a request waits for its book to finish loading before -32007.") var bookLoadWait = 30.0
     @Option(help: "Time zone for dates without a zone (IANA name).") var timeZone = "UTC"
     @Option(help: "Seconds in-flight requests get to finish on SIGTERM.") var drainSeconds = 10
     @Option(help: "Seconds between re-evaluations of time-dependent triggers.") var reevaluateEvery = 60
@@ -35,7 +38,11 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         var config = AppConfiguration()
+        config.dataDirectory = dataDir
         config.databasePath = db
+        config.tokenFile = tokenFile
+        guard bookLoadWait > 0 else { throw ValidationError("--book-load-wait must be more than 0 seconds") }
+        config.bookLoadWait = .milliseconds(Int64((bookLoadWait * 1_000).rounded(.up)))
         config.socketPath = socket
         config.exportDirectory = exportDir
         guard let mode = UInt16(socketMode, radix: 8) else { throw ValidationError("--socket-mode must be octal, like 600") }
@@ -63,7 +70,10 @@ struct Serve: AsyncParsableCommand {
         if subscriberQueue != nil {
             app.logger.warning("--subscriber-queue is deprecated and ignored: subscribers read the event log at their own pace; see --subscriber-timeout")
         }
-        app.logger.info("serving", metadata: ["socket": "\(socket)", "db": "\(db)", "tcp": "\(tcp ?? "off")"])
+        app.logger.info("serving", metadata: [
+            "socket": "\(socket)", "data-dir": "\(dataDir)", "default-book": "\(app.catalog.layout.databasePath(of: "default"))",
+            "books": "\(app.catalog.names.count)", "tcp": "\(tcp ?? "off")",
+        ])
         try await app.run()
     }
 }

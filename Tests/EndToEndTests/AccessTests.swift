@@ -162,7 +162,7 @@ import Glibc
     @Test func quotesAndSQLInNamesAreJustText() async throws {
         let server = try await TestServer.start()
         let client = try await server.client()
-        let db = server.directory + "/segmentd.sqlite"
+        let db = server.databasePath
         let schemaBefore = try await Self.schema(db)
 
         let nasty = [

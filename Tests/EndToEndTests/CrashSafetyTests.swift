@@ -44,7 +44,7 @@ import Glibc
         func start() async throws -> RPCClient {
             let log = directory + "/server.log"
             let process = ChildProcess(productsDirectory().appendingPathComponent("segmentd").path,
-                                       ["serve", "--db", database, "--socket", socket, "--log-level", "warning"],
+                                       ["serve", "--data-dir", directory + "/data", "--db", database, "--socket", socket, "--log-level", "warning"],
                                        directory: directory, standardOutput: .file(log), standardError: .file(log))
             try process.start()
             self.process = process

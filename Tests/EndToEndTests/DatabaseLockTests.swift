@@ -19,7 +19,7 @@ import WireJSON
         // Same database, another socket: refused at start, naming the holder, touching nothing.
         let second = try await runProcess(
             productsDirectory().appendingPathComponent("segmentd").path,
-            ["serve", "--db", first.database, "--socket", directory + "/b.sock"], cwd: directory, timeout: 120)
+            ["serve", "--data-dir", directory + "/data2", "--db", first.database, "--socket", directory + "/b.sock"], cwd: directory, timeout: 120)
         #expect(second.status != 0)
         #expect(second.err.contains("is in use by another process (pid \(pid))"), "stderr: \(second.err)")
         #expect(!FileManager.default.fileExists(atPath: directory + "/b.sock"))
@@ -43,7 +43,7 @@ import WireJSON
         let directory = try TestServer.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var config = AppConfiguration()
-        config.databasePath = directory + "/one.sqlite"
+        config.dataDirectory = directory + "/data"
         config.socketPath = directory + "/one.sock"
         let app = try SegmentdApplication.build(config)
         config.socketPath = directory + "/two.sock"

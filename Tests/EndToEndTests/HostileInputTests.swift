@@ -201,7 +201,7 @@ import Glibc
         let dir = try TestServer.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let process = ChildProcess(productsDirectory().appendingPathComponent("segmentd").path,
-                                   ["serve", "--db", dir + "/db.sqlite", "--socket", dir + "/s.sock", "--export-dir", dir + "/exports", "--log-level", "error"])
+                                   ["serve", "--data-dir", dir + "/data", "--db", dir + "/db.sqlite", "--socket", dir + "/s.sock", "--export-dir", dir + "/exports", "--log-level", "error"])
         try process.start()
         defer {
             if process.isRunning { process.terminate() }

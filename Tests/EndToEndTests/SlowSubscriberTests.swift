@@ -33,7 +33,7 @@ import Glibc
         let socketPath = dir + "/s.sock"
         let log = dir + "/server.log"
         let process = ChildProcess(productsDirectory().appendingPathComponent("segmentd").path,
-                                   ["serve", "--db", dir + "/db.sqlite", "--socket", socketPath, "--export-dir", dir + "/exports",
+                                   ["serve", "--data-dir", dir + "/data", "--db", dir + "/db.sqlite", "--socket", socketPath, "--export-dir", dir + "/exports",
                                     "--log-level", "warning"],
                                    directory: dir, standardOutput: .file(log), standardError: .file(log))
         try process.start()

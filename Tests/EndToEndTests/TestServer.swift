@@ -15,13 +15,16 @@ final class TestServer: Sendable {
     let running: Task<Void, any Error>
 
     var socketPath: String { directory + "/segmentd.sock" }
-    var exportDirectory: String { app.exportDirectory }
+    /// The default book's export folder (`exports/default/`).
+    var exportDirectory: String { app.exportDirectory + "/default" }
+    /// The default book's database.
+    var databasePath: String { app.catalog.layout.databasePath(of: "default") }
 
     static func start(configure: (inout AppConfiguration) -> Void = { _ in }) async throws -> TestServer {
         let directory = try makeTemporaryDirectory()
         let clock = ManualTime(epoch)
         var config = AppConfiguration()
-        config.databasePath = directory + "/segmentd.sqlite"
+        config.dataDirectory = directory + "/data"
         config.socketPath = directory + "/segmentd.sock"
         config.exportDirectory = directory + "/exports"
         config.clock = clock

@@ -65,7 +65,7 @@ import WireJSON
         let server = try await TestServer {
             $0.serverVersion = "9.9.9"
             $0.limits.maxBatch = 7
-            $0.helloExtras = { ["dimensions": ["status", "label"]] }
+            $0.helloExtras = { _, _ in ["dimensions": ["status", "label"]] }
         }
         let client = try await server.client()
         let hello = try await client.call("rpc.hello", ["client": "tests"])
@@ -104,7 +104,8 @@ import WireJSON
         #expect(stream["x-streaming"] == true)
         #expect(echo["x-streaming"] == nil)
         #expect(document["components"]?["errors"]?["cancelled"] == ["code": -32800, "message": "request cancelled", "data": ["type": "cancelled"]])
-        #expect(document["components"]?["errors"]?.objectValue?.count == 12)
+        #expect(document["components"]?["errors"]?.objectValue?.count == 13)
+        #expect(document["components"]?["errors"]?["unavailable"]?["code"] == -32007)
         try await client.close()
         try await server.stop()
     }

@@ -4,10 +4,10 @@ import SegmentCore
 import SegmentEngine
 import WireJSON
 
-/// `server.backup {path}`: a consistent copy of the live database, taken with SQLite's online
+/// `server.backup {path, book}`: a consistent copy of one book's live database, taken with SQLite's online
 /// backup while the server keeps serving reads and writes.
 ///
-/// **Where it may write: only inside the export directory** (`--export-dir`, the same
+/// **Where it may write: only inside the export directory** (`--export-dir`, in the book's folder `exports/<book>/`, the same
 /// confinement as `segments.export {path}`: relative paths, or absolute paths that resolve
 /// inside it; `..`, symbolic links leading out and writing through a symbolic link are
 /// refused). Why not any absolute path the operator names: the method is reachable by every
@@ -25,38 +25,21 @@ import WireJSON
 /// > {"jsonrpc":"2.0","id":1,"method":"server.backup","params":{"path":"nightly.sqlite"}}
 /// < {"id":1,"jsonrpc":"2.0","result":{"bytes":53248,"path":"nightly.sqlite","seconds":0.01}}
 /// ```
-public enum BackupMethod {
-    public static func make(engine: Engine, exportDirectory: String) -> RPCMethod {
-        RPCMethod(
-            name: "server.backup",
-            summary: "Writes a consistent copy of the live database (SQLite online backup) to `path` inside the export directory; returns {path, bytes, seconds}.",
-            paramsSchema: [
-                "type": "object",
-                "properties": ["path": ["type": "string", "description": "file name relative to the export directory"]],
-                "required": ["path"],
-                "additionalProperties": false,
-            ],
-            resultSchema: [
-                "type": "object",
-                "properties": ["path": ["type": "string"], "bytes": ["type": "integer"], "seconds": ["type": "number"]],
-            ]
-        ) { request in
-            guard case .object(let params) = request.params else { throw RPCError.invalidParams(path: "", "expected an object") }
-            if let unknown = params.keys.sorted().first(where: { $0 != "path" }) {
-                throw RPCError.invalidParams(path: unknown, "unknown parameter \"\(unknown)\"")
-            }
-            guard let relative = params["path"]?.stringValue else {
-                throw RPCError.invalidParams(path: "path", params["path"] == nil ? "missing: the backup file name" : "expected a string")
-            }
+extension SegmentMethods {
+    var backupMethod: RPCMethod {
+        let methods = self
+        return bookMethod(
+            "server.backup", access: .write,
+            "Writes a consistent copy of the book's live database (SQLite online backup) to `path` inside the book's export folder; returns {path, bytes, seconds}.",
+            params: [.required("path", ["type": "string", "description": "file name relative to the book's export folder (exports/<book>/)"])],
+            result: Schema.object(["path": Schema.string, "bytes": Schema.integer, "seconds": ["type": "number"]])
+        ) { engine, p, _ in
+            let exportDirectory = try methods.preparedExportDirectory(for: try Self.bookName(p.has("book") ? try p.value("book") : nil))
+            let relative = try p.string("path")
             let exporter = FileExporter(directory: exportDirectory)
-            let target: String
-            do {
-                target = try exporter.confine(relative)
-            } catch {
-                throw RPCError.invalidParams(path: "path", (error as? SegmentError)?.message ?? "\(error)")
-            }
+            let target = try exporter.confine(relative)
             let started = ContinuousClock.now
-            let bytes = try await WorkerThreads.blocking.run { try write(engine: engine, to: target) }
+            let bytes = try await WorkerThreads.blocking.run { try Self.backup(engine: engine, to: target) }
             let root = FileExporter.realPath(exportDirectory) ?? exportDirectory
             let shown = target.hasPrefix(root + "/") ? String(target.dropFirst(root.count + 1)) : target
             return [
@@ -67,7 +50,7 @@ public enum BackupMethod {
     }
 
     /// Backs up to a temporary file beside `target`, makes it durable, renames it into place.
-    static func write(engine: Engine, to target: String) throws -> Int {
+    static func backup(engine: Engine, to target: String) throws -> Int {
         let directory = (target as NSString).deletingLastPathComponent
         let temp = directory + "/.tmp-" + UUID().uuidString + "-" + (target as NSString).lastPathComponent
         defer {

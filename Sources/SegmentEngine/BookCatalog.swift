@@ -1,0 +1,558 @@
+import Foundation
+import Logging
+import SegmentCore
+import Synchronization
+
+/// The Contact Books one server holds, by name: one ``Engine`` (one SQLite database, one lock)
+/// per book, created and dropped while the server runs.
+///
+/// **Layout.** Book `NAME` lives in `<data-dir>/books/NAME.sqlite` (with its `-wal`, `-shm` and
+/// `.lock` files beside it). `--db FILE` makes FILE the `default` book instead of
+/// `books/default.sqlite`; other books still live under the data directory.
+///
+/// **Loading.** The `default` book is loaded before the server listens, as a one-book server
+/// always was: its lock conflict or a damaged file stops start-up. Every other book found in
+/// the data directory is loaded in the background right after, a few at a time, `default`
+/// first then the smallest files first. A request for a book that is not loaded yet starts its
+/// load at once (ahead of the queue) and waits for it at most ``loadWait``; then it fails with
+/// an `unavailable` error naming the book, and the load goes on.
+///
+/// **Dropping.** A drop waits for the requests running on the book (streams on it are
+/// cancelled first), closes it and removes its files. While it waits the book is unknown to
+/// new requests.
+///
+/// ```swift
+/// let catalog = try BookCatalog(layout: .init(dataDirectory: "segmentd-data"), engine: config, registry: registry)
+/// Task { await catalog.loadAll() }
+/// let acme = try await catalog.create("acme")
+/// let engine = try await catalog.engine("default")
+/// ```
+public final class BookCatalog: Sendable {
+    /// The book of calls that name none.
+    public static let defaultBook = "default"
+
+    /// Where books live.
+    public struct Layout: Sendable {
+        public var dataDirectory: String
+        /// A database file that is the `default` book instead of `books/default.sqlite`.
+        public var defaultDatabase: String?
+
+        public init(dataDirectory: String, defaultDatabase: String? = nil) {
+            self.dataDirectory = dataDirectory
+            self.defaultDatabase = defaultDatabase
+        }
+
+        public var booksDirectory: String { dataDirectory + "/books" }
+
+        public func databasePath(of name: String) -> String {
+            if name == BookCatalog.defaultBook, let defaultDatabase { return defaultDatabase }
+            return booksDirectory + "/" + name + ".sqlite"
+        }
+    }
+
+    /// One book as `books.list` and `server.stats` show it.
+    public struct Status: Sendable {
+        public var name: String
+        /// `loading`, `ready` or `failed`.
+        public var state: String
+        public var engine: Engine?
+        public var error: String?
+        public var path: String
+
+        public init(name: String, state: String, engine: Engine?, error: String?, path: String) {
+            self.name = name
+            self.state = state
+            self.engine = engine
+            self.error = error
+            self.path = path
+        }
+    }
+
+    public let layout: Layout
+    /// How long a request waits for its book to finish loading.
+    public let loadWait: Duration
+    let template: Engine.Configuration
+    public let registry: DimensionRegistry
+    let logger: Logger
+    let loadExecutor: (any TaskExecutor)?
+    private let entries: Mutex<[String: BookEntry]>
+
+    /// Creates the data directory if needed, finds its books and loads the `default` book
+    /// (creating it if it does not exist). Other books are loaded by ``loadAll(parallel:)``
+    /// or by their first request. `engine.databasePath` is ignored: each book has its own.
+    public init(
+        layout: Layout, engine template: Engine.Configuration, registry: DimensionRegistry,
+        loadWait: Duration = .seconds(30), loadExecutor: (any TaskExecutor)? = nil, logger: Logger = Logger(label: "segmentd.books")
+    ) throws {
+        self.layout = layout
+        self.template = template
+        self.registry = registry
+        self.loadWait = loadWait
+        self.loadExecutor = loadExecutor
+        self.logger = logger
+        do {
+            try FileManager.default.createDirectory(atPath: layout.booksDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw SegmentError(.internal, "cannot create the data directory \(layout.booksDirectory): \(error.localizedDescription)")
+        }
+        var found: [String: BookEntry] = [:]
+        for name in try Self.scan(layout.booksDirectory) where !(name == Self.defaultBook && layout.defaultDatabase != nil) {
+            found[name] = BookEntry(name: name, path: layout.databasePath(of: name))
+        }
+        let defaultEntry = BookEntry(name: Self.defaultBook, path: layout.databasePath(of: Self.defaultBook))
+        defaultEntry.finishLoading(.success(try Self.open(defaultEntry, template: template, registry: registry, logger: logger)))
+        found[Self.defaultBook] = defaultEntry
+        entries = Mutex(found)
+        if found.count > 1 { logger.info("books found", metadata: ["books": "\(found.count)", "books.dir": "\(layout.booksDirectory)"]) }
+    }
+
+    /// The book names in the data directory (files `NAME.sqlite` with a valid name).
+    static func scan(_ directory: String) throws -> [String] {
+        let files: [String]
+        do {
+            files = try FileManager.default.contentsOfDirectory(atPath: directory)
+        } catch {
+            throw SegmentError(.internal, "cannot read the data directory \(directory): \(error.localizedDescription)")
+        }
+        return files.compactMap { file in
+            guard file.hasSuffix(".sqlite") else { return nil }
+            let name = String(file.dropLast(".sqlite".count))
+            return (try? validate(name: name)) != nil ? name : nil
+        }
+    }
+
+    static func open(_ entry: BookEntry, template: Engine.Configuration, registry: DimensionRegistry, logger: Logger) throws -> Engine {
+        var configuration = template
+        configuration.databasePath = entry.path
+        var bookLogger = logger
+        bookLogger[metadataKey: "book"] = "\(entry.name)"
+        return try Engine(configuration: configuration, registry: registry, logger: bookLogger)
+    }
+
+    // MARK: Names
+
+    /// Book names: 1–64 characters of `a-z`, `0-9`, `_` and `-` (they name files).
+    public static func validate(name: String, path: String = "name") throws(SegmentError) {
+        let valid = (1...64).contains(name.utf8.count) && name.utf8.allSatisfy { byte in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+        }
+        guard valid else {
+            throw SegmentError.invalidParams(
+                path: path, "book names are 1 to 64 characters of a-z, 0-9, _ and -; got \"\(name)\"")
+        }
+    }
+
+    /// The `default` book's engine (loaded by `init`, so it needs no wait).
+    public func defaultEngine() throws(SegmentError) -> Engine {
+        guard let engine = entries.withLock({ $0[Self.defaultBook] })?.readyEngine else { throw Self.noSuchBook(Self.defaultBook) }
+        return engine
+    }
+
+    /// Every book's name, sorted.
+    public var names: [String] { entries.withLock { $0.keys.sorted() } }
+
+    /// Whether a book of that name exists (loaded or not).
+    public func contains(_ name: String) -> Bool { entries.withLock { $0[name] != nil } }
+
+    // MARK: Reaching a book
+
+    /// The engine of book `name`, waiting at most ``loadWait`` for it to load.
+    ///
+    /// Throws `notFound` for a book that does not exist (or is being dropped), `unavailable`
+    /// while it is still loading after the wait, and `internal` if its load failed.
+    public func engine(_ name: String) async throws(SegmentError) -> Engine {
+        guard let entry = entries.withLock({ $0[name] }) else { throw Self.noSuchBook(name) }
+        if let engine = entry.readyEngine { return engine }
+        startLoad(entry)
+        return try await entry.waitReady(for: loadWait)
+    }
+
+    /// Runs `body` with the engine of book `name`, holding the book: a drop waits for it.
+    /// With `cancelOnDrop`, a drop cancels `body` instead (long streams).
+    public func withBook<T: Sendable>(
+        _ name: String, cancelOnDrop: Bool = false, _ body: @escaping @Sendable (Engine) async throws -> T
+    ) async throws -> T {
+        let engine = try await self.engine(name)
+        guard let entry = entries.withLock({ $0[name] }), let lease = entry.acquire() else { throw Self.noSuchBook(name) }
+        defer { entry.release(lease) }
+        guard cancelOnDrop else { return try await body(engine) }
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body(engine) }
+            group.addTask {
+                await entry.waitDropping()
+                return nil
+            }
+            defer { group.cancelAll() }
+            while let outcome = try await group.next() {
+                if let value = outcome { return value }
+                if entry.isDropping {
+                    group.cancelAll()
+                }
+            }
+            throw CancellationError()
+        }
+    }
+
+    public static func noSuchBook(_ name: String) -> SegmentError {
+        SegmentError(.notFound, "no book named \"\(name)\" (books.create makes one; books.list shows them)")
+    }
+
+    // MARK: Loading
+
+    /// Loads every book not yet loaded, `parallel` at a time: `default` first, then the
+    /// smallest database files first (so most books are ready soonest). Returns when all are
+    /// loaded or failed, or when the calling task is cancelled.
+    public func loadAll(parallel: Int = 2) async {
+        let queue = entries.withLock { $0.values.filter { !$0.isSettled } }
+            .map { entry in (entry, Self.fileSize(entry.path)) }
+            .sorted { ($0.1, $0.0.name) < ($1.1, $1.0.name) }
+            .map(\.0)
+        guard !queue.isEmpty else { return }
+        let next = Ticket()
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<max(1, parallel) {
+                group.addTask {
+                    while !Task.isCancelled {
+                        let index = next.take()
+                        guard index < queue.count else { return }
+                        let entry = queue[index]
+                        self.startLoad(entry)
+                        _ = try? await entry.waitReady(for: .seconds(86_400 * 365))
+                    }
+                }
+            }
+        }
+        logger.info("books loaded", metadata: ["books": "\(queue.count + 1)"])
+    }
+
+    static func fileSize(_ path: String) -> Int64 {
+        var info = stat()
+        return stat(path, &info) == 0 ? Int64(info.st_size) : 0
+    }
+
+    /// Starts loading `entry` unless it is loading or loaded.
+    private func startLoad(_ entry: BookEntry) {
+        guard entry.claimLoad() else { return }
+        let template = self.template, registry = self.registry, logger = self.logger
+        let work: @Sendable () -> Void = {
+            let started = ContinuousClock.now
+            let outcome = Result { try Self.open(entry, template: template, registry: registry, logger: logger) }
+            if case .failure(let error) = outcome {
+                logger.error("book failed to load", metadata: ["book": "\(entry.name)", "error": "\(error)"])
+            } else {
+                logger.debug("book loaded", metadata: ["book": "\(entry.name)", "seconds": "\((ContinuousClock.now - started) / .milliseconds(1) / 1000)"])
+            }
+            entry.finishLoading(outcome)
+        }
+        // Loading reads the whole database and computes: it runs on threads of its own, never
+        // on the cooperative pool the server's event loops need.
+        if let loadExecutor {
+            Task(executorPreference: loadExecutor) { work() }
+        } else {
+            Thread.detachNewThread { work() }
+        }
+    }
+
+    // MARK: Creating and dropping
+
+    /// Creates book `name` (an empty database) and returns its engine.
+    /// Throws `invalidParams` for a bad name and `conflict` if it exists.
+    public func create(_ name: String) async throws -> Engine {
+        try Self.validate(name: name)
+        let entry = BookEntry(name: name, path: layout.databasePath(of: name))
+        _ = entry.claimLoad()
+        let inserted = entries.withLock { entries -> Bool in
+            guard entries[name] == nil else { return false }
+            entries[name] = entry
+            return true
+        }
+        guard inserted else { throw SegmentError(.conflict, "book \"\(name)\" already exists") }
+        if FileManager.default.fileExists(atPath: entry.path) {
+            // Not found by the scan at start (created since by someone else?): never adopt it silently.
+            entries.withLock { $0[name] = nil }
+            entry.finishLoading(.failure(SegmentError(.conflict, "exists")))
+            throw SegmentError(.conflict, "book \"\(name)\": \(entry.path) already exists but was not a book at start-up; move it away or restart")
+        }
+        let template = self.template, registry = self.registry, logger = self.logger
+        let outcome = await Self.run(on: loadExecutor) { Result { try Self.open(entry, template: template, registry: registry, logger: logger) } }
+        entry.finishLoading(outcome)
+        switch outcome {
+        case .success(let engine):
+            logger.info("book created", metadata: ["book": "\(name)"])
+            return engine
+        case .failure(let error):
+            entries.withLock { $0[name] = nil }
+            for file in Self.files(of: entry.path) { unlink(file) }
+            throw error
+        }
+    }
+
+    /// Drops book `name`: waits (at most `wait`) for the requests holding it, closes it and
+    /// removes its database files. Throws `notFound`, `invalidParams` for `default`, and
+    /// `conflict` if requests still hold it after `wait` (the book then stays).
+    public func drop(_ name: String, wait: Duration = .seconds(30)) async throws {
+        try Self.validate(name: name)
+        guard name != Self.defaultBook else {
+            throw SegmentError.invalidParams(path: "name", "the default book cannot be dropped: it is where calls that name no book go")
+        }
+        guard let entry = entries.withLock({ $0[name] }) else { throw Self.noSuchBook(name) }
+        // A book still loading is dropped once loaded (its files are open until then).
+        let engine: Engine?
+        switch await outcome(of: name) {
+        case .success(let loaded): engine = loaded
+        case .failure(let error):
+            guard error.kind == .internal else { throw error }
+            engine = nil  // failed to load: nothing is open, only files to remove
+        }
+        guard entry.beginDrop() else { throw Self.noSuchBook(name) }
+        guard await entry.waitForNoLeases(within: wait) else {
+            let holders = entry.leaseCount
+            entry.cancelDrop()
+            throw SegmentError(.conflict, "book \"\(name)\" is still in use by \(holders) request(s); try again")
+        }
+        entries.withLock { $0[name] = nil }
+        if let engine {
+            do {
+                try engine.close()
+            } catch {
+                logger.error("closing a dropped book failed", metadata: ["book": "\(name)", "error": "\(error)"])
+            }
+        }
+        for file in Self.files(of: entry.path) { unlink(file) }
+        logger.info("book dropped", metadata: ["book": "\(name)"])
+    }
+
+    private func outcome(of name: String) async -> Result<Engine, SegmentError> {
+        do {
+            return .success(try await engine(name))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// A database file and the files SQLite and the lock keep beside it.
+    static func files(of path: String) -> [String] { ["", "-wal", "-shm", "-journal", ".lock"].map { path + $0 } }
+
+    static func run<T: Sendable>(on executor: (any TaskExecutor)?, _ work: @escaping @Sendable () -> T) async -> T {
+        if let executor {
+            return await Task(executorPreference: executor) { work() }.value
+        }
+        return await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: work()) }
+        }
+    }
+
+    // MARK: Looking at books
+
+    /// Every book with its state, by name.
+    public func statuses() -> [Status] {
+        entries.withLock { $0.values.map(\.status) }.sorted { $0.name < $1.name }
+    }
+
+    /// The engines of the books loaded now, by name.
+    public var loaded: [(name: String, engine: Engine)] {
+        entries.withLock { $0.values.compactMap { entry in entry.readyEngine.map { (entry.name, $0) } } }.sorted { $0.name < $1.name }
+    }
+
+    /// Waits for loads in progress, then closes every book.
+    public func close() async throws {
+        let all = entries.withLock { Array($0.values) }
+        var firstError: (any Error)?
+        for entry in all {
+            if entry.isLoading { _ = try? await entry.waitReady(for: .seconds(600)) }
+            guard let engine = entry.readyEngine else { continue }
+            do { try engine.close() } catch { firstError = firstError ?? error }
+        }
+        if let firstError { throw firstError }
+    }
+}
+
+/// One book's place in the catalog: its load state, and the requests holding it.
+final class BookEntry: Sendable {
+    enum Phase {
+        case pending
+        case loading
+        case ready(Engine)
+        case failed(SegmentError)
+    }
+
+    private struct State {
+        var phase = Phase.pending
+        var dropping = false
+        var leases = 0
+        var nextLease = 0
+        var nextWaiter = 0
+        /// Moves with every change, so a waiter that read the state before a change sees it.
+        var generation = 0
+        /// Woken on any change of phase, dropping or leases.
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+    }
+
+    let name: String
+    let path: String
+    private let state = Mutex(State())
+
+    init(name: String, path: String) {
+        self.name = name
+        self.path = path
+    }
+
+    var readyEngine: Engine? {
+        state.withLock { state in
+            guard !state.dropping, case .ready(let engine) = state.phase else { return nil }
+            return engine
+        }
+    }
+
+    var isSettled: Bool {
+        state.withLock { state in
+            switch state.phase {
+            case .ready, .failed: return true
+            case .pending, .loading: return false
+            }
+        }
+    }
+
+    var isLoading: Bool { state.withLock { if case .loading = $0.phase { true } else { false } } }
+    var isDropping: Bool { state.withLock { $0.dropping } }
+    var leaseCount: Int { state.withLock { $0.leases } }
+
+    var status: BookCatalog.Status {
+        state.withLock { state in
+            switch state.phase {
+            case .pending, .loading: return .init(name: name, state: "loading", engine: nil, error: nil, path: path)
+            case .ready(let engine): return .init(name: name, state: "ready", engine: engine, error: nil, path: path)
+            case .failed(let error): return .init(name: name, state: "failed", engine: nil, error: error.message, path: path)
+            }
+        }
+    }
+
+    /// Moves pending to loading; false if a load already started or ended.
+    func claimLoad() -> Bool {
+        state.withLock { state in
+            guard case .pending = state.phase else { return false }
+            state.phase = .loading
+            return true
+        }
+    }
+
+    func finishLoading(_ outcome: Result<Engine, any Error>) {
+        change { state in
+            switch outcome {
+            case .success(let engine): state.phase = .ready(engine)
+            case .failure(let error as SegmentError): state.phase = .failed(error)
+            case .failure(let error): state.phase = .failed(SegmentError(.internal, "\(error)"))
+            }
+        }
+    }
+
+    /// The engine once loaded; throws if the load failed or is still going after `limit`.
+    func waitReady(for limit: Duration) async throws(SegmentError) -> Engine {
+        let deadline = ContinuousClock.now + limit
+        while true {
+            let (phase, seen) = state.withLock { ($0.phase, $0.generation) }
+            switch phase {
+            case .ready(let engine): return engine
+            case .failed(let error):
+                throw SegmentError(.internal, "book \"\(name)\" failed to load: \(error.message)")
+            case .pending, .loading:
+                guard ContinuousClock.now < deadline, !Task.isCancelled else {
+                    throw SegmentError(.unavailable, "book \"\(name)\" is still loading; try again shortly")
+                }
+                await waitForChange(after: seen, until: deadline)
+            }
+        }
+    }
+
+    /// Takes a lease; nil once a drop has begun.
+    func acquire() -> Int? {
+        state.withLock { state in
+            guard !state.dropping else { return nil }
+            state.leases += 1
+            state.nextLease += 1
+            return state.nextLease
+        }
+    }
+
+    func release(_ lease: Int) { change { $0.leases -= 1 } }
+
+    /// Marks the book as being dropped (new requests no longer reach it); false if it already was.
+    func beginDrop() -> Bool {
+        var began = false
+        change { state in
+            began = !state.dropping
+            state.dropping = true
+        }
+        return began
+    }
+
+    func cancelDrop() { change { $0.dropping = false } }
+
+    func waitDropping() async {
+        while !Task.isCancelled {
+            let (dropping, seen) = state.withLock { ($0.dropping, $0.generation) }
+            if dropping { return }
+            await waitForChange(after: seen, until: nil)
+        }
+    }
+
+    func waitForNoLeases(within limit: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while true {
+            let (leases, seen) = state.withLock { ($0.leases, $0.generation) }
+            if leases == 0 { return true }
+            guard ContinuousClock.now < deadline else { return false }
+            await waitForChange(after: seen, until: deadline)
+        }
+    }
+
+    private func change(_ body: (inout State) -> Void) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            body(&state)
+            state.generation += 1
+            defer { state.waiters = [:] }
+            return Array(state.waiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once the state moved past generation `seen`, at `deadline`, or when the task
+    /// is cancelled.
+    private func waitForChange(after seen: Int, until deadline: ContinuousClock.Instant?) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.nextChange(after: seen) }
+            if let deadline {
+                group.addTask { try? await Task.sleep(until: deadline) }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func nextChange(after seen: Int) async {
+        let id = state.withLock { state -> Int in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { state -> Bool in
+                    if Task.isCancelled || state.generation != seen { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
+            waiter?.resume()
+        }
+    }
+}
+
+/// Hands out 0, 1, 2, … to concurrent takers.
+private final class Ticket: Sendable {
+    private let next = Atomic<Int>(0)
+    func take() -> Int { next.add(1, ordering: .relaxed).oldValue }
+}
