@@ -5,7 +5,8 @@ import WireJSON
 /// Each method's object-schema `properties` become by-name `params` content descriptors
 /// (`required` from the schema's `required` list); the complete params schema is kept as
 /// `x-params-schema` so that nothing (`additionalProperties`, `oneOf`, …) is lost. Streaming
-/// methods carry `"x-streaming": true`. The error codes live in `components.errors`.
+/// methods carry `"x-streaming": true`; each of a method's ``RPCMethod/annotations`` becomes
+/// an `x-` member. The error codes live in `components.errors`.
 enum OpenRPCDocument {
     static let version = "1.2.6"
 
@@ -44,6 +45,7 @@ enum OpenRPCDocument {
             "x-params-schema": method.paramsSchema,
         ]
         if method.streaming { object["x-streaming"] = true }
+        for (key, value) in method.annotations { object["x-" + key] = value }
         return .object(object)
     }
 }

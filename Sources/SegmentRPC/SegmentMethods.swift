@@ -61,7 +61,7 @@ public struct SegmentMethods: Sendable {
         case .read: writing = false
         case .write: writing = true
         }
-        return RPCMethod(name: m.name, summary: m.summary, paramsSchema: schema, resultSchema: m.resultSchema) { request in
+        var built = RPCMethod(name: m.name, summary: m.summary, paramsSchema: schema, resultSchema: m.resultSchema) { request in
             do {
                 guard case .object(var params) = request.params else { throw SegmentError.invalidParams(path: "", "expected an object") }
                 let bookValue = params.removeValue(forKey: "book")
@@ -73,6 +73,8 @@ public struct SegmentMethods: Sendable {
                 throw error.rpcError
             }
         }
+        built.annotations["book"] = .string(writing ? "write" : "read")
+        return built
     }
 
     /// JSON Schema of one filter, generated from the registered dimensions' descriptors.
@@ -97,7 +99,7 @@ public struct SegmentMethods: Sendable {
 // MARK: Books and access
 
 /// Whether a method changes its book: a `read` token may call only `read` methods.
-enum Access {
+enum Access: String {
     case read, write
 }
 
@@ -116,11 +118,13 @@ extension SegmentMethods {
         _ body: @escaping @Sendable (Engine, ParamReader, RPCRequest) async throws -> JSONValue
     ) -> RPCMethod {
         let catalog = self.catalog
-        return method(name, summary, params: params + [Self.bookParam], result: result, streaming: streaming) { p, request in
+        var built = method(name, summary, params: params + [Self.bookParam], result: result, streaming: streaming) { p, request in
             let book = try Self.bookName(p.has("book") ? try p.value("book") : nil)
             try Self.authorize(request, book: book, writing: access == .write)
             return try await catalog.withBook(book, cancelOnDrop: streaming) { engine in try await body(engine, p, request) }
         }
+        built.annotations["book"] = .string(access.rawValue)
+        return built
     }
 
     /// The book a call names (`default` when it names none).

@@ -36,6 +36,15 @@ enum CLIConnection {
     }
 }
 
+/// `--book NAME` as a call's param: absent when not given, so the server's default applies.
+enum CLIBook {
+    static func params(_ params: [String: JSONValue], book: String?) -> JSONValue {
+        var params = params
+        if let book { params["book"] = .string(book) }
+        return .object(params)
+    }
+}
+
 /// Call helpers shared by import and export: clear messages instead of NIO's.
 enum CLIClient {
     /// A call whose error reply becomes a fatal, readable error.

@@ -33,6 +33,7 @@ struct Call: AsyncParsableCommand {
 
     @Argument(help: "The method, e.g. segments.count.") var method: String
     @Argument(help: "The params as a JSON object; '-' reads them from stdin; default {}.") var params: String?
+    @Option(help: "The book to call the method on: added to the params as \"book\" (default: the server's default book).") var book: String?
     @Option(help: "Unix socket path.") var socket = "segmentd.sock"
     @Option(help: "Connect over TCP HOST:PORT instead of the socket.") var tcp: String?
     @Option(help: "Token for TCP (default: $SEGMENTD_TOKEN).") var token: String?
@@ -45,8 +46,16 @@ struct Call: AsyncParsableCommand {
     func run() async throws {
         var text = params ?? "{}"
         if text == "-" { text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) }
-        let value: JSONValue
+        var value: JSONValue
         do { value = try JSONParser.parse(text) } catch { throw ValidationError("params are not valid JSON: \(error)") }
+        if let book {
+            guard case .object(var object) = value else { throw ValidationError("--book needs params that are an object") }
+            if let named = object["book"], named != .string(book) {
+                throw ValidationError("--book \(book) and the params' \"book\": \(named.serialized()) disagree; give one")
+            }
+            object["book"] = .string(book)
+            value = .object(object)
+        }
         let client = try await CLIConnection.open(socket: socket, tcp: tcp, token: token)
 
         // Notifications are written as they arrive; stdout closing (a pipe's reader gone)

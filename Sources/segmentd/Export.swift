@@ -45,6 +45,7 @@ struct Export: AsyncParsableCommand {
     @Option(help: "Comma-separated columns, e.g. email,name,labels (default: email,name,status).") var columns: String?
     @Option(help: "send (status active, not suppressed) or all members.") var audience = "send"
     @Option(name: [.customShort("o"), .customLong("output")], help: "Write to this file (atomically) instead of stdout.") var output: String?
+    @Option(help: "The book to work on (default: the server's default book).") var book: String?
     @Option(help: "Unix socket path.") var socket = "segmentd.sock"
     @Option(help: "Connect over TCP HOST:PORT instead of the socket.") var tcp: String?
     @Option(help: "Token for TCP (default: $SEGMENTD_TOKEN).") var token: String?
@@ -72,16 +73,17 @@ struct Export: AsyncParsableCommand {
 
         let client = try await CLIConnection.open(socket: socket, tcp: tcp, token: token)
         defer { Task { try? await client.close() } }
-        let id = try await Self.resolve(segment, client: client)
+        let id = try await Self.resolve(segment, client: client, book: book)
 
         var params: [String: JSONValue] = ["id": .int(id), "format": .string(kind), "audience": .string(audience)]
         if compress { params["compress"] = "gzip" }
         if let columns { params["columns"] = .array(Self.split(columns).map { .string($0) }) }
+        if let book { params["book"] = .string(book) }
 
         let progressLine = ProgressLine(enabled: ProgressMode(rawValue: progress)!.isEnabled)
         var expected: Int?
         if progressLine.enabled {
-            let counted = try? await client.call("segments.count", ["id": .int(id), "audience": .string(audience)])
+            let counted = try? await client.call("segments.count", CLIBook.params(["id": .int(id), "audience": .string(audience)], book: book))
             expected = counted?["size"]?.intValue.map(Int.init)
         }
         let total = expected
@@ -147,8 +149,8 @@ struct Export: AsyncParsableCommand {
 
     /// A segment id, or the id of the segment with that name (exact, else the only
     /// case-insensitive match).
-    static func resolve(_ segment: String, client: RPCClient) async throws -> Int64 {
-        let listed = try await CLIClient.call(client, "segments.list")
+    static func resolve(_ segment: String, client: RPCClient, book: String?) async throws -> Int64 {
+        let listed = try await CLIClient.call(client, "segments.list", CLIBook.params([:], book: book))
         let segments = (listed["segments"]?.arrayValue ?? []).compactMap { item -> (id: Int64, name: String)? in
             guard let id = item["id"]?.intValue, let name = item["name"]?.stringValue else { return nil }
             return (id, name)

@@ -83,6 +83,7 @@ struct Import: AsyncParsableCommand {
             """)
 
     @Argument(help: "The file: .csv, .ndjson or .jsonl, optionally .gz; - reads standard input.") var file: String
+    @Option(help: "The book to work on (default: the server's default book).") var book: String?
     @Option(help: "Unix socket path.") var socket = "segmentd.sock"
     @Option(help: "Connect over TCP HOST:PORT instead of the socket.") var tcp: String?
     @Option(help: "Token for TCP (default: $SEGMENTD_TOKEN).") var token: String?
@@ -143,7 +144,7 @@ struct Import: AsyncParsableCommand {
         case .ndjson:
             source = NDJSONRows(reader: reader, maxDocumentBytes: budget)
         case .csv:
-            let listed = try await CLIClient.call(client, "fields.list")
+            let listed = try await CLIClient.call(client, "fields.list", CLIBook.params([:], book: book))
             let fields = (listed.arrayValue ?? []).compactMap { item -> FieldInfo? in
                 guard item["system"]?.boolValue == false, let name = item["name"]?.stringValue, let type = item["type"]?.stringValue else { return nil }
                 return FieldInfo(name: name, type: type)
@@ -153,7 +154,7 @@ struct Import: AsyncParsableCommand {
                 defineFields: defineFields.flatMap(DefineFields.init), maxDocumentBytes: budget)
             // Before any row: a row never meets a field that is not there yet.
             for field in csv.fieldsToDefine {
-                _ = try await CLIClient.call(client, "fields.define", ["name": .string(field.name), "type": .string(field.type)])
+                _ = try await CLIClient.call(client, "fields.define", CLIBook.params(["name": .string(field.name), "type": .string(field.type)], book: book))
                 defined.append(field)
             }
             source = csv
@@ -164,7 +165,7 @@ struct Import: AsyncParsableCommand {
         let interrupts = Interrupts()
         defer { interrupts.stop() }
         let importer = Importer(
-            client: client, source: source, batchSize: batch, maxInFlight: inFlight, requestBudget: budget,
+            client: client, book: book, source: source, batchSize: batch, maxInFlight: inFlight, requestBudget: budget,
             progress: ProgressLine(enabled: ProgressMode(rawValue: progress)!.isEnabled), keepAllFailures: verbose,
             resumeAt: resumeAt ?? 1, interrupts: interrupts)
         let fatal: (any Error)?

@@ -6,6 +6,8 @@ import WireJSON
 /// one count.
 final class Importer {
     let client: RPCClient
+    /// `--book`: sent with every upsert (nil: the server's default book).
+    let book: String?
     let source: any ImportRowSource
     let batchSize: Int
     let maxInFlight: Int
@@ -71,11 +73,12 @@ final class Importer {
     }
 
     init(
-        client: RPCClient, source: any ImportRowSource, batchSize: Int, maxInFlight: Int, requestBudget: Int, progress: ProgressLine,
+        client: RPCClient, book: String? = nil, source: any ImportRowSource, batchSize: Int, maxInFlight: Int, requestBudget: Int, progress: ProgressLine,
         keepAllFailures: Bool, resumeAt: Int = 1, interrupts: Interrupts? = nil
     ) {
         self.keepAllFailures = keepAllFailures
         self.client = client
+        self.book = book
         self.source = source
         self.batchSize = batchSize
         self.maxInFlight = maxInFlight
@@ -100,7 +103,7 @@ final class Importer {
     /// Sends every row; an error reading the input is thrown once the batches in flight are
     /// answered, so their rows are counted too.
     func run() async throws {
-        let client = self.client
+        let client = self.client, book = self.book
         var inputError: (any Error)?
         await withTaskGroup(of: Outcome.self) { group in
             var inFlight: [Int: Set<String>] = [:]
@@ -128,7 +131,7 @@ final class Importer {
                 guard stop == nil else { return leaveUnsent(batch) }
                 inFlight[batch.id] = batch.keys
                 inFlightFirstLine[batch.id] = batch.lines[0]
-                group.addTask { await Self.upsert(client, batch) }
+                group.addTask { await Self.upsert(client, batch, book: book) }
             }
 
             while true {
@@ -219,10 +222,10 @@ final class Importer {
     /// One contacts.upsert call; item failures map back to file lines. An error reply for the
     /// whole call fails its rows (the import goes on), except `shutting_down` and `overloaded`:
     /// those rows were not looked at. A lost connection or a cancelled call leaves them unconfirmed.
-    static func upsert(_ client: RPCClient, _ batch: Batch) async -> Outcome {
+    static func upsert(_ client: RPCClient, _ batch: Batch, book: String?) async -> Outcome {
         var outcome = Outcome(id: batch.id, rows: batch.lines.count, firstLine: batch.lines[0])
         do {
-            let result = try await client.call("contacts.upsert", ["contacts": .array(batch.documents)])
+            let result = try await client.call("contacts.upsert", CLIBook.params(["contacts": .array(batch.documents)], book: book))
             outcome.created = Int(result["created"]?.intValue ?? 0)
             outcome.updated = Int(result["updated"]?.intValue ?? 0)
             for item in result["failed"]?.arrayValue ?? [] {
