@@ -115,3 +115,8 @@ public struct EngagementDimension: DimensionProvider {
         return ColumnReader { slot in index.time(e, slot).map { .string(ISOTime.format($0)) } ?? .null }
     }
 }
+
+extension EngagementDimension.Index: ResidentSize {
+    /// Three time columns, grown only as far as the highest slot with an event.
+    var residentBytes: Int { ResidentBytes.array(columns) }
+}

@@ -144,3 +144,19 @@ public struct FieldDefinition: Sendable, Equatable {
     public var type: FieldType
     public var system: Bool
 }
+
+extension TextColumn: ResidentSize {
+    /// Ids per slot, each distinct text twice (as given and lower-cased), the text → id table.
+    var residentBytes: Int { ids.residentBytes + values.residentBytes + lower.residentBytes + idOf.residentBytes }
+}
+
+extension FieldColumn: ResidentSize {
+    /// Only the storage of the field's type is ever filled; the others stay empty (0).
+    var residentBytes: Int {
+        text.residentBytes + numbers.residentBytes + booleans.residentBytes + (byValue.map(ResidentBytes.dictionary) ?? 0)
+    }
+}
+
+extension FieldDefinition: ResidentSize {
+    public var residentBytes: Int { ResidentBytes.string(name) }
+}

@@ -318,3 +318,11 @@ public struct FieldDimension: DimensionProvider {
         return ColumnReader { Self.json(values.value(at: $0)) }
     }
 }
+
+extension FieldDimension.Index: ResidentSize {
+    /// Every column (the values), and the declarations that name them.
+    var residentBytes: Int {
+        ResidentBytes.array(columns) + ResidentBytes.dictionary(definitions) + ResidentBytes.array(order)
+            + ResidentBytes.dictionary(position) + ResidentBytes.array(documentOrder, element: { ResidentBytes.array($0.key) })
+    }
+}

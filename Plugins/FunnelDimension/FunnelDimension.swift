@@ -198,3 +198,7 @@ struct FunnelPredicate: ContactPredicate {
         return parts.joined(separator: "; ")
     }
 }
+
+extension FunnelDimension.Index: ResidentSize {
+    var residentBytes: Int { stages.residentBytes + lost.residentBytes }
+}

@@ -218,3 +218,13 @@ extension String {
         return String(s)
     }
 }
+
+extension LabelDimension.Index: ResidentSize {
+    /// The label table: keys, display names and a member bitmap per label (8 KiB per 65,536
+    /// slots it spans, however few members).
+    public var residentBytes: Int { ResidentBytes.dictionary(labels) }
+}
+
+extension LabelDimension.Entry: ResidentSize {
+    public var residentBytes: Int { ResidentBytes.string(name) + members.residentBytes }
+}

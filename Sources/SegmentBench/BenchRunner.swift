@@ -33,6 +33,7 @@ public struct BenchRunner {
         // 1. Ingest over the socket, and the same rows into the baseline.
         var server = try BenchServer(binary: binary, directory: directory, frozenClock: ISOTime.format(now))
         _ = try await server.waitUntilReady(since: .now)
+        let emptyRSS = server.residentBytes
         let client = try await RPCClient.connect(unixPath: server.socket)
         for (name, type) in SyntheticBook.fields {
             _ = try await client.call("fields.define", ["name": .string(name), "type": .string(type)])
@@ -93,6 +94,14 @@ public struct BenchRunner {
         var readerConfiguration = Engine.Configuration(databasePath: directory + "/segmentd.sqlite", clock: ManualTime(now))
         readerConfiguration.readOnly = true
         let engine = try Engine(configuration: readerConfiguration, registry: SegmentdApplication.builtInRegistry())
+        // The book's own estimate next to what the server grew by from empty to loaded (which
+        // also holds SQLite's cache and whatever the allocator kept from loading).
+        report.figures.append(BenchFigure(
+            name: "resident memory growth over the empty server", value: rss - Double(emptyRSS) / 1_048_576, unit: "MB", baseline: nil,
+            better: "lower", target: "", met: nil))
+        report.figures.append(BenchFigure(
+            name: "estimated book size (Book.residentBytes)", value: Double(engine.snapshot.residentBytes) / 1_048_576, unit: "MB",
+            baseline: nil, better: "lower", target: "", met: nil))
         for segment in BenchSegment.all(now: now) {
             var expected = 0
             let base = try median((0..<runs).map { _ in try seconds { expected = try baseline.count(segment) } })

@@ -87,6 +87,23 @@ public struct Book: Sendable {
     }
 }
 
+extension Book: ResidentSize {
+    /// An estimate of the heap this book's state holds: the core columns, the email index,
+    /// suppressions, segments and triggers, and every provider's part whose type conforms to
+    /// `ResidentSize` (one that does not counts 0 beyond its box). What the server reports as
+    /// a book's resident size.
+    ///
+    /// A snapshot shares most of its chunks with the books before and after it, so this is
+    /// what the book holds, not what dropping it would free. See `ResidentSize` for what the
+    /// estimate leaves out.
+    public var residentBytes: Int {
+        var bytes = alive.residentBytes + emails.residentBytes + createdAt.residentBytes + emailIndex.residentBytes
+        bytes += ResidentBytes.set(suppressedEmails) + suppressed.residentBytes
+        bytes += ResidentBytes.dictionary(segments) + ResidentBytes.dictionary(triggers)
+        return parts.reduce(bytes + ResidentBytes.dictionary(parts)) { $0 + ResidentBytes.existential($1.value) }
+    }
+}
+
 extension Book {
     /// Adds a contact at `slot` (the rowid SQLite assigned); `key` is `email` lower-cased.
     public mutating func addContact(slot: Int, email: String, key: String, createdAt time: Double) {

@@ -94,3 +94,13 @@ extension ChunkedArray {
 
 extension ChunkedArray: Sendable where Element: Sendable {}
 extension ChunkedArray.Chunk: @unchecked Sendable where Element: Sendable {}
+
+extension ChunkedArray: ResidentSize {
+    /// The chunk list, each chunk's object and buffer (reserved for 4,096 elements when the
+    /// chunk was made), and the elements' heap (a string column's long strings).
+    public var residentBytes: Int {
+        chunks.reduce(ResidentBytes.array(chunks)) {
+            $0 + ResidentBytes.object(properties: MemoryLayout<[Element]>.stride) + ResidentBytes.array($1.items)
+        }
+    }
+}

@@ -356,3 +356,15 @@ extension ContactSet {
         return out
     }
 }
+
+extension ContactSet: ResidentSize {
+    /// The block list and each block this set holds (8 KiB for 65,536 slots). The shared zero
+    /// block is not counted; a block shared with another set (`formUnion` shares rather than
+    /// copies) is counted by both.
+    public var residentBytes: Int {
+        blocks.reduce(ResidentBytes.array(blocks)) { total, block in
+            guard block !== Block.zero else { return total }
+            return total + ResidentBytes.object(properties: MemoryLayout<[UInt64]>.stride) + ResidentBytes.array(block.words)
+        }
+    }
+}

@@ -121,3 +121,12 @@ public struct HashIndex: Sendable {
         self = bigger
     }
 }
+
+extension HashIndex: ResidentSize {
+    /// The chunk list and every chunk (8 bytes a place, at least twice `count` places).
+    public var residentBytes: Int {
+        chunks.reduce(ResidentBytes.array(chunks)) {
+            $0 + ResidentBytes.object(properties: MemoryLayout<[UInt64]>.stride) + ResidentBytes.array($1.entries)
+        }
+    }
+}

@@ -66,3 +66,8 @@ public struct CodeColumn: Sendable {
         candidates.intersection(anyOf: wanted.map { members[Int($0)] })
     }
 }
+
+extension CodeColumn: ResidentSize {
+    /// A byte per slot and a bitmap per code.
+    public var residentBytes: Int { codes.residentBytes + ResidentBytes.array(members) }
+}

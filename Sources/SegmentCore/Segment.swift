@@ -38,3 +38,10 @@ public struct Segment: Sendable, Equatable {
         return .object(o)
     }
 }
+
+extension Segment: ResidentSize {
+    /// Its name, description and rule as written.
+    public var residentBytes: Int {
+        ResidentBytes.string(name) + ResidentBytes.string(description) + filters.residentBytes
+    }
+}

@@ -63,3 +63,8 @@ public struct TriggerEvent: Sendable, Equatable {
         ]
     }
 }
+
+extension Trigger: ResidentSize {
+    /// Its membership baseline; the compiled rule (a few predicates) is left out.
+    public var residentBytes: Int { members.residentBytes }
+}
