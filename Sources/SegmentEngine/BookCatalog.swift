@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SegmentCore
+import SegmentStore
 import Synchronization
 
 /// The Contact Books one server holds, by name: one ``Engine`` (one SQLite database, one lock)
@@ -76,6 +77,9 @@ public final class BookCatalog: Sendable {
     let logger: Logger
     let loadExecutor: (any TaskExecutor)?
     private let entries: Mutex<[String: BookEntry]>
+    /// Held while the catalog is open: one server per data directory (a second one would
+    /// see the first one's books as failed to load, and could drop their files).
+    private let directoryLock: DatabaseLock
 
     /// Creates the data directory if needed, finds its books and loads the `default` book
     /// (creating it if it does not exist). Other books are loaded by ``loadAll(parallel:)``
@@ -95,12 +99,21 @@ public final class BookCatalog: Sendable {
         } catch {
             throw SegmentError(.internal, "cannot create the data directory \(layout.booksDirectory): \(error.localizedDescription)")
         }
+        let lock = try DatabaseLock(
+            lockFile: layout.dataDirectory + "/segmentd.lock", subject: "data directory \(layout.dataDirectory)",
+            advice: "one server per data directory: stop that one, or give this one another --data-dir")
         var found: [String: BookEntry] = [:]
         for name in try Self.scan(layout.booksDirectory) where !(name == Self.defaultBook && layout.defaultDatabase != nil) {
             found[name] = BookEntry(name: name, path: layout.databasePath(of: name))
         }
         let defaultEntry = BookEntry(name: Self.defaultBook, path: layout.databasePath(of: Self.defaultBook))
-        defaultEntry.finishLoading(.success(try Self.open(defaultEntry, template: template, registry: registry, logger: logger)))
+        do {
+            defaultEntry.finishLoading(.success(try Self.open(defaultEntry, template: template, registry: registry, logger: logger)))
+        } catch {
+            lock.release()
+            throw error
+        }
+        directoryLock = lock
         found[Self.defaultBook] = defaultEntry
         entries = Mutex(found)
         if found.count > 1 { logger.info("books found", metadata: ["books": "\(found.count)", "books.dir": "\(layout.booksDirectory)"]) }
@@ -364,6 +377,7 @@ public final class BookCatalog: Sendable {
             guard let engine = entry.readyEngine else { continue }
             do { try engine.close() } catch { firstError = firstError ?? error }
         }
+        directoryLock.release()
         if let firstError { throw firstError }
     }
 }

@@ -60,6 +60,8 @@ public final class Engine: Sendable {
     /// Wakes subscribers when events are committed (they read the events from the log).
     let hub: EventHub
     private let published: Mutex<Book>
+    /// The last `residentBytes` computed, and the version it is for.
+    private let residentCache = Mutex<(version: Int64, slots: Int, bytes: Int)?>(nil)
     /// The event log's extent, for retention (see ``EventLogSummary``).
     let eventLog: Mutex<EventLogSummary>
 
@@ -120,6 +122,17 @@ public final class Engine: Sendable {
 
     /// Writes a consistent copy of the database to `path` while the engine keeps running.
     public func backup(to path: String) throws { try store.backup(to: path) }
+
+    /// An estimate of the memory the book holds (``Book/residentBytes``), computed once per
+    /// version: the estimate walks every string column, so `books.list` and `server.stats`
+    /// on a large unchanged book reuse it.
+    public var residentBytes: Int {
+        let book = snapshot
+        if let cached = residentCache.withLock({ $0 }), cached.version == book.version, cached.slots == book.slotCount { return cached.bytes }
+        let bytes = book.residentBytes
+        residentCache.withLock { $0 = (book.version, book.slotCount, bytes) }
+        return bytes
+    }
 
     /// Reads and write transactions run on the database since start-up: what work on this
     /// book cost (a clock tick on a book with nothing due adds none).

@@ -74,7 +74,7 @@ extension SegmentMethods {
             out["segments"] = .int(Int64(book.segments.count))
             out["triggers"] = .int(Int64(book.triggers.count))
             out["version"] = .int(book.version)
-            out["resident_bytes"] = .int(Int64(book.residentBytes))
+            out["resident_bytes"] = .int(Int64(engine.residentBytes))
         }
         if let error = status.error { out["error"] = .string(error) }
         return .object(out)

@@ -34,18 +34,21 @@ extension SegmentMethods {
             },
             bookMethod(
                 "segments.export",
-                "As segments.resolve; with `path`, writes the file under the export directory atomically and returns {path, rows, bytes, sha256, as_of}.",
+                "As segments.resolve; with `path`, writes the file into the book's export folder atomically (a token needs write access for that) and returns {path, rows, bytes, sha256, as_of}.",
                 params: streamParams + [.optional("path", Schema.string)],
                 result: Schema.object([
                     "path": Schema.string, "rows": Schema.integer, "bytes": Schema.integer, "sha256": Schema.string, "as_of": Schema.timestamp,
                 ]),
                 streaming: true
             ) { engine, p, request in
+                let book = try Self.bookName(p.has("book") ? try p.value("book") : nil)
+                // A file in the book's export folder may replace an earlier one: that is writing.
+                if p.has("path") { try Self.authorize(request, book: book, writing: true) }
                 let (plan, options) = try Self.plan(p, engine: engine)
                 guard let relative = try p.optionalString("path") else {
                     return try await Self.stream(plan, options, request: request, engine: engine)
                 }
-                let exportDirectory = try methods.preparedExportDirectory(for: try Self.bookName(p.has("book") ? try p.value("book") : nil))
+                let exportDirectory = try methods.preparedExportDirectory(for: book)
                 let exporter = FileExporter(directory: exportDirectory)
                 let target = try exporter.confine(relative)
                 let result = try await WorkerThreads.blocking.run { try exporter.write(plan, to: target, gzip: options.gzip) }

@@ -14,14 +14,24 @@ import Synchronization
 /// process exits for any reason, SIGKILL included, and a stale file never blocks a restart.
 /// It conflicts between two opens in one process too. The holder writes its pid into the
 /// file so that the refusal can name it.
-final class DatabaseLock: Sendable {
-    let path: String
+///
+/// A data directory of books is locked the same way (``init(lockFile:subject:advice:)``), so
+/// that two servers never share one directory's books.
+public final class DatabaseLock: Sendable {
+    public let path: String
     /// The open lock file, or -1 once released.
     private let descriptor: Atomic<Int32>
 
     /// Takes the lock for the database at `databasePath`, or throws naming the holder.
-    init(databasePath: String) throws(SegmentError) {
-        path = databasePath + ".lock"
+    convenience init(databasePath: String) throws(SegmentError) {
+        try self.init(
+            lockFile: databasePath + ".lock", subject: "database \(databasePath)",
+            advice: "one server per database: stop that one, or give this one another --data-dir (or --db)")
+    }
+
+    /// Takes the lock on `lockFile`, or throws "`subject` is in use by … (pid N); `advice`".
+    public init(lockFile: String, subject: String, advice: String) throws(SegmentError) {
+        path = lockFile
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw SegmentError(.internal, "cannot open lock file \(path): \(String(cString: strerror(errno)))")
@@ -34,7 +44,7 @@ final class DatabaseLock: Sendable {
                 let who = holder.map { "another process (pid \($0))" } ?? "another process"
                 throw SegmentError(
                     .conflict,
-                    "database \(databasePath) is in use by \(who); one server per database: stop that one, or give this one another --db"
+                    "\(subject) is in use by \(who); \(advice)"
                 )
             }
             throw SegmentError(.internal, "cannot lock \(path): \(String(cString: strerror(code)))")
@@ -46,7 +56,7 @@ final class DatabaseLock: Sendable {
     }
 
     /// Releases the lock: closing the file releases it (the file stays, harmless). Idempotent.
-    func release() {
+    public func release() {
         let fd = descriptor.exchange(-1, ordering: .acquiringAndReleasing)
         if fd >= 0 { close(fd) }
     }

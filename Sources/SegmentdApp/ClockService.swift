@@ -1,4 +1,5 @@
 import Logging
+import SegmentCore
 import SegmentEngine
 import ServiceLifecycle
 
@@ -25,14 +26,18 @@ struct ClockService: Service {
     }
 
     func tick() async {
-        for (name, engine) in catalog.loaded {
+        for (name, _) in catalog.loaded {
             guard !Task.isCancelled else { return }
             do {
-                let fired = try await engine.reevaluateClock()
-                let pruned = try await engine.pruneEvents()
+                // Holding the book: a drop waits for the tick instead of closing it mid-write.
+                let (fired, pruned) = try await catalog.withBook(name) { engine in
+                    (try await engine.reevaluateClock(), try await engine.pruneEvents())
+                }
                 if fired > 0 || pruned > 0 {
                     logger.info("clock tick", metadata: ["book": "\(name)", "triggers.events": "\(fired)", "events.pruned": "\(pruned)"])
                 }
+            } catch let error as SegmentError where error.kind == .notFound {
+                continue  // dropped since the list was taken
             } catch {
                 logger.error("clock tick failed", metadata: ["book": "\(name)", "error": "\(error)"])
             }

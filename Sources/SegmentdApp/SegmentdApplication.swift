@@ -63,7 +63,6 @@ public struct SegmentdApplication: Sendable {
         engineConfig.subscriberTimeoutSeconds = config.subscriberTimeout / .milliseconds(1) / 1_000
         engineConfig.subscriberPageSize = config.subscriberPageSize
         let layout = BookCatalog.Layout(dataDirectory: config.dataDirectory, defaultDatabase: config.databasePath)
-        warnAboutEarlierLayout(config, layout: layout, logger: logger)
         raiseOpenFileLimit(logger: logger)
         let catalog = try BookCatalog(
             layout: layout, engine: engineConfig, registry: registry, loadWait: config.bookLoadWait, loadExecutor: loaderThreads, logger: logger)
@@ -130,10 +129,10 @@ public struct SegmentdApplication: Sendable {
                 contacts += book.contactCount
                 segments += book.segments.count
                 triggers += book.triggers.count
-                resident += book.residentBytes
+                resident += engine.residentBytes
                 entry["contacts"] = .int(Int64(book.contactCount))
                 entry["version"] = .int(book.version)
-                entry["resident_bytes"] = .int(Int64(book.residentBytes))
+                entry["resident_bytes"] = .int(Int64(engine.residentBytes))
             }
             books[status.name] = .object(entry)
         }
@@ -171,17 +170,6 @@ public struct SegmentdApplication: Sendable {
     /// Re-reads the token file (what SIGHUP does); throws, keeping the tokens in force, if it is wrong.
     public func reloadTokens() throws {
         try tokens?.reload()
-    }
-
-    /// A data directory that is new while `./segmentd.sqlite` of an earlier version sits in
-    /// the working directory: say how to keep serving it.
-    static func warnAboutEarlierLayout(_ config: AppConfiguration, layout: BookCatalog.Layout, logger: Logger) {
-        let manager = FileManager.default
-        guard config.databasePath == nil, manager.fileExists(atPath: "segmentd.sqlite"),
-            !manager.fileExists(atPath: layout.databasePath(of: BookCatalog.defaultBook))
-        else { return }
-        logger.warning(
-            "./segmentd.sqlite is a database of an earlier segmentd, which served ./segmentd.sqlite by default; this one keeps books in \(layout.booksDirectory)/. Serve it with --db segmentd.sqlite, or stop and move it to \(layout.databasePath(of: BookCatalog.defaultBook)) (README: Books).")
     }
 
     /// Each book keeps a few files open (database, WAL, shared memory, lock, and SQLite's

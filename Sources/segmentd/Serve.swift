@@ -8,7 +8,7 @@ import SegmentdApp
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the server (defaults: books in ./segmentd-data/, socket ./segmentd.sock).")
 
-    @Option(help: "Directory of the books: one SQLite database per book in DIR/books/NAME.sqlite (created if missing).") var dataDir = "segmentd-data"
+    @Option(help: "Directory of the books: one SQLite database per book in DIR/books/NAME.sqlite (created if missing; default ./segmentd-data).") var dataDir: String?
     @Option(help: "Serve this SQLite file as the default book (a database of an earlier segmentd); other books stay in --data-dir.") var db: String?
     @Option(help: "Unix socket path.") var socket = "segmentd.sock"
     @Option(help: "Unix socket file mode, octal.") var socketMode = "600"
@@ -38,7 +38,8 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         var config = AppConfiguration()
-        config.dataDirectory = dataDir
+        try Self.refuseEarlierLayout(dataDir: dataDir, db: db)
+        config.dataDirectory = dataDir ?? config.dataDirectory
         config.databasePath = db
         config.tokenFile = tokenFile
         guard bookLoadWait > 0 else { throw ValidationError("--book-load-wait must be more than 0 seconds") }
@@ -71,9 +72,26 @@ struct Serve: AsyncParsableCommand {
             app.logger.warning("--subscriber-queue is deprecated and ignored: subscribers read the event log at their own pace; see --subscriber-timeout")
         }
         app.logger.info("serving", metadata: [
-            "socket": "\(socket)", "data-dir": "\(dataDir)", "default-book": "\(app.catalog.layout.databasePath(of: "default"))",
+            "socket": "\(socket)", "data-dir": "\(config.dataDirectory)", "default-book": "\(app.catalog.layout.databasePath(of: "default"))",
             "books": "\(app.catalog.names.count)", "tcp": "\(tcp ?? "off")",
         ])
         try await app.run()
+    }
+
+    /// An earlier segmentd served `./segmentd.sqlite` by default. Started with no flags where
+    /// that file is and no data directory yet, this one would start empty beside it, and the
+    /// contacts would seem gone: refuse, and say the two ways on.
+    static func refuseEarlierLayout(dataDir: String?, db: String?) throws {
+        let manager = FileManager.default
+        guard dataDir == nil, db == nil, manager.fileExists(atPath: "segmentd.sqlite"),
+            !manager.fileExists(atPath: "segmentd-data/books/default.sqlite")
+        else { return }
+        throw CommandFailure("""
+            ./segmentd.sqlite is the database of an earlier segmentd, which served it by default; \
+            this one keeps books in ./segmentd-data/books/. Either serve that file as the default book: \
+            segmentd serve --db segmentd.sqlite, or stop here and move it (with its -wal and -shm files, if any) \
+            to ./segmentd-data/books/default.sqlite (README: Books). To start a new, empty data directory \
+            beside it instead, pass --data-dir segmentd-data.
+            """)
     }
 }

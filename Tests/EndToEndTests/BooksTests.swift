@@ -224,4 +224,74 @@ import WireJSON
         try await client.close()
         try await server.stop()
     }
+
+    /// Two servers never share a data directory, whatever their --db.
+    @Test func oneServerPerDataDirectory() async throws {
+        let directory = try TestServer.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var config = AppConfiguration()
+        config.dataDirectory = directory + "/data"
+        config.socketPath = directory + "/one.sock"
+        config.exportDirectory = directory + "/exports"
+        let first = try SegmentdApplication.build(config)
+        config.socketPath = directory + "/two.sock"
+        config.databasePath = directory + "/elsewhere.sqlite"
+        #expect {
+            _ = try SegmentdApplication.build(config)
+        } throws: { error in
+            "\(error)".contains("data directory \(directory)/data is in use by another process (pid \(getpid()))")
+        }
+        try await first.catalog.close()
+        let again = try SegmentdApplication.build(config)
+        try await again.catalog.close()
+    }
+
+    /// Where an earlier segmentd kept ./segmentd.sqlite, a bare `serve` refuses to start
+    /// empty beside it and says the two ways on.
+    @Test func serveRefusesToStartEmptyBesideAnEarlierDatabase() async throws {
+        let directory = try TestServer.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try Data("not read".utf8).write(to: URL(fileURLWithPath: directory + "/segmentd.sqlite"))
+        let binary = productsDirectory().appendingPathComponent("segmentd").path
+        let run = try await runProcess(binary, ["serve", "--socket", directory + "/s.sock"], cwd: directory,
+                                       environment: ["PATH": "/usr/bin:/bin"], timeout: 60)
+        #expect(run.status == 1)
+        #expect(run.err.contains("--db segmentd.sqlite") && run.err.contains("segmentd-data/books/default.sqlite"), "\(run.err)")
+        #expect(!FileManager.default.fileExists(atPath: directory + "/segmentd-data"))
+    }
+
+    /// `--book` on call, import, export and backup works on that book, and only on it.
+    @Test func cliBookFlagReachesTheNamedBook() async throws {
+        let server = try await TestServer.start()
+        let binary = productsDirectory().appendingPathComponent("segmentd").path
+        func segmentd(_ arguments: [String]) async throws -> (status: Int32, out: String, err: String) {
+            try await runProcess(binary, arguments + ["--socket", server.socketPath], cwd: server.directory,
+                                 environment: ["PATH": "/usr/bin:/bin"], timeout: 60)
+        }
+        #expect(try await segmentd(["call", "books.create", #"{"name": "acme"}"#]).status == 0)
+        let csv = server.directory + "/people.csv"
+        try "email,name,labels\nana@example.com,Ana,vip\nbudi@example.com,Budi,\n".write(toFile: csv, atomically: true, encoding: .utf8)
+        let imported = try await segmentd(["import", csv, "--book", "acme"])
+        #expect(imported.status == 0, "\(imported.err)")
+        let upsert = try await segmentd(["call", "contacts.upsert", "--book", "acme", #"{"contacts": [{"email": "cy@example.com", "labels": ["vip"]}]}"#])
+        #expect(upsert.status == 0, "\(upsert.err)")
+        let counted = try await segmentd(["call", "contacts.count", "--book", "acme"])
+        #expect(try JSONParser.parse(counted.out.trimmingCharacters(in: .whitespacesAndNewlines))["total"] == 3)
+        #expect(server.app.engine.snapshot.contactCount == 0, "the default book is untouched")
+        let disagree = try await segmentd(["call", "contacts.count", "--book", "acme", #"{"book": "default"}"#])
+        #expect(disagree.status != 0 && disagree.err.contains("disagree"), "\(disagree.err)")
+        let created = try await segmentd(["call", "segments.create", "--book", "acme", #"{"name": "VIP", "filters": [{"dimension": "label", "op": "contains", "value": "vip"}]}"#])
+        #expect(created.status == 0, "\(created.err)")
+        let exported = try await segmentd(["export", "VIP", "--book", "acme", "--format", "csv", "--columns", "email", "-o", server.directory + "/vip.csv"])
+        #expect(exported.status == 0, "\(exported.err)")
+        let text = try String(contentsOfFile: server.directory + "/vip.csv", encoding: .utf8)
+        let rows = text.split(whereSeparator: \.isNewline).dropFirst().map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.sorted()
+        #expect(rows == ["ana@example.com", "cy@example.com"], "\(text) \(exported.err)")
+        let backup = try await segmentd(["backup", "acme.sqlite", "--book", "acme"])
+        #expect(backup.status == 0, "\(backup.err)")
+        #expect(FileManager.default.fileExists(atPath: server.app.exportDirectory + "/acme/acme.sqlite"))
+        let missing = try await segmentd(["export", "VIP", "--book", "nope"])
+        #expect(missing.status == 1 && missing.err.contains("nope"), "\(missing.err)")
+        try await server.stop()
+    }
 }

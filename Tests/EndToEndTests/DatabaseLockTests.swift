@@ -49,8 +49,8 @@ import WireJSON
         config.socketPath = directory + "/two.sock"
         let refused = #expect(throws: (any Error).self) { _ = try SegmentdApplication.build(config) }
         #expect("\(refused.map { "\($0)" } ?? "")".contains("(pid \(getpid()))"))
-        try app.engine.close()
+        try await app.catalog.close()
         let reopened = try SegmentdApplication.build(config)
-        try reopened.engine.close()
+        try await reopened.catalog.close()
     }
 }

@@ -23,6 +23,31 @@ import WireJSON
         #expect(book.engine.countContacts().total == alive.count)
         let built = Date().timeIntervalSince(started)
 
+        let covered = try Self.check(book, model: model, ruleSeed: 0xC0FFEE, rules: Self.rules)
+
+        let expectedOps: Set<String> = [
+            "status.equals", "status.not_equals", "status.in",
+            "funnel.equals", "funnel.not_equals", "funnel.in", "funnel.lost",
+            "label.contains", "label.contains_any", "label.not_contains",
+            "field.text.equals", "field.text.not_equals", "field.text.contains", "field.text.not_contains",
+            "field.text.is_empty", "field.text.is_not_empty",
+            "field.number.equals", "field.number.not_equals", "field.number.greater_than", "field.number.less_than",
+            "field.number.between", "field.number.is_empty", "field.number.is_not_empty",
+            "field.date.equals", "field.date.not_equals", "field.date.greater_than", "field.date.less_than",
+            "field.date.between", "field.date.is_empty", "field.date.is_not_empty",
+            "field.boolean.equals", "field.boolean.not_equals", "field.boolean.is_empty", "field.boolean.is_not_empty",
+            "engagement.before", "engagement.after", "engagement.between", "engagement.within_last",
+            "engagement.not_within_last", "engagement.never", "engagement.ever",
+        ]
+        #expect(expectedOps.subtracting(covered).isEmpty, "operators never generated: \(expectedOps.subtracting(covered).sorted())")
+        print("oracle: \(alive.count) contacts built in \(Int(built)) s; \(Self.rules) rules checked in \(Int(Date().timeIntervalSince(started) - built)) s")
+    }
+
+    /// Checks `rules` random rules (from `ruleSeed`) on `book` against `model`; returns the
+    /// operators they used.
+    static func check(_ book: TestBook, model: ModelBook, ruleSeed: UInt64, rules: Int, name: String = "") throws -> Set<String> {
+        let now = TestBook.start
+        let alive = model.alive
         let snapshot = book.engine.snapshot
         // Slot → model contact, through the email (the identity), not through engine evaluation.
         var modelBySlot: [Int: ModelContact] = [:]
@@ -34,14 +59,14 @@ import WireJSON
         #expect(modelBySlot.count == alive.count)
         let sampleSlots = Array(snapshot.alive.slots.enumerated().filter { $0.offset % 97 == 0 }.map(\.element))
 
-        var generator = OracleFilterGenerator(seed: 0xC0FFEE, now: now, book: model)
+        var generator = OracleFilterGenerator(seed: ruleSeed, now: now, book: model)
         var covered: Set<String> = []
         var failures = 0
         var oracleTime = Duration.zero, engineTime = Duration.zero
-        for n in 0..<Self.rules where failures < 10 {
+        for n in 0..<rules where failures < 10 {
             let rule = generator.rule()
             covered.formUnion(rule.ops)
-            let label = "rule \(n): \(rule.json.serialized())"
+            let label = "\(name)rule \(n): \(rule.json.serialized())"
 
             let t0 = ContinuousClock.now
             let matched = alive.filter(rule.test)
@@ -89,21 +114,33 @@ import WireJSON
             if !ok { failures += 1 }
         }
 
-        let expectedOps: Set<String> = [
-            "status.equals", "status.not_equals", "status.in",
-            "funnel.equals", "funnel.not_equals", "funnel.in", "funnel.lost",
-            "label.contains", "label.contains_any", "label.not_contains",
-            "field.text.equals", "field.text.not_equals", "field.text.contains", "field.text.not_contains",
-            "field.text.is_empty", "field.text.is_not_empty",
-            "field.number.equals", "field.number.not_equals", "field.number.greater_than", "field.number.less_than",
-            "field.number.between", "field.number.is_empty", "field.number.is_not_empty",
-            "field.date.equals", "field.date.not_equals", "field.date.greater_than", "field.date.less_than",
-            "field.date.between", "field.date.is_empty", "field.date.is_not_empty",
-            "field.boolean.equals", "field.boolean.not_equals", "field.boolean.is_empty", "field.boolean.is_not_empty",
-            "engagement.before", "engagement.after", "engagement.between", "engagement.within_last",
-            "engagement.not_within_last", "engagement.never", "engagement.ever",
-        ]
-        #expect(expectedOps.subtracting(covered).isEmpty, "operators never generated: \(expectedOps.subtracting(covered).sorted())")
-        print("oracle: \(alive.count) contacts built in \(Int(built)) s; \(Self.rules) rules checked in \(Int(Date().timeIntervalSince(started) - built)) s (oracle \(oracleTime), engine \(engineTime))")
+        print("oracle: \(name)\(rules) rules (oracle \(oracleTime), engine \(engineTime))")
+        return covered
+    }
+
+    /// Two books of one server, with mostly the same emails but different contacts, labels,
+    /// fields and rules: each answers exactly by its own oracle, and nothing of one shows in
+    /// the other.
+    @Test func twoBooksWithOverlappingEmailsEachMatchTheirOwnOracle() async throws {
+        let directory = NSTemporaryDirectory() + "segment-books-oracle-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let clock = ManualTime(TestBook.start)
+        let template = Engine.Configuration(databasePath: "", clock: clock)
+        let catalog = try BookCatalog(
+            layout: .init(dataDirectory: directory), engine: template, registry: TestBook.registry(), logger: TestBook.quietLogger)
+        let acme = TestBook(borrowing: try await catalog.create("acme"), clock: clock)
+        let globex = TestBook(borrowing: try await catalog.create("globex"), clock: clock)
+        var acmeBuilder = OracleBookBuilder(seed: 0xAC3E, now: TestBook.start)
+        let acmeModel = try await acmeBuilder.build(into: acme, contacts: 6_000)
+        var globexBuilder = OracleBookBuilder(seed: 0x610BE5, now: TestBook.start)
+        let globexModel = try await globexBuilder.build(into: globex, contacts: 5_000)
+        let shared = Set(acmeModel.alive.map(\.key)).intersection(globexModel.alive.map(\.key))
+        #expect(shared.count > 2_000, "the books share most emails")
+        #expect(acme.engine.countContacts().total == acmeModel.alive.count)
+        #expect(globex.engine.countContacts().total == globexModel.alive.count)
+        #expect(try catalog.defaultEngine().countContacts().total == 0)
+        _ = try Self.check(acme, model: acmeModel, ruleSeed: 0xA, rules: 100, name: "acme ")
+        _ = try Self.check(globex, model: globexModel, ruleSeed: 0xB, rules: 100, name: "globex ")
+        try await catalog.close()
     }
 }

@@ -25,12 +25,21 @@ def replay(path):
     tmp = tempfile.mkdtemp(prefix="segd-doc-", dir="/tmp")
     server = subprocess.Popen([BIN, "serve", "--frozen-clock", "2026-01-15T12:00:00Z", "--log-level", "error"], cwd=tmp)
     sock_path = os.path.join(tmp, "segmentd.sock")
-    for _ in range(100):
-        if os.path.exists(sock_path):
+    # Ready when it accepts a connection (the socket file appears a moment before listen()).
+    sock = None
+    for _ in range(200):
+        try:
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(sock_path)
             break
-        time.sleep(0.05)
-    sock = socket.socket(socket.AF_UNIX)
-    sock.connect(sock_path)
+        except OSError:
+            sock.close()
+            sock = None
+            time.sleep(0.05)
+    if sock is None:
+        server.terminate()
+        server.wait()
+        sys.exit(f"{path}: the server did not accept connections on {sock_path}")
     sock.settimeout(0.4)
     buf = b""
     out, inside = [], False

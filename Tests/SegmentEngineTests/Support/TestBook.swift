@@ -33,6 +33,8 @@ final class TestBook: Sendable {
     let timeZone: TimeZone
     let extra: [any DimensionProvider]
     private let current: Mutex<Engine?>
+    /// Whether the fixture closes the engine and removes the directory when released.
+    private let owned: Bool
 
     init(extra: [any DimensionProvider] = [], timeZone: TimeZone = TimeZone(identifier: "UTC")!, clock: ManualTime? = nil) throws {
         self.clock = clock ?? ManualTime(Self.start)
@@ -42,11 +44,25 @@ final class TestBook: Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         path = directory + "/t.sqlite"
         current = Mutex(nil)
+        owned = true
         let engine = try Self.open(path: path, clock: self.clock, timeZone: timeZone, extra: extra)
         current.withLock { $0 = engine }
     }
 
+    /// A fixture over an engine someone else owns (a book of a `BookCatalog`): releasing it
+    /// neither closes the engine nor removes files.
+    init(borrowing engine: Engine, clock: ManualTime) {
+        self.clock = clock
+        self.extra = []
+        self.timeZone = engine.configuration.timeZone
+        directory = (engine.configuration.databasePath as NSString).deletingLastPathComponent
+        path = engine.configuration.databasePath
+        current = Mutex(engine)
+        owned = false
+    }
+
     deinit {
+        guard owned else { return }
         current.withLock { engine in
             try? engine?.close()
             engine = nil
