@@ -15,6 +15,10 @@ public struct AppConfiguration: Sendable {
     public var bookLoadWait: Duration = .seconds(30)
     /// Books loaded at once in the background after start-up.
     public var bookLoadParallelism = 2
+    /// Whether books other than `default` load in the background after start-up (not a
+    /// serve flag: without it a book loads on its first request only, and its clock work
+    /// waits for that; tests turn it off to see the first-request path alone).
+    public var loadBooksInBackground = true
     public var socketPath = "segmentd.sock"
     public var socketMode: UInt16 = 0o600
     /// Group of the socket file (name or id); with `socketMode` 0o660 its members may connect.

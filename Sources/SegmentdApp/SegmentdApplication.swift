@@ -38,6 +38,7 @@ public struct SegmentdApplication: Sendable {
     let methods: SegmentMethods
     let clock: ClockService
     let parallelLoads: Int
+    let backgroundLoads: Bool
     public let logger: Logger
 
     /// The built-in dimensions, registered explicitly, in one place.
@@ -110,7 +111,7 @@ public struct SegmentdApplication: Sendable {
         return SegmentdApplication(
             catalog: catalog, engine: engine, server: server, exportDirectory: config.exportDirectory, tokens: tokens, methods: methods,
             clock: ClockService(catalog: catalog, every: config.reevaluateEvery, logger: logger),
-            parallelLoads: config.bookLoadParallelism, logger: logger)
+            parallelLoads: config.bookLoadParallelism, backgroundLoads: config.loadBooksInBackground, logger: logger)
     }
 
     /// `server.stats`' book part: per book, and totals over the books the caller may see.
@@ -150,13 +151,15 @@ public struct SegmentdApplication: Sendable {
     /// Books other than `default` load in the background meanwhile; SIGHUP re-reads the
     /// token file.
     public func run() async throws {
-        let group = ServiceGroup(configuration: .init(
-            services: [
-                .init(service: server, successTerminationBehavior: .gracefullyShutdownGroup),
-                .init(service: clock, successTerminationBehavior: .ignore),
-                .init(service: BackgroundLoad(catalog: catalog, parallel: parallelLoads), successTerminationBehavior: .ignore),
-                .init(service: TokenReloader(tokens: tokens, logger: logger), successTerminationBehavior: .ignore),
-            ], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: server, successTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: clock, successTerminationBehavior: .ignore),
+            .init(service: TokenReloader(tokens: tokens, logger: logger), successTerminationBehavior: .ignore),
+        ]
+        if backgroundLoads {
+            services.append(.init(service: BackgroundLoad(catalog: catalog, parallel: parallelLoads), successTerminationBehavior: .ignore))
+        }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {

@@ -19,9 +19,35 @@ import time
 BIN = subprocess.run(["swift", "build", "--show-bin-path"], capture_output=True, text=True).stdout.strip() + "/segmentd"
 
 
+def keep_placeholders(old, new):
+    """`new` with "<any>" wherever `old` (the reply written before) has it."""
+    if old == "<any>":
+        return "<any>"
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {k: keep_placeholders(old[k], v) if k in old else v for k, v in new.items()}
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [keep_placeholders(o, n) for o, n in zip(old, new)]
+    return new
+
+
+def merged(reply, old_line):
+    """The reply as written: its own text, unless the old one had placeholders to keep."""
+    if old_line is None or '"<any>"' not in old_line:
+        return reply
+    try:
+        old, new = json.loads(old_line), json.loads(reply)
+    except ValueError:
+        return reply
+    if old.get("id") != new.get("id"):
+        return reply
+    return json.dumps(keep_placeholders(old, new), separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
 def replay(path):
     with open(path) as f:
         lines = f.read().split("\n")
+    # Replies written before, in order: "<any>" in them (values that vary between runs) is kept.
+    old_replies = [line[2:] for line in lines if line.startswith("< ")]
     tmp = tempfile.mkdtemp(prefix="segd-doc-", dir="/tmp")
     server = subprocess.Popen([BIN, "serve", "--frozen-clock", "2026-01-15T12:00:00Z", "--log-level", "error"], cwd=tmp)
     sock_path = os.path.join(tmp, "segmentd.sock")
@@ -64,7 +90,10 @@ def replay(path):
                 buf += chunk
             while b"\n" in buf:
                 reply, buf = buf.split(b"\n", 1)
-                out.append("< " + reply.decode())
+                reply = reply.decode()
+                replies_seen = sum(1 for o in out if o.startswith("< "))
+                old_line = old_replies[replies_seen] if replies_seen < len(old_replies) else None
+                out.append("< " + merged(reply, old_line))
     sock.close()
     server.terminate()
     server.wait(10)
