@@ -103,8 +103,13 @@ public final class BookCatalog: Sendable {
             lockFile: layout.dataDirectory + "/segmentd.lock", subject: "data directory \(layout.dataDirectory)",
             advice: "one server per data directory: stop that one, or give this one another --data-dir")
         var found: [String: BookEntry] = [:]
+        // `--db FILE` is the default book, even when FILE lies in books/ under another name:
+        // it is never a second book as well.
+        let defaultFile = layout.defaultDatabase.flatMap(Self.realPath)
         for name in try Self.scan(layout.booksDirectory) where !(name == Self.defaultBook && layout.defaultDatabase != nil) {
-            found[name] = BookEntry(name: name, path: layout.databasePath(of: name))
+            let path = layout.databasePath(of: name)
+            if let defaultFile, Self.realPath(path) == defaultFile { continue }
+            found[name] = BookEntry(name: name, path: path)
         }
         let defaultEntry = BookEntry(name: Self.defaultBook, path: layout.databasePath(of: Self.defaultBook))
         do {
@@ -117,6 +122,12 @@ public final class BookCatalog: Sendable {
         found[Self.defaultBook] = defaultEntry
         entries = Mutex(found)
         if found.count > 1 { logger.info("books found", metadata: ["books": "\(found.count)", "books.dir": "\(layout.booksDirectory)"]) }
+    }
+
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     /// The book names in the data directory (files `NAME.sqlite` with a valid name).
@@ -175,7 +186,16 @@ public final class BookCatalog: Sendable {
     /// Throws `notFound` for a book that does not exist (or is being dropped), `unavailable`
     /// while it is still loading after the wait, and `internal` if its load failed.
     public func engine(_ name: String) async throws(SegmentError) -> Engine {
+        try await loaded(entry(name))
+    }
+
+    private func entry(_ name: String) throws(SegmentError) -> BookEntry {
         guard let entry = entries.withLock({ $0[name] }) else { throw Self.noSuchBook(name) }
+        return entry
+    }
+
+    /// `entry`'s engine once loaded (starting its load if needed), waiting at most ``loadWait``.
+    private func loaded(_ entry: BookEntry) async throws(SegmentError) -> Engine {
         if let engine = entry.readyEngine { return engine }
         startLoad(entry)
         return try await entry.waitReady(for: loadWait)
@@ -186,9 +206,12 @@ public final class BookCatalog: Sendable {
     public func withBook<T: Sendable>(
         _ name: String, cancelOnDrop: Bool = false, _ body: @escaping @Sendable (Engine) async throws -> T
     ) async throws -> T {
-        let engine = try await self.engine(name)
-        guard let entry = entries.withLock({ $0[name] }), let lease = entry.acquire() else { throw Self.noSuchBook(name) }
-        defer { entry.release(lease) }
+        // One entry throughout: a drop and re-create of the name meanwhile is another entry,
+        // and this request then finds its book gone rather than running on a closed engine.
+        let entry = try entry(name)
+        _ = try await loaded(entry)
+        guard let engine = entry.acquire() else { throw Self.noSuchBook(name) }
+        defer { entry.release() }
         guard cancelOnDrop else { return try await body(engine) }
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await body(engine) }
@@ -275,18 +298,23 @@ public final class BookCatalog: Sendable {
         try Self.validate(name: name)
         let entry = BookEntry(name: name, path: layout.databasePath(of: name))
         _ = entry.claimLoad()
-        let inserted = entries.withLock { entries -> Bool in
-            guard entries[name] == nil else { return false }
+        let existing = entries.withLock { entries -> BookEntry? in
+            if let existing = entries[name] { return existing }
             entries[name] = entry
-            return true
+            return nil
         }
-        guard inserted else { throw SegmentError(.conflict, "book \"\(name)\" already exists") }
+        if let existing {
+            throw SegmentError(.conflict, existing.isDropping ? "book \"\(name)\" is being dropped; try again" : "book \"\(name)\" already exists")
+        }
         if FileManager.default.fileExists(atPath: entry.path) {
             // Not found by the scan at start (created since by someone else?): never adopt it silently.
-            entries.withLock { $0[name] = nil }
             entry.finishLoading(.failure(SegmentError(.conflict, "exists")))
+            entries.withLock { $0[name] = nil }
             throw SegmentError(.conflict, "book \"\(name)\": \(entry.path) already exists but was not a book at start-up; move it away or restart")
         }
+        // A log or index left without its database (a drop cut short) belongs to nothing:
+        // SQLite must not replay it into the new database.
+        for file in Self.files(of: entry.path) where file != entry.path { unlink(file) }
         let template = self.template, registry = self.registry, logger = self.logger
         let outcome = await Self.run(on: loadExecutor) { Result { try Self.open(entry, template: template, registry: registry, logger: logger) } }
         entry.finishLoading(outcome)
@@ -295,8 +323,8 @@ public final class BookCatalog: Sendable {
             logger.info("book created", metadata: ["book": "\(name)"])
             return engine
         case .failure(let error):
-            entries.withLock { $0[name] = nil }
             for file in Self.files(of: entry.path) { unlink(file) }
+            entries.withLock { $0[name] = nil }
             throw error
         }
     }
@@ -309,22 +337,27 @@ public final class BookCatalog: Sendable {
         guard name != Self.defaultBook else {
             throw SegmentError.invalidParams(path: "name", "the default book cannot be dropped: it is where calls that name no book go")
         }
-        guard let entry = entries.withLock({ $0[name] }) else { throw Self.noSuchBook(name) }
+        let entry = try entry(name)
         // A book still loading is dropped once loaded (its files are open until then).
         let engine: Engine?
-        switch await outcome(of: name) {
+        switch await outcome(of: entry) {
         case .success(let loaded): engine = loaded
         case .failure(let error):
+            // Failed to load: nothing is open, only files to remove, unless another process
+            // holds them (a conflict): those are never deleted from here.
             guard error.kind == .internal else { throw error }
-            engine = nil  // failed to load: nothing is open, only files to remove
+            engine = nil
         }
         guard entry.beginDrop() else { throw Self.noSuchBook(name) }
-        guard await entry.waitForNoLeases(within: wait) else {
-            let holders = entry.leaseCount
+        switch await entry.waitForNoLeases(within: wait) {
+        case .released: break
+        case .timedOut(let holders):
             entry.cancelDrop()
             throw SegmentError(.conflict, "book \"\(name)\" is still in use by \(holders) request(s); try again")
+        case .cancelled:
+            entry.cancelDrop()
+            throw CancellationError()
         }
-        entries.withLock { $0[name] = nil }
         if let engine {
             do {
                 try engine.close()
@@ -332,20 +365,25 @@ public final class BookCatalog: Sendable {
                 logger.error("closing a dropped book failed", metadata: ["book": "\(name)", "error": "\(error)"])
             }
         }
+        // The log and index first, the database last: a drop cut short leaves a whole book.
+        // The entry stays (dropping) until the files are gone, so the name cannot be
+        // created again over them meanwhile.
         for file in Self.files(of: entry.path) { unlink(file) }
+        entries.withLock { $0[name] = nil }
         logger.info("book dropped", metadata: ["book": "\(name)"])
     }
 
-    private func outcome(of name: String) async -> Result<Engine, SegmentError> {
+    private func outcome(of entry: BookEntry) async -> Result<Engine, SegmentError> {
         do {
-            return .success(try await engine(name))
+            return .success(try await loaded(entry))
         } catch {
             return .failure(error)
         }
     }
 
-    /// A database file and the files SQLite and the lock keep beside it.
-    static func files(of path: String) -> [String] { ["", "-wal", "-shm", "-journal", ".lock"].map { path + $0 } }
+    /// A database file and the files SQLite and the lock keep beside it: the log, index and
+    /// journal first, then the database, then its lock.
+    static func files(of path: String) -> [String] { ["-wal", "-shm", "-journal", "", ".lock"].map { path + $0 } }
 
     static func run<T: Sendable>(on executor: (any TaskExecutor)?, _ work: @escaping @Sendable () -> T) async -> T {
         if let executor {
@@ -395,12 +433,10 @@ final class BookEntry: Sendable {
         var phase = Phase.pending
         var dropping = false
         var leases = 0
-        var nextLease = 0
-        var nextWaiter = 0
         /// Moves with every change, so a waiter that read the state before a change sees it.
         var generation = 0
         /// Woken on any change of phase, dropping or leases.
-        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var waiters = ParkedWaiters()
     }
 
     let name: String
@@ -430,7 +466,6 @@ final class BookEntry: Sendable {
 
     var isLoading: Bool { state.withLock { if case .loading = $0.phase { true } else { false } } }
     var isDropping: Bool { state.withLock { $0.dropping } }
-    var leaseCount: Int { state.withLock { $0.leases } }
 
     var status: BookCatalog.Status {
         state.withLock { state in
@@ -465,11 +500,14 @@ final class BookEntry: Sendable {
     func waitReady(for limit: Duration) async throws(SegmentError) -> Engine {
         let deadline = ContinuousClock.now + limit
         while true {
-            let (phase, seen) = state.withLock { ($0.phase, $0.generation) }
+            let (phase, dropping, seen) = state.withLock { ($0.phase, $0.dropping, $0.generation) }
+            if dropping { throw BookCatalog.noSuchBook(name) }
             switch phase {
             case .ready(let engine): return engine
             case .failed(let error):
-                throw SegmentError(.internal, "book \"\(name)\" failed to load: \(error.message)")
+                // Another process holding the database stays a conflict (a drop must not
+                // delete its files); anything else is the server's trouble.
+                throw SegmentError(error.kind == .conflict ? .conflict : .internal, "book \"\(name)\" failed to load: \(error.message)")
             case .pending, .loading:
                 guard ContinuousClock.now < deadline, !Task.isCancelled else {
                     throw SegmentError(.unavailable, "book \"\(name)\" is still loading; try again shortly")
@@ -479,17 +517,16 @@ final class BookEntry: Sendable {
         }
     }
 
-    /// Takes a lease; nil once a drop has begun.
-    func acquire() -> Int? {
+    /// Takes a lease on the loaded book and returns its engine; nil once a drop has begun.
+    func acquire() -> Engine? {
         state.withLock { state in
-            guard !state.dropping else { return nil }
+            guard !state.dropping, case .ready(let engine) = state.phase else { return nil }
             state.leases += 1
-            state.nextLease += 1
-            return state.nextLease
+            return engine
         }
     }
 
-    func release(_ lease: Int) { change { $0.leases -= 1 } }
+    func release() { change { $0.leases -= 1 } }
 
     /// Marks the book as being dropped (new requests no longer reach it); false if it already was.
     func beginDrop() -> Bool {
@@ -511,12 +548,19 @@ final class BookEntry: Sendable {
         }
     }
 
-    func waitForNoLeases(within limit: Duration) async -> Bool {
+    enum Release {
+        case released
+        case timedOut(holders: Int)
+        case cancelled
+    }
+
+    func waitForNoLeases(within limit: Duration) async -> Release {
         let deadline = ContinuousClock.now + limit
         while true {
             let (leases, seen) = state.withLock { ($0.leases, $0.generation) }
-            if leases == 0 { return true }
-            guard ContinuousClock.now < deadline else { return false }
+            if leases == 0 { return .released }
+            if Task.isCancelled { return .cancelled }
+            guard ContinuousClock.now < deadline else { return .timedOut(holders: leases) }
             await waitForChange(after: seen, until: deadline)
         }
     }
@@ -525,8 +569,7 @@ final class BookEntry: Sendable {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             body(&state)
             state.generation += 1
-            defer { state.waiters = [:] }
-            return Array(state.waiters.values)
+            return state.waiters.takeAll()
         }
         for waiter in waiters { waiter.resume() }
     }
@@ -535,7 +578,7 @@ final class BookEntry: Sendable {
     /// is cancelled.
     private func waitForChange(after seen: Int, until deadline: ContinuousClock.Instant?) async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.nextChange(after: seen) }
+            group.addTask { await self.parkedWait(for: seen) }
             if let deadline {
                 group.addTask { try? await Task.sleep(until: deadline) }
             }
@@ -543,26 +586,21 @@ final class BookEntry: Sendable {
             group.cancelAll()
         }
     }
+}
 
-    private func nextChange(after seen: Int) async {
-        let id = state.withLock { state -> Int in
-            state.nextWaiter += 1
-            return state.nextWaiter
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLock { state -> Bool in
-                    if Task.isCancelled || state.generation != seen { return true }
-                    state.waiters[id] = continuation
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        } onCancel: {
-            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
-            waiter?.resume()
+extension BookEntry: ParkingLot {
+    func waiterID() -> Int { state.withLock { $0.waiters.newID() } }
+
+    /// Waits for the state to move past generation `condition`.
+    func park(_ id: Int, _ continuation: CheckedContinuation<Void, Never>, unlessMet seen: Int) -> Bool {
+        state.withLock { state in
+            guard !Task.isCancelled, state.generation == seen else { return false }
+            state.waiters.park(id, continuation)
+            return true
         }
     }
+
+    func unpark(_ id: Int) -> CheckedContinuation<Void, Never>? { state.withLock { $0.waiters.unpark(id) } }
 }
 
 /// Hands out 0, 1, 2, … to concurrent takers.

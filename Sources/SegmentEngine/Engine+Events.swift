@@ -134,20 +134,22 @@ extension Engine {
         guard eventLog.withLock({ $0.pruneMayBeDue(horizon: horizon, keep: keep) }) else { return 0 }
         guard try await store.read({ sql in try Self.pruneThrough(horizon: horizon, keep: keep, sql) }) > 0 else { return 0 }
         // Events are not the Contact Book nor a definition: `version` stays.
-        return try await write(cause: "retention", bumpsVersion: false) { context in
+        let (removed, _) = try await write(
+            cause: "retention", bumpsVersion: false,
+            // The log's new extent replaces the old one only once the deletion is committed.
+            onCommit: { [self] (_, log: EventLogSummary?) in if let log { self.eventLog.withLock { $0 = log } } }
+        ) { context -> (Int, EventLogSummary?) in
             let through = try Self.pruneThrough(horizon: horizon, keep: keep, context.sql)
-            guard through > 0 else { return 0 }
+            guard through > 0 else { return (0, nil) }
             var removed = 0
             try context.sql.forEachRow("SELECT COUNT(*) FROM event WHERE cursor <= ?", [.integer(through)]) { removed = Int($0[0].int64 ?? 0) }
             try context.sql.execute("DELETE FROM event WHERE cursor <= ?", [.integer(through)])
             try context.sql.execute(
                 "INSERT INTO meta(key, value) VALUES ('events_pruned_through', ?) ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
                 [.integer(through)])
-            let log = try EventLogSummary(context.sql)
-            // Runs on the writer queue: no later write can have appended events yet.
-            self.eventLog.withLock { $0 = log }
-            return removed
+            return (removed, try EventLogSummary(context.sql))
         }
+        return removed
     }
 
     /// The newest cursor that retention removes (0: nothing to prune).

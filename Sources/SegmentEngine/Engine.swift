@@ -95,8 +95,10 @@ public final class Engine: Sendable {
     /// If `body` throws, nothing is written and nothing is published. `bumpsVersion: false` is
     /// for bookkeeping (a segment's `last_used_at`) that changes neither the Contact Book nor a
     /// definition: clients compare `version` to tell states apart.
+    /// `onCommit` runs on the writer queue right after the commit, before any other write.
     func write<T: Sendable>(
-        cause: String, bumpsVersion: Bool = true, _ body: @escaping @Sendable (inout WriteContext) throws -> T
+        cause: String, bumpsVersion: Bool = true, onCommit: (@Sendable (T) -> Void)? = nil,
+        _ body: @escaping @Sendable (inout WriteContext) throws -> T
     ) async throws -> T {
         let now = self.now
         let time = self.time
@@ -115,6 +117,7 @@ public final class Engine: Sendable {
         }, afterCommit: { [self] (output: (T, Book, [TriggerEvent])) in
             self.published.withLock { $0 = output.1 }
             self.eventLog.withLock { $0.appended(output.2) }
+            onCommit?(output.0)
             if let newest = output.2.last?.cursor { self.hub.publish(through: newest) }
         })
         return result

@@ -15,8 +15,7 @@ public final class EventHub: Sendable {
     private struct State {
         /// The newest cursor published (every event up to it is committed and readable).
         var latest: Int64 = 0
-        var nextWaiter = 0
-        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var waiters = ParkedWaiters()
     }
 
     private let state = Mutex(State())
@@ -34,8 +33,7 @@ public final class EventHub: Sendable {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             guard cursor > state.latest else { return [] }
             state.latest = cursor
-            defer { state.waiters = [:] }
-            return Array(state.waiters.values)
+            return state.waiters.takeAll()
         }
         for waiter in waiters { waiter.resume() }
     }
@@ -47,23 +45,20 @@ public final class EventHub: Sendable {
     /// after that read is published after it too, so either `latest` already exceeds
     /// `cursor` here or the publish wakes this waiter: no event can slip between the read
     /// and the wait.
-    func wait(beyond cursor: Int64) async {
-        let id = state.withLock { state -> Int in
-            state.nextWaiter += 1
-            return state.nextWaiter
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLock { state -> Bool in
-                    if state.latest > cursor || Task.isCancelled { return true }
-                    state.waiters[id] = continuation
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        } onCancel: {
-            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
-            waiter?.resume()
+    func wait(beyond cursor: Int64) async { await parkedWait(for: cursor) }
+}
+
+extension EventHub: ParkingLot {
+    func waiterID() -> Int { state.withLock { $0.waiters.newID() } }
+
+    /// Waits for an event after cursor `condition`.
+    func park(_ id: Int, _ continuation: CheckedContinuation<Void, Never>, unlessMet cursor: Int64) -> Bool {
+        state.withLock { state in
+            guard !Task.isCancelled, state.latest <= cursor else { return false }
+            state.waiters.park(id, continuation)
+            return true
         }
     }
+
+    func unpark(_ id: Int) -> CheckedContinuation<Void, Never>? { state.withLock { $0.waiters.unpark(id) } }
 }

@@ -136,10 +136,13 @@ extension SegmentMethods {
     }
 
     /// The connection's grant: nil on the Unix socket (trusted: whoever may open it may do
-    /// anything), ``BookGrant/everything`` for the plain `--token`.
+    /// anything). On TCP a connection needs a ``TokenCredential`` (the server authenticates
+    /// with a ``TokenTable``, `--token` included); anything else is refused.
     public static func grant(of request: RPCRequest) throws(RPCError) -> BookGrant? {
         guard request.connection.transport == .tcp else { return nil }
-        guard let credential = request.credential as? TokenCredential else { return .everything }
+        guard let credential = request.credential as? TokenCredential else {
+            throw RPCError.unauthorized("this connection's token grants no book (the server authenticates TCP tokens with a token table)")
+        }
         guard let grant = credential.grant else {
             throw RPCError.unauthorized("this token is no longer accepted (the token file was reloaded without it)")
         }

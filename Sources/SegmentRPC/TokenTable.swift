@@ -59,7 +59,7 @@ public struct BookGrant: Sendable, Equatable {
 /// `access` is `read` (read methods of its books), `write` (every method of its books) or
 /// `admin` (every book, and `books.create`/`books.drop`; its books must be `*`). `books` is a
 /// comma-separated list of book names, or `*` for every book, present and future. Tokens are
-/// at least 16 characters of printable ASCII without spaces, and appear once.
+/// at least 16 characters of printable ASCII without spaces or `#`, and appear once.
 ///
 /// A presented token is compared with every known token in constant time. A connection keeps
 /// its token, not the grant it had: after a reload, its next request gets the token's new
@@ -141,7 +141,8 @@ public final class TokenTable: Sendable {
     static func parse(_ text: String, source: String) throws(SegmentError) -> [Entry] {
         var entries: [Entry] = []
         var seen: Set<String> = []
-        for (offset, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Any line break: "\r\n" (a file edited on Windows) is one Character in Swift.
+        for (offset, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
             let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
             guard !fields.isEmpty else { continue }
@@ -151,8 +152,8 @@ public final class TokenTable: Sendable {
                 throw fail("expected TOKEN ACCESS BOOKS (three fields separated by spaces), found \(fields.count) field(s)")
             }
             let token = fields[0]
-            guard token.utf8.count >= 16, token.utf8.allSatisfy({ (0x21...0x7e).contains($0) }) else {
-                throw fail("a token is at least 16 printable ASCII characters without spaces")
+            guard token.utf8.count >= 16, token.utf8.allSatisfy({ (0x21...0x7e).contains($0) && $0 != UInt8(ascii: "#") }) else {
+                throw fail("a token is at least 16 printable ASCII characters, without spaces or # (which starts a comment)")
             }
             guard seen.insert(token).inserted else { throw fail("this token appears on an earlier line too") }
             guard let access = BookGrant.Access(rawValue: fields[1]) else {

@@ -23,6 +23,7 @@ public final class Store: Sendable {
     /// read-only).
     private let lock: DatabaseLock?
     private let operationCount = Atomic<Int>(0)
+    private let closed = Atomic<Bool>(false)
 
     /// Reads and write transactions run since the store opened (start-up loading excluded):
     /// what background work costs, observable.
@@ -119,6 +120,9 @@ public final class Store: Sendable {
 
     /// Checkpoints the WAL (unless read-only), closes every connection and releases the lock.
     public func close() throws {
+        // Idempotent: a second close (an owner and a fixture both closing) must not reach
+        // the closed connections again.
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         defer { lock?.release() }
         guard let checkpointer else { return try pool.close() }
         checkpointer.close()

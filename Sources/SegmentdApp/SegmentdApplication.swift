@@ -65,6 +65,20 @@ public struct SegmentdApplication: Sendable {
         engineConfig.subscriberPageSize = config.subscriberPageSize
         let layout = BookCatalog.Layout(dataDirectory: config.dataDirectory, defaultDatabase: config.databasePath)
         raiseOpenFileLimit(logger: logger)
+        // Tokens first: a wrong token file stops start-up before any book is opened.
+        var tokens: TokenTable?
+        if config.tcp != nil {
+            let table = try TokenTable(token: config.token, file: config.tokenFile)
+            guard !table.isEmpty else {
+                throw SegmentError.invalidParams(path: "tcp", "a TCP listener needs --token or a --token-file with at least one token")
+            }
+            tokens = table
+        } else if config.tokenFile != nil {
+            logger.warning("--token-file is ignored without --tcp: the Unix socket needs no token")
+        }
+        // SIGHUP re-reads the token file (TokenReloader); until that runs, and without a token
+        // file, it must not end the server as its default action would.
+        signal(SIGHUP, SIG_IGN)
         let catalog = try BookCatalog(
             layout: layout, engine: engineConfig, registry: registry, loadWait: config.bookLoadWait, loadExecutor: loaderThreads, logger: logger)
         let engine = try catalog.defaultEngine()
@@ -77,18 +91,10 @@ public struct SegmentdApplication: Sendable {
         rpc.unixSocketPath = config.socketPath
         rpc.socketMode = config.socketMode
         rpc.socketGroup = config.socketGroup
-        var tokens: TokenTable?
-        if let tcp = config.tcp {
+        if let tcp = config.tcp, let table = tokens {
             let (host, port) = try AppConfiguration.parseTCP(tcp)
             rpc.tcp = RPCServerConfiguration.TCPListener(host: host, port: port)
-            let table = try TokenTable(token: config.token, file: config.tokenFile)
-            guard !table.isEmpty else {
-                throw SegmentError.invalidParams(path: "tcp", "a TCP listener needs --token or a --token-file with at least one token")
-            }
             rpc.authenticate = { table.authenticate($0) }
-            tokens = table
-        } else if config.tokenFile != nil {
-            logger.warning("--token-file is ignored without --tcp: the Unix socket needs no token")
         }
         rpc.limits = config.limits
         rpc.drainTimeout = config.drainTimeout
@@ -97,10 +103,12 @@ public struct SegmentdApplication: Sendable {
         let started = ContinuousClock.now
         let stats = RPCMethod(
             name: "server.stats",
-            summary: "Books (contacts, segments, triggers, version, resident size), memory, uptime and request counts. Totals are over the books the caller may see.",
+            summary: "Books (contacts, segments, triggers, version, resident size), and for the Unix socket and admin tokens the process's memory, uptime and request counts. Totals are over the books the caller may see.",
             paramsSchema: ["type": "object", "properties": [:]], resultSchema: ["type": "object"]
         ) { request in
             var out = try Self.bookStats(catalog: catalog, request: request)
+            // The server's own figures (all tenants' traffic) are for its operators only.
+            guard try SegmentMethods.grant(of: request).map({ $0.access == .admin }) ?? true else { return .object(out) }
             out["resident_bytes"] = .int(Self.residentBytes())
             out["uptime_seconds"] = .double((ContinuousClock.now - started) / .milliseconds(1) / 1000)
             if let server = serverRef.server { out["rpc"] = server.statistics().json }

@@ -123,6 +123,9 @@ import Glibc
         #expect(try await acme.call("books.list", ["names": ["acme"]])["books"]?[0]?["name"] == "acme")
         let stats = try await acme.call("server.stats")
         #expect(stats["books"]?.objectValue?.keys.sorted() == ["acme"])
+        #expect(stats["rpc"] == nil && stats["resident_bytes"] == nil, "all tenants' traffic is for operators: \(stats)")
+        let operatorStats = try await admin.call("server.stats")
+        #expect(operatorStats["rpc"] != nil && operatorStats["books"]?.objectValue?.count == 3)
         let hello = try await acme.call("rpc.hello")
         #expect(hello["books"]?["granted"] == ["acme"] && hello["books"]?["access"] == "write" && hello["books"]?["default"] == "default")
         // The admin token sees and manages every book.
@@ -171,7 +174,30 @@ import Glibc
         try await server.stop()
     }
 
+    /// Files edited on Windows (CRLF), tabs, trailing blanks and comments parse as expected.
+    @Test func tokenFilesInEveryUsualShapeParse() async throws {
+        let directory = try TestServer.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "# tokens\r\n\(Self.acmeWriter)\twrite\tacme  \r\n\r\n  \(Self.admin) admin * # ops\r\n".write(toFile: directory + "/tokens", atomically: true, encoding: .utf8)
+        var config = AppConfiguration()
+        config.dataDirectory = directory + "/data"
+        config.socketPath = directory + "/s.sock"
+        config.tcp = "127.0.0.1:0"
+        config.tokenFile = directory + "/tokens"
+        let app = try SegmentdApplication.build(config)
+        #expect(app.tokens?.count == 2)
+        try await app.catalog.close()
+        // An empty file is no token at all: TCP would be open to nobody, which is a mistake.
+        try "# nobody yet\n".write(toFile: directory + "/tokens", atomically: true, encoding: .utf8)
+        #expect {
+            _ = try SegmentdApplication.build(config)
+        } throws: { error in
+            "\(error)".contains("needs --token or a --token-file with at least one token")
+        }
+    }
+
     @Test(arguments: [
+        ("tok-long-enough-0001#x write acme", "line 1", "three fields"),
         ("tok-long-enough-0001 write", "line 1", "three fields"),
         ("short write acme", "line 1", "at least 16"),
         ("tok-long-enough-0001 owner acme", "line 1", "read, write or admin"),
