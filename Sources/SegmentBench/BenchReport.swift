@@ -33,6 +33,8 @@ public struct BenchFigure: Sendable {
 public struct BenchReport: Sendable {
     public var contacts: Int
     public var seed: UInt64
+    /// Small books of the many-books measurement (0 when it did not run).
+    public var books = 0
     public var machine: String
     public var figures: [BenchFigure] = []
 
@@ -51,7 +53,10 @@ public struct BenchReport: Sendable {
     }
 
     public var json: JSONValue {
-        ["contacts": .int(Int64(contacts)), "seed": .int(Int64(seed)), "machine": .string(machine), "figures": .array(figures.map(\.json))]
+        [
+            "contacts": .int(Int64(contacts)), "seed": .int(Int64(seed)), "books": .int(Int64(books)), "machine": .string(machine),
+            "figures": .array(figures.map(\.json)),
+        ]
     }
 }
 
@@ -59,6 +64,13 @@ public struct BenchReport: Sendable {
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
     return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+}
+
+/// The value `fraction` of the way up a list of timings (0.9: the 90th percentile, nearest rank).
+func percentile(_ values: [Double], _ fraction: Double) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return 0 }
+    return sorted[min(sorted.count - 1, max(0, Int((fraction * Double(sorted.count)).rounded(.up)) - 1))]
 }
 
 /// Seconds a body takes.

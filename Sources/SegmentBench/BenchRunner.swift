@@ -12,6 +12,8 @@ public struct BenchRunner {
     public var seed: UInt64
     public var binary: String
     public var runs = 15
+    /// Small books to add for the many-books measurement (0: the bench as before).
+    public var books = 0
     public var log: (String) -> Void
 
     public init(contacts: Int, seed: UInt64, binary: String, log: @escaping (String) -> Void) {
@@ -58,12 +60,7 @@ public struct BenchRunner {
             try await Self.pipelined(client, "engagement.record", batches: (contacts + 3332) / 3333, depth: 4) { b in
                 let range = b * 3333..<min(contacts, (b + 1) * 3333)
                 var items: [JSONValue] = []
-                for i in range {
-                    let c = book.contact(i)
-                    for (type, t) in [("open", c.lastOpen), ("click", c.lastClick), ("send", c.lastSend)] {
-                        if let t { items.append(["email": .string(c.email), "type": .string(type), "at": .string(ISOTime.format(t))]) }
-                    }
-                }
+                for i in range { items += book.contact(i).events }
                 return ["events": .array(items)]
             }
         }
@@ -162,6 +159,9 @@ public struct BenchRunner {
         try await rpc.close()
         try engine.close()
         server.stop()
+
+        // 7. The same book among many small ones (BenchRunner+Books.swift).
+        if books > 0 { try await measureManyBooks(directory: directory, now: now, report: &report) }
         return report
     }
 

@@ -17,17 +17,18 @@ final class BenchServer {
         try process.run()
     }
 
-    /// Waits until the server answers rpc.ping; returns the seconds it took since `since`.
-    func waitUntilReady(since start: ContinuousClock.Instant, timeout: Double = 600) async throws -> Double {
+    /// Waits until the server answers `probe` (rpc.ping, or a call of the default book such
+    /// as contacts.count); returns the seconds it took since `since`.
+    func waitUntilReady(since start: ContinuousClock.Instant, probe: String = "rpc.ping", timeout: Double = 600) async throws -> Double {
         let deadline = ContinuousClock.now + .seconds(timeout)
         while ContinuousClock.now < deadline {
             // A server that could not start (a socket path too long, a port in use) has said
             // why on stderr; waiting out the timeout would only hide it.
             guard process.isRunning else {
-                throw BenchError("the server exited with status \(process.terminationStatus) before it answered rpc.ping")
+                throw BenchError("the server exited with status \(process.terminationStatus) before it answered \(probe)")
             }
             if let client = try? await RPCClient.connect(unixPath: socket) {
-                if (try? await client.call("rpc.ping")) != nil {
+                if (try? await client.call(probe)) != nil {
                     try? await client.close()
                     return (ContinuousClock.now - start) / .seconds(1)
                 }

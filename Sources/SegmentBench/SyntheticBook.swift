@@ -33,6 +33,13 @@ struct SyntheticContact {
         if let funnel { doc["funnel"] = .string(funnel) }
         return .object(doc)
     }
+
+    /// The contact's last open, click and send as `engagement.record` events.
+    var events: [JSONValue] {
+        [("open", lastOpen), ("click", lastClick), ("send", lastSend)].compactMap { type, at in
+            at.map { ["email": .string(email), "type": .string(type), "at": .string(ISOTime.format($0))] }
+        }
+    }
 }
 
 /// A deterministic Contact Book: statuses, funnel stages, ~50 labels with Zipf-like skew,

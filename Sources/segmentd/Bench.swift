@@ -11,7 +11,13 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Contacts in the synthetic book.") var contacts = 100_000
     @Option(help: "Seed of the synthetic book (same seed, same book).") var seed: UInt64 = 42
     @Option(help: "Timed runs per count (the median is reported).") var runs = 15
+    @Option(help: "Small books to create beside the big one, then compare start-up, counts and memory with it alone (0: skip).")
+    var books = 0
     @Option(help: "Also write the figures as JSON to this file.") var json: String?
+
+    func validate() throws {
+        guard books >= 0 else { throw ValidationError("--books must be 0 or more") }
+    }
 
     func run() async throws {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
@@ -19,8 +25,9 @@ struct Bench: AsyncParsableCommand {
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
         runner.runs = runs
+        runner.books = books
         let report = try await runner.run()
-        print("segmentd bench --contacts \(contacts) --seed \(seed) on \(report.machine)\n")
+        print("segmentd bench --contacts \(contacts) --seed \(seed)\(books > 0 ? " --books \(books)" : "") on \(report.machine)\n")
         print(report.table)
         if let json { try report.json.serialized().write(toFile: json, atomically: false, encoding: .utf8) }
     }

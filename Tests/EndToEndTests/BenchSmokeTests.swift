@@ -31,5 +31,40 @@ import WireJSON
             #expect(names.contains { $0.hasPrefix(prefix) }, "no \(prefix) figure in \(names)")
         }
         #expect(run.out.contains("| figure | segmentd | baseline | ratio | target | met |"))
+        #expect(!names.contains { $0.hasPrefix("many books:") } && report["books"] == 0, "many-books figures without --books")
+    }
+
+    /// `--books`: the big book alone, then beside small books created over RPC, each after a
+    /// fresh start. Only the figures' presence and a generous ratio are asserted: the big
+    /// book's counts with the books loaded against the same counts alone, in the same run.
+    @Test func aManyBooksBenchComparesTheBigBookWithItselfAlone() async throws {
+        let directory = try TestServer.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let run = try await runProcess(
+            productsDirectory().appendingPathComponent("segmentd").path,
+            ["bench", "--contacts", "2000", "--books", "20", "--seed", "7", "--runs", "1", "--json", directory + "/bench.json"],
+            cwd: directory, environment: ["PATH": "/usr/bin:/bin", "TMPDIR": directory + "/"], timeout: 300)
+        #expect(run.status == 0, "bench failed: \(run.err.suffix(2_000))")
+        let report = try JSONParser.parse(String(contentsOfFile: directory + "/bench.json", encoding: .utf8))
+        #expect(report["books"] == 20)
+        let figures = (report["figures"]?.arrayValue ?? []).filter { $0["name"]?.stringValue?.hasPrefix("many books: ") == true }
+        let names = figures.compactMap { $0["name"]?.stringValue }
+        for prefix in [
+            "many books: start-up until the default book answers, 20 small books", "many books: every book ready in books.list (21 books)",
+            "many books: 9 big-book counts while 20 books load, p50", "many books: 9 big-book counts while 20 books load, p90",
+            "many books: 9 big-book counts, 20 books loaded, p50", "many books: resident memory, 20 books loaded",
+            "many books: resident memory per small book", "many books: count on a small book",
+        ] {
+            #expect(names.contains { $0.hasPrefix(prefix) }, "no \(prefix) figure in \(names)")
+        }
+        #expect(names.filter { $0.hasPrefix("many books: count ") && $0.hasSuffix(", round trip, 20 books loaded") }.count == 9, "\(names)")
+        // Every figure with a baseline has it from the run with the big book alone.
+        for figure in figures where figure["baseline"] != nil {
+            #expect((figure["value"]?.doubleValue ?? 0) > 0 && (figure["baseline"]?.doubleValue ?? 0) > 0, "\(figure)")
+        }
+        let loaded = try #require(figures.first { $0["name"]?.stringValue?.hasPrefix("many books: 9 big-book counts, 20 books loaded") == true })
+        let with = try #require(loaded["value"]?.doubleValue), alone = try #require(loaded["baseline"]?.doubleValue)
+        #expect(with <= 3 * alone, "the big book's counts took \(with) ms with 20 small books loaded, \(alone) ms alone")
+        #expect(run.out.contains("| many books: 9 big-book counts, 20 books loaded, p50"), "\(run.out)")
     }
 }
