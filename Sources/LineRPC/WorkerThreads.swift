@@ -82,8 +82,10 @@ public final class WorkerThreads: TaskExecutor, Sendable {
     private let queue = Queue()
 
     /// Starts `count` threads (at least one), named `name-0`, `name-1`, …. They run until
-    /// ``shutdown()``, and keep the executor alive until then.
-    public init(name: String, count: Int) {
+    /// ``shutdown()``, and keep the executor alive until then. `niceness` (Linux: 1 to 19)
+    /// sets their nice value, a lower scheduling priority: background work (loading books) then takes the
+    /// CPU that requests leave.
+    public init(name: String, count: Int, niceness: Int32 = 0) {
         self.name = name
         self.count = max(1, count)
         for index in 0..<self.count {
@@ -92,6 +94,10 @@ public final class WorkerThreads: TaskExecutor, Sendable {
                 // Named from inside: on Linux a name set before start() does not reach the
                 // thread (it showed as libdispatch's "root.default-qos" in debuggers).
                 Thread.current.name = threadName
+                #if os(Linux)
+                // On Linux a nice value belongs to the thread: "who" 0 is the calling thread.
+                if niceness > 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness) }
+                #endif
                 let executor = self.asUnownedTaskExecutor()
                 while let job = self.queue.pop() { job.runSynchronously(on: executor) }
             }

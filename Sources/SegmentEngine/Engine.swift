@@ -79,6 +79,8 @@ public final class Engine: Sendable {
         eventLog = Mutex(try store.readNow { try EventLogSummary($0) })
         hub = EventHub()
         published = Mutex(book)
+        // The book is in memory now: the connections loading it used go.
+        store.releaseMemory()
         logger.info("book loaded", metadata: ["book.contacts": "\(book.contactCount)", "book.version": "\(book.version)"])
     }
 

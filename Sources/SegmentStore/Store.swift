@@ -66,7 +66,7 @@ public final class Store: Sendable {
         try migrator.migrate(pool)
         // Checkpoints run off the writer (see WALCheckpointer); the store keeps the
         // checkpointer alive as long as the writer connection that calls it.
-        let checkpointer = try WALCheckpointer(path: path)
+        let checkpointer = WALCheckpointer(path: path)
         self.checkpointer = checkpointer
         pool.writeWithoutTransaction { db in checkpointer.install(on: db.sqliteConnection!) }
     }
@@ -101,6 +101,13 @@ public final class Store: Sendable {
         var config = Configuration()
         config.readonly = true
         return try DatabaseQueue(path: path, configuration: config).read { db in try body(GRDBExecutor(db: db)) }
+    }
+
+    /// Closes the idle reader connections and frees the writer's caches: after loading, a
+    /// book of a many-book server keeps one connection, not the readers loading opened.
+    /// Readers open again when a read needs one.
+    public func releaseMemory() {
+        pool.releaseMemory()
     }
 
     /// Runs `body` synchronously on a read-only connection (start-up loading).

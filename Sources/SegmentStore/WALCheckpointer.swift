@@ -25,24 +25,30 @@ final class WALCheckpointer: @unchecked Sendable {
     /// for copies only the frames not copied yet, and the log restarts at the next write.
     static let writerLimit: Int32 = 4 * threshold
 
-    private let connection: OpaquePointer
+    private let path: String
+    /// Opened on the first checkpoint (on `queue`): most books of a many-book server never
+    /// fill 1,000 WAL pages, and an idle connection costs a few hundred KB.
+    private var connection: OpaquePointer?
     private let queue = DispatchQueue(label: "segmentd.wal-checkpoint")
     private let scheduled = Atomic<Bool>(false)
     private let closed = Atomic<Bool>(false)
 
-    init(path: String) throws {
+    init(path: String) {
+        self.path = path
+    }
+
+    /// The checkpoint connection, opened when first needed (on `queue` only); nil if it
+    /// cannot be opened (the next checkpoint tries again; the writer's log then only grows).
+    private func open() -> OpaquePointer? {
+        if let connection { return connection }
         var handle: OpaquePointer?
         let code = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil)
-        guard code == SQLITE_OK, let handle else {
+        guard code == SQLITE_OK, let handle, sqlite3_exec(handle, "PRAGMA synchronous = FULL", nil, nil, nil) == SQLITE_OK else {
             if let handle { sqlite3_close_v2(handle) }
-            throw SegmentError(.internal, "cannot open \(path) for checkpoints: SQLite error \(code)")
-        }
-        guard sqlite3_exec(handle, "PRAGMA synchronous = FULL", nil, nil, nil) == SQLITE_OK else {
-            let message = String(cString: sqlite3_errmsg(handle))
-            sqlite3_close_v2(handle)
-            throw SegmentError(.internal, "cannot prepare \(path) for checkpoints: \(message)")
+            return nil
         }
         connection = handle
+        return handle
     }
 
     /// Called by the WAL hook after each commit, on the writer, with the pages the WAL holds.
@@ -63,7 +69,7 @@ final class WALCheckpointer: @unchecked Sendable {
 
     /// Runs on `queue` only.
     private func checkpoint() {
-        guard !closed.load(ordering: .relaxed) else { return }
+        guard !closed.load(ordering: .relaxed), let connection = open() else { return }
         sqlite3_wal_checkpoint_v2(connection, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
     }
 
@@ -81,13 +87,15 @@ final class WALCheckpointer: @unchecked Sendable {
     /// Waits for a running checkpoint, then closes the connection; later requests are ignored.
     func close() {
         guard !closed.exchange(true, ordering: .relaxed) else { return }
-        queue.sync {}
-        sqlite3_close_v2(connection)
+        queue.sync {
+            if let connection { sqlite3_close_v2(connection) }
+            connection = nil
+        }
     }
 
     /// Without `close()`: no checkpoint can be pending (each holds a strong reference), and
     /// this may run on the checkpoint queue itself, so it only closes the connection.
     deinit {
-        if !closed.exchange(true, ordering: .relaxed) { sqlite3_close_v2(connection) }
+        if !closed.exchange(true, ordering: .relaxed), let connection { sqlite3_close_v2(connection) }
     }
 }

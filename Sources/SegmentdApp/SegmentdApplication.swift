@@ -52,8 +52,10 @@ public struct SegmentdApplication: Sendable {
         return registry
     }
 
-    /// Threads that load books, apart from those that serve requests.
-    static let loaderThreads = WorkerThreads(name: "segmentd-load", count: 2)
+    /// Threads that load books, apart from those that serve requests, at a lower priority:
+    /// a server that is loading its books keeps answering the ones that are loaded at about
+    /// full speed (measured in the bench's many-books part).
+    static let loaderThreads = WorkerThreads(name: "segmentd-load", count: 2, niceness: 10)
 
     public static func build(
         _ config: AppConfiguration, registry: DimensionRegistry = builtInRegistry(), logger: Logger = Logger(label: "segmentd")

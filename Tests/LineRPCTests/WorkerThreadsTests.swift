@@ -10,6 +10,15 @@ import Testing
     /// short tasks that suspend and resume all finish (no wake-up is lost). A preference is
     /// not a guarantee (the runtime may start a child where its parent runs: seen once in
     /// 4,000 steps on a loaded machine), so the check is that nearly all steps ran there.
+    /// Background threads run at the priority asked for, and only they do.
+    @Test func nicenessLowersOnlyTheseThreadsPriority() async throws {
+        let background = WorkerThreads(name: "test-nice", count: 1, niceness: 10)
+        defer { background.shutdown() }
+        let niceThere = try await background.run { getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0) }
+        let niceHere = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        #expect(niceThere == 10 && niceHere != 10, "\(niceThere) vs \(niceHere)")
+    }
+
     @Test func runsEveryJobOnItsOwnThreads() async throws {
         let executor = WorkerThreads(name: "wt-test", count: 3)
         defer { executor.shutdown() }
