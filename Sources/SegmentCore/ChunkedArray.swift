@@ -48,8 +48,11 @@ public struct ChunkedArray<Element>: RandomAccessCollection {
         while count < newCount {
             let c = count >> Self.chunkShift
             if c == chunks.count {
+                // A later chunk fills up (the book already holds 4,096 slots per chunk before
+                // it): reserve it whole. The first grows as it fills, so the many small books
+                // of a server do not each hold 4,096 slots per column.
                 var items: [Element] = []
-                items.reserveCapacity(Self.chunkSize)
+                items.reserveCapacity(c == 0 ? Swift.min(Self.chunkSize, newCount) : Self.chunkSize)
                 chunks.append(Chunk(items))
             }
             if !isKnownUniquelyReferenced(&chunks[c]) { chunks[c] = Chunk(chunks[c].items) }
