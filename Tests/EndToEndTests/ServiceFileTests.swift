@@ -1,0 +1,88 @@
+import Foundation
+import LineRPC
+import TestThreads
+import Testing
+import WireJSON
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// contrib/systemd/segmentd.service: systemd accepts it, it carries the hardening a
+/// production unit needs, and its ExecStart is a command line the real binary serves with
+/// (paths moved into a temporary directory) and stops cleanly on SIGTERM.
+@Suite(.ownThreads) struct ServiceFileTests {
+    static let unitPath = packageRoot.appendingPathComponent("contrib/systemd/segmentd.service").path
+    static var binary: String { productsDirectory().appendingPathComponent("segmentd").path }
+
+    static func unit() throws -> String { try String(contentsOfFile: unitPath, encoding: .utf8) }
+
+    /// `Key=value` lines, continuation lines joined.
+    static func settings(_ text: String) -> [(key: String, value: String)] {
+        text.replacingOccurrences(of: "\\\n", with: " ").split(separator: "\n").compactMap { line in
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.hasPrefix("#"), !trimmed.hasPrefix("["), let equals = trimmed.firstIndex(of: "=") else { return nil }
+            return (String(trimmed[..<equals]), String(trimmed[trimmed.index(after: equals)...]).trimmingCharacters(in: .whitespaces))
+        }
+    }
+
+    @Test func theUnitIsHardenedAndGivesTheDrainRoomToFinish() throws {
+        let values = Dictionary(Self.settings(try Self.unit()).map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        for (key, value) in [
+            ("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("PrivateTmp", "yes"), ("User", "segmentd"),
+            ("RuntimeDirectory", "segmentd"), ("StateDirectory", "segmentd"), ("KillSignal", "SIGTERM"),
+        ] {
+            #expect(values[key] == value, "\(key)=\(values[key] ?? "missing")")
+        }
+        let exec = try #require(values["ExecStart"])
+        let drain = try #require(exec.range(of: #"--drain-seconds (\d+)"#, options: .regularExpression)
+            .flatMap { Int(exec[$0].split(separator: " ").last ?? "") })
+        let stop = try #require(values["TimeoutStopSec"].flatMap { Int($0) })
+        #expect(stop >= drain + 10, "TimeoutStopSec \(stop) leaves no room after the \(drain) s drain to close the books")
+        #expect(exec.contains("/run/segmentd/") && exec.contains("/var/lib/segmentd/"), "the socket in RuntimeDirectory, books in StateDirectory")
+    }
+
+    /// `systemd-analyze verify`, where systemd is installed (it checks the binary exists, so
+    /// the copy points at the one just built).
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")))
+    func systemdAcceptsTheUnit() async throws {
+        let directory = try TestServer.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try Self.unit().replacingOccurrences(of: "/usr/local/bin/segmentd", with: Self.binary)
+            .write(toFile: directory + "/segmentd.service", atomically: true, encoding: .utf8)
+        let run = try await runProcess("/usr/bin/systemd-analyze", ["verify", directory + "/segmentd.service"], cwd: directory, timeout: 60)
+        #expect(run.status == 0, "\(run.out)\(run.err)")
+        #expect(!run.err.contains("segmentd.service"), "systemd-analyze complained: \(run.err)")
+    }
+
+    /// The unit's command line serves, answers, and drains on SIGTERM with status 0.
+    @Test func theUnitsCommandLineServesAndStopsCleanly() async throws {
+        let directory = try TestServer.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let exec = try #require(Dictionary(Self.settings(try Self.unit()).map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })["ExecStart"])
+        var arguments = exec.split(separator: " ").map(String.init).dropFirst().map {
+            $0.replacingOccurrences(of: "/var/lib/segmentd", with: directory + "/state")
+                .replacingOccurrences(of: "/run/segmentd", with: directory + "/run")
+        }
+        // The unit's group does not exist here: the process's own group stands in for it.
+        if let at = arguments.firstIndex(of: "--socket-group") { arguments[at + 1] = String(getgid()) }
+        try FileManager.default.createDirectory(atPath: directory + "/run", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: directory + "/state", withIntermediateDirectories: true)
+        let log = directory + "/server.log"
+        let child = ChildProcess(Self.binary, arguments, directory: directory + "/state", standardOutput: .file(log), standardError: .file(log))
+        try child.start()
+        var client: RPCClient?
+        for _ in 0..<600 where client == nil && child.isRunning {
+            client = try? await RPCClient.connect(unixPath: directory + "/run/segmentd.sock")
+            if client == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        let logText = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        let connected = try #require(client, "\(logText())")
+        #expect(try await connected.call("contacts.count")["total"] == 0)
+        #expect(FileManager.default.fileExists(atPath: directory + "/state/data/books/default.sqlite"))
+        try await connected.close()
+        child.terminate()
+        child.waitUntilExit()
+        #expect(child.terminationStatus == 0, "\(logText())")
+        #expect(!FileManager.default.fileExists(atPath: directory + "/run/segmentd.sock"), "the socket is removed on stop")
+    }
+}
