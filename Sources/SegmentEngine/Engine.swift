@@ -65,6 +65,12 @@ public final class Engine: Sendable {
     /// The event log's extent, for retention (see ``EventLogSummary``).
     let eventLog: Mutex<EventLogSummary>
 
+    /// The storage schema a book has with `registry`: every migration's name, in the order
+    /// they apply (the core's, then each provider's). Its count is the schema version.
+    public static func schemaMigrations(registry: DimensionRegistry) -> [String] {
+        (CoreSchema.migrations + registry.providers.flatMap(\.migrations)).map(\.name)
+    }
+
     /// Opens the database (creating and migrating it if needed) and rebuilds the book from it.
     public init(configuration: Configuration, registry: DimensionRegistry, logger: Logger = Logger(label: "segmentd.engine")) throws {
         self.configuration = configuration

@@ -100,7 +100,12 @@ public struct SegmentdApplication: Sendable {
         }
         rpc.limits = config.limits
         rpc.drainTimeout = config.drainTimeout
-        rpc.helloExtras = { connection, credential in methods.helloExtras(credential: credential, transport: connection.transport) }
+        let storage = SegmentdVersion.storage(registry: registry)
+        rpc.helloExtras = { connection, credential in
+            var extras = methods.helloExtras(credential: credential, transport: connection.transport)
+            extras["storage"] = storage
+            return extras
+        }
         let serverRef = ServerReference()
         let started = ContinuousClock.now
         let stats = RPCMethod(

@@ -7,6 +7,6 @@ struct Segmentd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "segmentd",
         abstract: "An audience segmentation sidecar: a Contact Book, stored segments, exact answers over JSON-RPC.",
-        version: SegmentdVersion.current,
+        version: SegmentdVersion.description,
         subcommands: [Serve.self, Call.self, Import.self, Export.self, Bench.self, Backup.self])
 }

@@ -144,10 +144,20 @@ import Glibc
     @Test func versionComesFromOnePlace() async throws {
         let run = try await runProcess(Self.binary, ["--version"])
         #expect(run.status == 0)
-        #expect(run.out == SegmentdVersion.current + "\n")
+        #expect(run.out == SegmentdVersion.description + "\n")
+        #expect(run.out.hasPrefix(SegmentdVersion.current + " (storage schema "))
         let server = try await TestServer.start()
         let client = try await server.client()
-        #expect(try await client.call("rpc.hello")["version"] == .string(SegmentdVersion.current))
+        let hello = try await client.call("rpc.hello")
+        #expect(hello["version"] == .string(SegmentdVersion.current))
+        // The storage schema reported is the one the book's database was migrated to.
+        let applied = try await runProcess("/usr/bin/env", [
+            "python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM grdb_migrations').fetchone()[0])",
+            server.databasePath,
+        ])
+        #expect(hello["storage"]?["schema"] == .int(Int64(SegmentdVersion.schema.version)))
+        #expect(applied.out.trimmingCharacters(in: .whitespacesAndNewlines) == String(SegmentdVersion.schema.version), "\(applied.err)")
+        #expect(hello["storage"]?["latest_migration"] == .string(SegmentdVersion.schema.latest))
         #expect(try await client.call("rpc.discover")["info"]?["version"] == .string(SegmentdVersion.current))
         try await client.close()
         try await server.stop()
