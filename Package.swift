@@ -125,7 +125,8 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["SegmentdApp", "LineRPC", "WireJSON", "SegmentEngine", "SegmentCore", "StreamCodec", "segmentd", "TestThreads"],
+            dependencies: ["SegmentdApp", "LineRPC", "WireJSON", "SegmentEngine", "SegmentCore", "StreamCodec", "segmentd", "TestThreads",
+                           .product(name: "Logging", package: "swift-log")],
             // Read at run time from the package folder, not built into the bundle.
             exclude: ["Corpus"],
             swiftSettings: swiftSettings

@@ -79,7 +79,11 @@ final class RPCDispatcher: Sendable {
             return answer(envelope, .shuttingDown())
         }
         if let builtin {
-            return .reply(runBuiltin(builtin, envelope, connection: connection))
+            let started = ContinuousClock.now
+            let reply = runBuiltin(builtin, envelope, connection: connection)
+            log(envelope.method, id: envelope.id, params: envelope.params, connection: connection.info,
+                since: started, error: reply?["error"].flatMap { RPCError(json: $0) }, streaming: false)
+            return .reply(reply)
         }
         guard let method else { return answer(envelope, .methodNotFound(envelope.method)) }
         if method.streaming {
@@ -118,6 +122,7 @@ final class RPCDispatcher: Sendable {
     func execute(_ job: Job) async -> JSONValue? {
         let method = job.method
         let request = job.request
+        let started = ContinuousClock.now
         let task = Task(executorPreference: handlerExecutor) { try await method.handler(request) }
         job.handle.attach { task.cancel() }
         let result = await withTaskCancellationHandler {
@@ -128,18 +133,42 @@ final class RPCDispatcher: Sendable {
         stats.inFlight(-1)
         switch result {
         case .success(let value):
+            log(request.method, id: request.id, params: request.params, connection: request.connection, since: started, error: nil, streaming: method.streaming)
             guard let id = request.id else { return nil }
             return RPCEnvelope.success(id: id, result: value)
         case .failure(let error):
             let rpcError = wireError(for: error, cancelled: job.handle.isCancelled, request: request)
+            log(request.method, id: request.id, params: request.params, connection: request.connection, since: started, error: rpcError, streaming: method.streaming)
             guard let id = request.id else { return nil }
             stats.error(rpcError.type)
             return RPCEnvelope.failure(id: id, error: rpcError)
         }
     }
 
+    /// One line per request at debug (method, id, connection, duration, outcome, and what the
+    /// app adds, such as the book), and at warning when it took longer than the slow-request
+    /// threshold (streams excepted: they last as long as the client reads).
+    func log(
+        _ method: String, id: JSONValue?, params: JSONValue, connection: RPCConnectionInfo, since started: ContinuousClock.Instant,
+        error: RPCError?, streaming: Bool
+    ) {
+        let elapsed = ContinuousClock.now - started
+        let slow = !streaming && configuration.slowRequestThreshold.map { elapsed > $0 } ?? false
+        let level: Logger.Level = slow ? .warning : .debug
+        guard logger.logLevel <= level else { return }
+        var metadata: Logger.Metadata = [
+            "rpc.method": "\(method)", "rpc.id": "\(id ?? .null)", "rpc.connection": "\(connection.id)",
+            "duration_ms": "\((elapsed / .microseconds(1)).rounded() / 1_000)", "outcome": "\(error?.type ?? "ok")",
+        ]
+        metadata.merge(configuration.requestMetadata(method, params)) { own, _ in own }
+        logger.log(level: level, slow ? "slow request" : "request", metadata: metadata)
+    }
+
     /// An error reply for `envelope`, or nothing for a notification.
     func answer(_ envelope: RPCEnvelope, _ error: RPCError) -> Step {
+        logger.debug("request", metadata: [
+            "rpc.method": "\(envelope.method)", "rpc.id": "\(envelope.id ?? .null)", "duration_ms": "0", "outcome": "\(error.type)",
+        ])
         guard let id = envelope.id else { return .reply(.none) }
         stats.error(error.type)
         return .reply(RPCEnvelope.failure(id: id, error: error))

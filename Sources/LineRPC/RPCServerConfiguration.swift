@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import WireJSON
 
@@ -44,6 +45,12 @@ public struct RPCServerConfiguration: Sendable {
     public var serverName: String
     public var serverVersion: String
     public var protocolVersion: String
+    /// Requests that take longer than this are logged at warning (every request is logged at
+    /// debug); streaming methods, which last as long as their stream, are not. nil: none.
+    public var slowRequestThreshold: Duration? = .milliseconds(100)
+    /// Extra metadata for a request's log lines, from its method and params (the app adds
+    /// `book`).
+    public var requestMetadata: @Sendable (_ method: String, _ params: JSONValue) -> Logger.Metadata = { _, _ in [:] }
     /// Extra members merged into `rpc.hello`'s result (the app adds `dimensions`), given the
     /// connection and its credential (see ``authenticate``).
     public var helloExtras: @Sendable (_ connection: RPCConnectionInfo, _ credential: (any Sendable)?) -> [String: JSONValue]

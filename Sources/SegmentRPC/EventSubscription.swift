@@ -1,4 +1,5 @@
 import LineRPC
+import Logging
 import SegmentCore
 import SegmentEngine
 import Synchronization
@@ -17,6 +18,8 @@ struct EventSubscription {
     let feed: EventFeed
     let timeout: Duration
     let request: RPCRequest
+    let book: String
+    let logger: Logger
 
     /// What the delivery loop and its watchdog share.
     private final class Progress: Sendable {
@@ -76,11 +79,13 @@ struct EventSubscription {
         } catch is Stalled {
             let last = progress.delivered
             let seconds = timeout / .milliseconds(1) / 1_000
+            logger.notice("subscriber dropped: it read nothing for the subscriber timeout", metadata: metadata(last))
             throw RPCError(
                 code: -32004, type: "overloaded",
                 message: "subscriber read nothing for \(Self.format(seconds)) s and was disconnected; subscribe again with after: \(last)",
                 extra: ["last_cursor": .int(last)])
         } catch let pruned as EventsPruned {
+            logger.notice("subscriber ended: its next events were pruned", metadata: metadata(pruned.lastDelivered))
             var extra: [String: JSONValue] = [
                 "last_cursor": .int(pruned.lastDelivered), "resume_after": .int(pruned.prunedThrough),
             ]
@@ -93,7 +98,13 @@ struct EventSubscription {
             // resume. Any other failure while cancelled is the cancellation surfacing.
             guard error is CancellationError || Task.isCancelled else { throw error }
         }
+        // Cancelled: by rpc.cancel, a disconnect, a drop of the book or the server's shutdown.
+        logger.info("subscriber ended (cancelled or disconnected)", metadata: metadata(progress.delivered))
         return ["ended": "cancelled", "last_cursor": .int(progress.delivered)]
+    }
+
+    private func metadata(_ cursor: Int64) -> Logger.Metadata {
+        ["book": "\(book)", "rpc.id": "\(request.id ?? .null)", "rpc.connection": "\(request.connection.id)", "events.cursor": "\(cursor)"]
     }
 
     /// `60`, `1.5`: seconds without a trailing `.0`.

@@ -5,6 +5,7 @@ import WireJSON
 
 extension SegmentMethods {
     var triggerMethods: [RPCMethod] {
+        let methods = self
         let trigger = Schema.object([
             "id": Schema.integer, "segment": Schema.integer, "on": Schema.array(Schema.enumeration(["enter", "exit"])),
             "created_at": Schema.timestamp, "members": Schema.integer, "time_dependent": Schema.boolean,
@@ -72,7 +73,9 @@ extension SegmentMethods {
                     return ids
                 }
                 let timeout = Duration.milliseconds(Int64((engine.configuration.subscriberTimeoutSeconds * 1_000).rounded()))
-                let subscription = EventSubscription(feed: engine.eventFeed(after: start, triggers: triggers), timeout: timeout, request: request)
+                let subscription = EventSubscription(
+                    feed: engine.eventFeed(after: start, triggers: triggers), timeout: timeout, request: request,
+                    book: try Self.bookName(p.has("book") ? try p.value("book") : nil), logger: methods.logger)
                 return try await subscription.run(after: start)
             },
         ]

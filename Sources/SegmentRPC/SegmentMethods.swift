@@ -1,4 +1,5 @@
 import LineRPC
+import Logging
 import SegmentCore
 import SegmentEngine
 import WireJSON
@@ -18,9 +19,13 @@ public struct SegmentMethods: Sendable {
     /// (`exports/<book>/`); paths outside it are refused.
     public let exportDirectory: String
 
-    public init(catalog: BookCatalog, exportDirectory: String) {
+    /// Where methods log what is not a reply (a subscriber dropped, with its cursor).
+    public let logger: Logger
+
+    public init(catalog: BookCatalog, exportDirectory: String, logger: Logger = Logger(label: "segmentd.rpc")) {
         self.catalog = catalog
         self.exportDirectory = exportDirectory
+        self.logger = logger
     }
 
     var registry: DimensionRegistry { catalog.registry }

@@ -32,6 +32,8 @@ public struct AppConfiguration: Sendable {
     public var clock: any TimeSource = SystemTime()
     public var limits = RPCLimits()
     public var drainTimeout: Duration = .seconds(10)
+    /// Requests slower than this are logged at warning (nil: never).
+    public var slowRequest: Duration? = .milliseconds(100)
     /// How often time-dependent triggers are re-evaluated (and the event log pruned).
     public var reevaluateEvery: Duration = .seconds(60)
     public var eventRetentionDays: Double = 30

@@ -85,7 +85,7 @@ public struct SegmentdApplication: Sendable {
             layout: layout, engine: engineConfig, registry: registry, loadWait: config.bookLoadWait, loadExecutor: loaderThreads, logger: logger)
         let engine = try catalog.defaultEngine()
         try FileManager.default.createDirectory(atPath: config.exportDirectory, withIntermediateDirectories: true)
-        let methods = SegmentMethods(catalog: catalog, exportDirectory: config.exportDirectory)
+        let methods = SegmentMethods(catalog: catalog, exportDirectory: config.exportDirectory, logger: logger)
         _ = try methods.preparedExportDirectory(for: BookCatalog.defaultBook)
         var rpc = RPCServerConfiguration()
         rpc.serverName = "segmentd"
@@ -100,6 +100,12 @@ public struct SegmentdApplication: Sendable {
         }
         rpc.limits = config.limits
         rpc.drainTimeout = config.drainTimeout
+        rpc.slowRequestThreshold = config.slowRequest
+        let bookScoped = Set(methods.all.filter { $0.annotations["book"] != nil }.map(\.name))
+        rpc.requestMetadata = { method, params in
+            guard bookScoped.contains(method) else { return [:] }
+            return ["book": "\(params["book"]?.stringValue ?? BookCatalog.defaultBook)"]
+        }
         let storage = SegmentdVersion.storage(registry: registry)
         rpc.helloExtras = { connection, credential in
             var extras = methods.helloExtras(credential: credential, transport: connection.transport)

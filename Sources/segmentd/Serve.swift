@@ -28,11 +28,17 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Deprecated and ignored: subscribers read the event log at their own pace and are no longer dropped for falling behind.")
     var subscriberQueue: Int?
     @Option(help: "Freeze the clock at this ISO 8601 time (reproducible demos and docs; never in production).") var frozenClock: String?
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
+    @Option(help: "Log level: trace, debug (a line per request), info, notice, warning, error, critical.") var logLevel = "info"
+    @Option(help: "Log lines as text, or json: one JSON object per line.") var logFormat = "text"
+    @Option(help: "Requests slower than this many milliseconds are logged at warning (0: never; streams never are).") var slowRequestMs = 100
 
     func run() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
+        guard logFormat == "text" || logFormat == "json" else { throw ValidationError("--log-format is text or json, not \(logFormat)") }
+        guard slowRequestMs >= 0 else { throw ValidationError("--slow-request-ms must be 0 or more") }
+        let json = logFormat == "json"
         LoggingSystem.bootstrap { label in
+            if json { return JSONLogHandler(label: label, level: level) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
@@ -40,6 +46,7 @@ struct Serve: AsyncParsableCommand {
         var config = AppConfiguration()
         try Self.refuseEarlierLayout(dataDir: dataDir, db: db)
         config.dataDirectory = dataDir ?? config.dataDirectory
+        config.slowRequest = slowRequestMs == 0 ? nil : .milliseconds(slowRequestMs)
         config.databasePath = db
         config.tokenFile = tokenFile
         guard bookLoadWait > 0 else { throw ValidationError("--book-load-wait must be more than 0 seconds") }

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import LineRPC
+import Logging
 import SegmentCore
 import SegmentdApp
 import WireJSON
@@ -20,7 +21,7 @@ final class TestServer: Sendable {
     /// The default book's database.
     var databasePath: String { app.catalog.layout.databasePath(of: "default") }
 
-    static func start(configure: (inout AppConfiguration) -> Void = { _ in }) async throws -> TestServer {
+    static func start(logger: Logger? = nil, configure: (inout AppConfiguration) -> Void = { _ in }) async throws -> TestServer {
         let directory = try makeTemporaryDirectory()
         let clock = ManualTime(epoch)
         var config = AppConfiguration()
@@ -31,7 +32,7 @@ final class TestServer: Sendable {
         configure(&config)
         let app: SegmentdApplication
         do {
-            app = try SegmentdApplication.build(config)
+            app = try logger.map { try SegmentdApplication.build(config, logger: $0) } ?? SegmentdApplication.build(config)
         } catch {
             try? FileManager.default.removeItem(atPath: directory)
             throw error
