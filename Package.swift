@@ -73,6 +73,8 @@ let package = Package(
         ),
         // Wires the five built-in plugins, the engine and the server: what `segmentd serve`
         // runs and what the end-to-end tests build directly.
+        // Records the git commit for `segmentd --version` and `rpc.hello`.
+        .plugin(name: "GitCommit", capability: .buildTool(), path: "BuildPlugins/GitCommit"),
         .target(
             name: "SegmentdApp",
             dependencies: [
@@ -84,7 +86,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            plugins: ["GitCommit"]
         ),
         // `segmentd bench`: synthetic book, SQLite baseline, measurements.
         .target(

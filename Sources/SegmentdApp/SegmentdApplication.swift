@@ -110,6 +110,7 @@ public struct SegmentdApplication: Sendable {
         rpc.helloExtras = { connection, credential in
             var extras = methods.helloExtras(credential: credential, transport: connection.transport)
             extras["storage"] = storage
+            extras["commit"] = .string(SegmentdVersion.commit)
             return extras
         }
         let serverRef = ServerReference()

@@ -145,11 +145,14 @@ import Glibc
         let run = try await runProcess(Self.binary, ["--version"])
         #expect(run.status == 0)
         #expect(run.out == SegmentdVersion.description + "\n")
-        #expect(run.out.hasPrefix(SegmentdVersion.current + " (storage schema "))
+        #expect(run.out.hasPrefix(SegmentdVersion.current + " (commit \(SegmentdVersion.commit), storage schema "))
+        // Built from this checkout: a 12-digit commit, "-dirty" with uncommitted changes.
+        #expect(SegmentdVersion.commit.wholeMatch(of: /[0-9a-f]{12}(-dirty)?/) != nil || SegmentdVersion.commit == "unknown", "\(SegmentdVersion.commit)")
         let server = try await TestServer.start()
         let client = try await server.client()
         let hello = try await client.call("rpc.hello")
         #expect(hello["version"] == .string(SegmentdVersion.current))
+        #expect(hello["commit"] == .string(SegmentdVersion.commit))
         // The storage schema reported is the one the book's database was migrated to.
         let applied = try await runProcess("/usr/bin/env", [
             "python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM grdb_migrations').fetchone()[0])",
