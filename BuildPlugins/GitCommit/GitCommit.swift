@@ -1,27 +1,34 @@
 import Foundation
 import PackagePlugin
 
-/// Writes `BuildInfo.commit`, the git commit the binary is built from (`-dirty` when the
-/// working tree has changes; `unknown` outside a git checkout), so that `segmentd --version`
-/// and `rpc.hello` can say exactly what runs. Runs before every build; the file is rewritten
-/// only when the commit changed, so an unchanged checkout recompiles nothing.
+/// Writes `BuildInfo.commit`, the git commit the binary is built from (`-dirty` when tracked
+/// files have changes; `unknown` outside a git checkout or without git), so that
+/// `segmentd --version` and `rpc.hello` say exactly what runs.
+///
+/// A build command whose inputs are git's record of HEAD and its index: it runs again when a
+/// commit, checkout or `git add` moves them (a prebuild command would run only when the build
+/// plan is remade, and went stale).
 @main
 struct GitCommit: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: any Target) throws -> [Command] {
-        let output = context.pluginWorkDirectoryURL.appending(path: "GitCommit")
+        let package = context.package.directoryURL
+        let output = context.pluginWorkDirectoryURL.appending(path: "BuildInfo.swift")
+        let git = package.appending(path: ".git")
+        let inputs = ["HEAD", "logs/HEAD", "index"].map { git.appending(path: $0) }
+            .filter { FileManager.default.fileExists(atPath: $0.path) }
         let script = """
-            mkdir -p "$2"
-            commit=$(git -C "$1" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-            if [ "$commit" != unknown ] && [ -n "$(git -C "$1" status --porcelain --untracked-files=no 2>/dev/null | head -n 1)" ]; then commit="$commit-dirty"; fi
-            line="enum BuildInfo { static let commit = \\"$commit\\" }"
-            [ "$(cat "$2/BuildInfo.swift" 2>/dev/null)" = "$line" ] || printf '%s\\n' "$line" > "$2/BuildInfo.swift"
+            PATH=/usr/bin:/bin:/usr/local/bin:$PATH
+            commit=$(git --no-optional-locks -C "$1" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+            if [ "$commit" != unknown ] && [ -n "$(git --no-optional-locks -C "$1" status --porcelain --untracked-files=no 2>/dev/null | head -n 1)" ]; then commit="$commit-dirty"; fi
+            printf 'enum BuildInfo { static let commit = "%s" }\\n' "$commit" > "$2"
             """
         return [
-            .prebuildCommand(
+            .buildCommand(
                 displayName: "Recording the git commit",
                 executable: URL(fileURLWithPath: "/bin/sh"),
-                arguments: ["-c", script, "sh", context.package.directoryURL.path, output.path],
-                outputFilesDirectory: output)
+                arguments: ["-c", script, "sh", package.path, output.path],
+                inputFiles: inputs,
+                outputFiles: [output])
         ]
     }
 }

@@ -4,6 +4,7 @@ import WireJSON
 extension RPCDispatcher {
     /// Answers a built-in method inline; `nil` for a notification.
     func runBuiltin(_ builtin: BuiltinMethod, _ envelope: RPCEnvelope, connection: RPCConnectionState) -> JSONValue? {
+        let started = ContinuousClock.now
         let outcome: Result<JSONValue, RPCError>
         switch builtin {
         case .hello: outcome = hello(envelope.params, connection: connection)
@@ -11,6 +12,8 @@ extension RPCDispatcher {
         case .cancel: outcome = cancel(envelope.params, connection: connection)
         case .discover: outcome = .success(discoverDocument)
         }
+        let failure: RPCError? = if case .failure(let error) = outcome { error } else { nil }
+        log(envelope.method, id: envelope.id, params: envelope.params, connection: connection.info, since: started, error: failure, streaming: false)
         guard let id = envelope.id else { return nil }
         switch outcome {
         case .success(let result):

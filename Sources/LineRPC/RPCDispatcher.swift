@@ -73,22 +73,18 @@ final class RPCDispatcher: Sendable {
         stats.request(builtin != nil || method != nil ? envelope.method : "(unknown)")
 
         if connection.info.transport == .tcp, builtin != .hello, !connection.isAuthenticated {
-            return answer(envelope, .unauthorized("not authenticated: call rpc.hello with the token first"))
+            return answer(envelope, .unauthorized("not authenticated: call rpc.hello with the token first"), connection: connection.info)
         }
         if shutdownSignal.isFired, builtin != .cancel {
-            return answer(envelope, .shuttingDown())
+            return answer(envelope, .shuttingDown(), connection: connection.info)
         }
         if let builtin {
-            let started = ContinuousClock.now
-            let reply = runBuiltin(builtin, envelope, connection: connection)
-            log(envelope.method, id: envelope.id, params: envelope.params, connection: connection.info,
-                since: started, error: reply?["error"].flatMap { RPCError(json: $0) }, streaming: false)
-            return .reply(reply)
+            return .reply(runBuiltin(builtin, envelope, connection: connection))
         }
-        guard let method else { return answer(envelope, .methodNotFound(envelope.method)) }
+        guard let method else { return answer(envelope, .methodNotFound(envelope.method), connection: connection.info) }
         if method.streaming {
             if inBatch {
-                return answer(envelope, .invalidRequest("streaming method \(method.name) cannot be called inside a batch"))
+                return answer(envelope, .invalidRequest("streaming method \(method.name) cannot be called inside a batch"), connection: connection.info)
             }
             if envelope.isNotification {
                 logger.debug("streaming method called as a notification: not run", metadata: ["rpc.method": "\(method.name)"])
@@ -97,10 +93,10 @@ final class RPCDispatcher: Sendable {
         }
         switch connection.admit(id: envelope.id, limit: configuration.limits.maxInFlightPerConnection) {
         case .duplicateID:
-            return answer(envelope, .invalidRequest("a request with id \(envelope.id ?? .null) is already in flight on this connection"))
+            return answer(envelope, .invalidRequest("a request with id \(envelope.id ?? .null) is already in flight on this connection"), connection: connection.info)
         case .overloaded:
             let limit = configuration.limits.maxInFlightPerConnection
-            return answer(envelope, .overloaded("too many requests in flight on this connection (max \(limit))"))
+            return answer(envelope, .overloaded("too many requests in flight on this connection (max \(limit))"), connection: connection.info)
         case .admitted(let handle):
             var sink: (@Sendable (JSONValue) async throws -> Void)?
             if !envelope.isNotification {
@@ -165,10 +161,11 @@ final class RPCDispatcher: Sendable {
     }
 
     /// An error reply for `envelope`, or nothing for a notification.
-    func answer(_ envelope: RPCEnvelope, _ error: RPCError) -> Step {
-        logger.debug("request", metadata: [
-            "rpc.method": "\(envelope.method)", "rpc.id": "\(envelope.id ?? .null)", "duration_ms": "0", "outcome": "\(error.type)",
-        ])
+    func answer(_ envelope: RPCEnvelope, _ error: RPCError, connection: RPCConnectionInfo) -> Step {
+        // A name the server does not know is logged as such, never as the client wrote it
+        // (it could be a megabyte, or forge log lines).
+        let known = BuiltinMethod(rawValue: envelope.method) != nil || methods[envelope.method] != nil
+        log(known ? envelope.method : "(unknown)", id: envelope.id, params: envelope.params, connection: connection, since: .now, error: error, streaming: false)
         guard let id = envelope.id else { return .reply(.none) }
         stats.error(error.type)
         return .reply(RPCEnvelope.failure(id: id, error: error))

@@ -63,6 +63,13 @@ public final class Store: Sendable {
                 try convert?(GRDBExecutor(db: db))
             }
         }
+        // A newer segmentd migrated this database further than this one knows: its schema is
+        // not this binary's to read or write (there is no downgrade).
+        if try pool.read({ db in try migrator.hasBeenSuperseded(db) }) {
+            throw SegmentError(
+                .conflict,
+                "database \(path) was migrated by a newer segmentd (it has storage migrations this one does not know); run that version, or restore a backup taken before the upgrade")
+        }
         try migrator.migrate(pool)
         // Checkpoints run off the writer (see WALCheckpointer); the store keeps the
         // checkpointer alive as long as the writer connection that calls it.

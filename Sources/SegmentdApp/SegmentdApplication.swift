@@ -104,7 +104,9 @@ public struct SegmentdApplication: Sendable {
         let bookScoped = Set(methods.all.filter { $0.annotations["book"] != nil }.map(\.name))
         rpc.requestMetadata = { method, params in
             guard bookScoped.contains(method) else { return [:] }
-            return ["book": "\(params["book"]?.stringValue ?? BookCatalog.defaultBook)"]
+            // As sent (a bad one fails as invalid_params, and shows here as it was), shortened.
+            guard let book = params["book"], book != .null else { return ["book": "\(BookCatalog.defaultBook)"] }
+            return ["book": "\(String((book.stringValue ?? book.serialized()).prefix(80)))"]
         }
         let storage = SegmentdVersion.storage(registry: registry)
         rpc.helloExtras = { connection, credential in

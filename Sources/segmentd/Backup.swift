@@ -21,7 +21,7 @@ struct Backup: AsyncParsableCommand {
 
             Examples:
               segmentd backup nightly.sqlite
-              segmentd backup backups/$(date +%F).sqlite --socket /run/segmentd.sock
+              segmentd backup backups/$(date +%F).sqlite --socket /run/segmentd/segmentd.sock
               segmentd backup acme-nightly.sqlite --book acme
             """)
 

@@ -39,7 +39,8 @@ struct JSONLogHandler: LogHandler {
         ]
         if !merged.isEmpty { object["metadata"] = Self.json(.dictionary(merged)) }
         let line = JSONValue.object(object).serialized() + "\n"
-        Self.output.withLock { _ in FileHandle.standardError.write(Data(line.utf8)) }
+        // A log line that cannot be written (a full disk, a closed pipe) is lost, never fatal.
+        Self.output.withLock { _ in try? FileHandle.standardError.write(contentsOf: Data(line.utf8)) }
     }
 
     static func json(_ value: Logger.Metadata.Value) -> JSONValue {

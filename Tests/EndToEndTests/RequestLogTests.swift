@@ -46,10 +46,13 @@ import WireJSON
         _ = try await client.call("contacts.count")
         _ = try? await client.call("segments.get", ["id": 99])
         _ = try await client.call("rpc.ping")
+        _ = try? await client.call("no.such.method")
         let requests = records.all.filter { $0.message == "request" || $0.message == "slow request" }
         func line(_ method: String) -> [Records.Record] { requests.filter { $0.metadata["rpc.method"] == method } }
         #expect(line("contacts.count").map { $0.metadata["book"] } == ["acme", "default"])
-        #expect(line("books.create").first?.metadata["book"] == nil, "books.create is not about a book")
+        let create = try #require(line("books.create").first)
+        #expect(create.metadata["book"] == nil, "books.create is not about a book")
+        #expect(line("(unknown)").first?.metadata["outcome"] == "method_not_found", "an unknown name is logged as (unknown), not as sent")
         #expect(line("segments.get").first?.metadata["outcome"] == "not_found")
         #expect(line("rpc.ping").first?.metadata["outcome"] == "ok")
         for record in requests {
@@ -74,6 +77,8 @@ import WireJSON
         #expect(await waitUntil(seconds: 30) { records.all.contains { $0.message.hasPrefix("subscriber ended") } })
         let ended = try #require(records.all.first { $0.message.hasPrefix("subscriber ended") })
         #expect(ended.metadata["events.cursor"] == "0" && ended.metadata["book"] == "default")
+        // The stream's own line comes once its handler returned.
+        #expect(await waitUntil(seconds: 30) { records.all.contains { $0.metadata["rpc.method"] == "events.subscribe" } })
         let warnings = records.all.filter { $0.level == .warning && $0.message == "slow request" }
         #expect(warnings.contains { $0.metadata["rpc.method"] == "contacts.count" })
         #expect(!warnings.contains { $0.metadata["rpc.method"] == "events.subscribe" }, "a stream lasts as long as its reader")

@@ -1,5 +1,6 @@
 import SegmentCore
 import SegmentEngine
+import SegmentStore
 import TestThreads
 import Testing
 import WireJSON
@@ -51,6 +52,24 @@ import WireJSON
             fields: try await engine.run(try book.method("fields.list"), params: [:]),
             labels: try await engine.run(try book.method("labels.list"), params: [:]),
             total: counts.total, byStatus: counts.byStatus, suppression: suppression)
+    }
+
+    /// A database a newer segmentd migrated further is refused, not read with the wrong
+    /// schema nor migrated again (there is no downgrade).
+    @Test func aBookMigratedByANewerSegmentdIsRefused() async throws {
+        let book = try TestBook()
+        try await book.seed([["email": "ana@example.com"]])
+        try book.engine.close()
+        let store = try Store(path: book.path, migrations: CoreSchema.migrations + TestBook.registry().providers.flatMap(\.migrations))
+        _ = try await store.write({ sql in
+            try sql.execute("INSERT INTO grdb_migrations(identifier) VALUES ('zzz.from-a-newer-version')", [])
+        }, afterCommit: { _ in })
+        try store.close()
+        #expect {
+            try book.restart()
+        } throws: { error in
+            (error as? SegmentError)?.kind == .conflict && "\(error)".contains("migrated by a newer segmentd")
+        }
     }
 
     @Test func reopeningTheFileGivesIdenticalAnswers() async throws {
