@@ -128,6 +128,7 @@ public final class RPCServer: Service, Sendable {
         for listener in listeners {
             logger.info("listening", metadata: ["rpc.transport": "\(listener.transport)", "rpc.address": "\(describe(listener))"])
         }
+        configuration.onListening?()
         await withTaskExecutorPreference(connectionThreads) {
             await withGracefulShutdownHandler {
                 await serve(listeners)

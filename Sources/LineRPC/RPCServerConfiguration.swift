@@ -45,6 +45,8 @@ public struct RPCServerConfiguration: Sendable {
     public var serverName: String
     public var serverVersion: String
     public var protocolVersion: String
+    /// Called once every listener accepts connections (a service manager is told "ready").
+    public var onListening: (@Sendable () -> Void)?
     /// Requests that take longer than this are logged at warning (every request is logged at
     /// debug); streaming methods, which last as long as their stream, are not. nil: none.
     public var slowRequestThreshold: Duration? = .milliseconds(100)

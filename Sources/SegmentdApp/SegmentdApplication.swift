@@ -101,6 +101,8 @@ public struct SegmentdApplication: Sendable {
         rpc.limits = config.limits
         rpc.drainTimeout = config.drainTimeout
         rpc.slowRequestThreshold = config.slowRequest
+        // Under systemd with Type=notify: started once the socket accepts connections.
+        rpc.onListening = { SystemdNotify.send("READY=1") }
         let bookScoped = Set(methods.all.filter { $0.annotations["book"] != nil }.map(\.name))
         rpc.requestMetadata = { method, params in
             guard bookScoped.contains(method) else { return [:] }

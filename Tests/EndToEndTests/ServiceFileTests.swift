@@ -25,11 +25,26 @@ import Glibc
         }
     }
 
+    /// A bound Unix datagram socket, as systemd's NOTIFY_SOCKET is.
+    static func datagramSocket(at path: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.utf8.enumerated() { raw[index] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard fd >= 0, bound == 0 else { throw RPCClientError("cannot bind \(path)") }
+        return fd
+    }
+
     @Test func theUnitIsHardenedAndGivesTheDrainRoomToFinish() throws {
         let values = Dictionary(Self.settings(try Self.unit()).map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
         for (key, value) in [
             ("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("PrivateTmp", "yes"), ("User", "segmentd"),
-            ("RuntimeDirectory", "segmentd"), ("StateDirectory", "segmentd"), ("KillSignal", "SIGTERM"),
+            ("RuntimeDirectory", "segmentd"), ("StateDirectory", "segmentd"), ("KillSignal", "SIGTERM"), ("Type", "notify"),
         ] {
             #expect(values[key] == value, "\(key)=\(values[key] ?? "missing")")
         }
@@ -67,16 +82,26 @@ import Glibc
         if let at = arguments.firstIndex(of: "--socket-group") { arguments[at + 1] = String(getgid()) }
         try FileManager.default.createDirectory(atPath: directory + "/run", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: directory + "/state", withIntermediateDirectories: true)
+        // Type=notify: systemd's datagram socket, to which the server says READY=1.
+        let notify = try Self.datagramSocket(at: directory + "/notify.sock")
+        defer { close(notify) }
+        var environment = ProcessInfo.processInfo.environment
+        environment["NOTIFY_SOCKET"] = directory + "/notify.sock"
         let log = directory + "/server.log"
-        let child = ChildProcess(Self.binary, arguments, directory: directory + "/state", standardOutput: .file(log), standardError: .file(log))
+        let child = ChildProcess(
+            Self.binary, arguments, directory: directory + "/state", environment: environment, standardOutput: .file(log), standardError: .file(log))
         try child.start()
-        var client: RPCClient?
-        for _ in 0..<600 where client == nil && child.isRunning {
-            client = try? await RPCClient.connect(unixPath: directory + "/run/segmentd.sock")
-            if client == nil { try await Task.sleep(for: .milliseconds(50)) }
-        }
         let logText = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-        let connected = try #require(client, "\(logText())")
+        var ready = ""
+        #expect(await waitUntil(seconds: 60) {
+            var buffer = [UInt8](repeating: 0, count: 256)
+            let n = recv(notify, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+            if n > 0 { ready = String(decoding: buffer[0..<n], as: UTF8.self) }
+            return n > 0 || !child.isRunning
+        })
+        #expect(ready == "READY=1", "\(logText())")
+        // Ready means ready: the socket accepts at once.
+        let connected = try await RPCClient.connect(unixPath: directory + "/run/segmentd.sock")
         #expect(try await connected.call("contacts.count")["total"] == 0)
         #expect(FileManager.default.fileExists(atPath: directory + "/state/data/books/default.sqlite"))
         try await connected.close()
