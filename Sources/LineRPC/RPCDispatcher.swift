@@ -129,12 +129,12 @@ final class RPCDispatcher: Sendable {
         stats.inFlight(-1)
         switch result {
         case .success(let value):
-            log(request.method, id: request.id, params: request.params, connection: request.connection, since: started, error: nil, streaming: method.streaming)
+            log(request.method, id: request.id, params: request.params, connection: request.connection, since: started, error: nil, streaming: method.streaming || method.slowByDesign)
             guard let id = request.id else { return nil }
             return RPCEnvelope.success(id: id, result: value)
         case .failure(let error):
             let rpcError = wireError(for: error, cancelled: job.handle.isCancelled, request: request)
-            log(request.method, id: request.id, params: request.params, connection: request.connection, since: started, error: rpcError, streaming: method.streaming)
+            log(request.method, id: request.id, params: request.params, connection: request.connection, since: started, error: rpcError, streaming: method.streaming || method.slowByDesign)
             guard let id = request.id else { return nil }
             stats.error(rpcError.type)
             return RPCEnvelope.failure(id: id, error: rpcError)

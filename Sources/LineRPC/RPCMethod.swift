@@ -24,6 +24,9 @@ public struct RPCMethod: Sendable {
     public var resultSchema: JSONValue
     /// Whether the method streams notifications before its final reply (refused inside batches).
     public var streaming: Bool
+    /// Whether the method takes long by design (a backup copies a whole database): like a
+    /// stream, it is not logged as a slow request.
+    public var slowByDesign = false
     /// What `rpc.discover` adds to the method, each as an `x-` member (the app says what a
     /// method is about: `"book": "read"` becomes `"x-book": "read"`).
     public var annotations: [String: JSONValue] = [:]

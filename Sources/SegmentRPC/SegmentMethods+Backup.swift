@@ -28,7 +28,7 @@ import WireJSON
 extension SegmentMethods {
     var backupMethod: RPCMethod {
         let methods = self
-        return bookMethod(
+        var backup = bookMethod(
             "server.backup", access: .write,
             "Writes a consistent copy of the book's live database (SQLite online backup) to `path` inside the book's export folder; returns {path, bytes, seconds}.",
             params: [.required("path", ["type": "string", "description": "file name relative to the book's export folder (exports/<book>/)"])],
@@ -47,6 +47,8 @@ extension SegmentMethods {
                 "seconds": .double((ContinuousClock.now - started) / .milliseconds(1) / 1000),
             ]
         }
+        backup.slowByDesign = true
+        return backup
     }
 
     /// Backs up to a temporary file beside `target`, makes it durable, renames it into place.

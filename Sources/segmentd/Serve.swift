@@ -30,7 +30,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Freeze the clock at this ISO 8601 time (reproducible demos and docs; never in production).") var frozenClock: String?
     @Option(help: "Log level: trace, debug (a line per request), info, notice, warning, error, critical.") var logLevel = "info"
     @Option(help: "Log lines as text, or json: one JSON object per line.") var logFormat = "text"
-    @Option(help: "Requests slower than this many milliseconds are logged at warning (0: never; streams never are).") var slowRequestMs = 100
+    @Option(help: "Requests slower than this many milliseconds are logged at warning (0: never; streams and backups, long by design, never are).") var slowRequestMs = 100
 
     func run() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info

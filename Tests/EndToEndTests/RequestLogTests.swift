@@ -70,6 +70,7 @@ import WireJSON
         }
         let client = try await server.client()
         _ = try await client.call("contacts.count")
+        _ = try await client.call("server.backup", ["path": "b.sqlite"])
         let subscription = Task { try await client.call("events.subscribe", ["after": 0]) { _, _ in } }
         #expect(await waitUntil(seconds: 30) { server.app.engine.eventHub.waiterCount == 1 })
         subscription.cancel()
@@ -82,6 +83,8 @@ import WireJSON
         let warnings = records.all.filter { $0.level == .warning && $0.message == "slow request" }
         #expect(warnings.contains { $0.metadata["rpc.method"] == "contacts.count" })
         #expect(!warnings.contains { $0.metadata["rpc.method"] == "events.subscribe" }, "a stream lasts as long as its reader")
+        #expect(!warnings.contains { $0.metadata["rpc.method"] == "server.backup" }, "a backup copies a whole book")
+        #expect(records.all.contains { $0.message == "request" && $0.metadata["rpc.method"] == "server.backup" })
         try await client.close()
         try await server.stop()
     }
