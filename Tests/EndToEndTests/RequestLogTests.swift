@@ -115,6 +115,10 @@ import WireJSON
         #expect(lines.count > 3)
         let objects = try lines.map { try JSONParser.parse(String($0)) }
         #expect(objects.allSatisfy { $0["time"]?.stringValue != nil && $0["level"]?.stringValue != nil && $0["message"]?.stringValue != nil })
-        #expect(objects.contains { $0["message"] == "request" && $0["metadata"]?["rpc.method"] == "contacts.count" && $0["metadata"]?["book"] == "default" })
+        // "slow request" on a loaded machine (over 100 ms): the same line at warning.
+        #expect(objects.contains {
+            ($0["message"] == "request" || $0["message"] == "slow request") && $0["metadata"]?["rpc.method"] == "contacts.count"
+                && $0["metadata"]?["book"] == "default"
+        })
     }
 }
