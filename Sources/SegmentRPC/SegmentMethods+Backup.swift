@@ -34,7 +34,7 @@ extension SegmentMethods {
             params: [.required("path", ["type": "string", "description": "file name relative to the book's export folder (exports/<book>/)"])],
             result: Schema.object(["path": Schema.string, "bytes": Schema.integer, "seconds": ["type": "number"]])
         ) { engine, p, _ in
-            let exportDirectory = try methods.preparedExportDirectory(for: try Self.bookName(p.has("book") ? try p.value("book") : nil))
+            let exportDirectory = try methods.preparedExportDirectory(for: try Self.bookName(p))
             let relative = try p.string("path")
             let exporter = FileExporter(directory: exportDirectory)
             let target = try exporter.confine(relative)

@@ -41,7 +41,7 @@ extension SegmentMethods {
                 ]),
                 streaming: true
             ) { engine, p, request in
-                let book = try Self.bookName(p.has("book") ? try p.value("book") : nil)
+                let book = try Self.bookName(p)
                 // A file in the book's export folder may replace an earlier one: that is writing.
                 if p.has("path") { try Self.authorize(request, book: book, writing: true) }
                 let (plan, options) = try Self.plan(p, engine: engine)

@@ -124,12 +124,17 @@ extension SegmentMethods {
     ) -> RPCMethod {
         let catalog = self.catalog
         var built = method(name, summary, params: params + [Self.bookParam], result: result, streaming: streaming) { p, request in
-            let book = try Self.bookName(p.has("book") ? try p.value("book") : nil)
+            let book = try Self.bookName(p)
             try Self.authorize(request, book: book, writing: access == .write)
             return try await catalog.withBook(book, cancelOnDrop: streaming) { engine in try await body(engine, p, request) }
         }
         built.annotations["book"] = .string(access.rawValue)
         return built
+    }
+
+    /// The book a call's params name (`default` when they name none).
+    static func bookName(_ p: ParamReader) throws(SegmentError) -> String {
+        try bookName(p.has("book") ? try p.value("book") : nil)
     }
 
     /// The book a call names (`default` when it names none).

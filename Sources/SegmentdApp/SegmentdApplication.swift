@@ -143,10 +143,7 @@ public struct SegmentdApplication: Sendable {
     /// `server.stats`' book part: per book, and totals over the books the caller may see.
     /// `version` is the `default` book's (as when a server held one book).
     static func bookStats(catalog: BookCatalog, request: RPCRequest) throws -> [String: JSONValue] {
-        let grant: BookGrant?
-        do {
-            grant = try SegmentMethods.grant(of: request)
-        }
+        let grant = try SegmentMethods.grant(of: request)
         var books: [String: JSONValue] = [:]
         var contacts = 0, segments = 0, triggers = 0, resident = 0
         for status in catalog.statuses() where grant?.mayUse(status.name) ?? true {
@@ -156,10 +153,11 @@ public struct SegmentdApplication: Sendable {
                 contacts += book.contactCount
                 segments += book.segments.count
                 triggers += book.triggers.count
-                resident += engine.residentBytes
+                let bytes = engine.residentBytes
+                resident += bytes
                 entry["contacts"] = .int(Int64(book.contactCount))
                 entry["version"] = .int(book.version)
-                entry["resident_bytes"] = .int(Int64(engine.residentBytes))
+                entry["resident_bytes"] = .int(Int64(bytes))
             }
             books[status.name] = .object(entry)
         }
