@@ -21,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         // A small JSON value type with a strict parser and a compact serializer, shared by the
@@ -51,7 +54,7 @@ let package = Package(
         ),
         .target(
             name: "SegmentEngine",
-            dependencies: ["SegmentCore", "SegmentStore", "StreamCodec", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["SegmentCore", "SegmentStore", "StreamCodec", .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -62,13 +65,14 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "SegmentRPC",
-            dependencies: ["SegmentEngine", "LineRPC", "StreamCodec", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["SegmentEngine", "LineRPC", "StreamCodec", .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: swiftSettings
         ),
         // Wires the five built-in plugins, the engine and the server: what `segmentd serve`
@@ -85,6 +89,9 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings,
             plugins: ["GitCommit"]
@@ -98,7 +105,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "segmentd",
-            dependencies: ["SegmentdApp", "SegmentBench", "SegmentCore", "StreamCodec", "LineRPC", "WireJSON", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["SegmentdApp", "SegmentBench", "SegmentCore", "StreamCodec", "LineRPC", "WireJSON", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Metrics", package: "swift-metrics")],
             swiftSettings: swiftSettings
         ),
 
@@ -123,6 +131,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -38,14 +38,14 @@ struct RPCConnection: Sendable {
     private func handle(_ frame: LineFrame, group: inout DiscardingTaskGroup) async throws {
         switch frame {
         case .oversized:
-            dispatcher.stats.error("too_large")
+            dispatcher.metrics.error("too_large")
             let error = RPCError.tooLarge(
                 "line exceeds the \(limits.maxLineBytes)-byte limit and was discarded",
                 extra: ["max_line_bytes": .int(Int64(limits.maxLineBytes))]
             )
             try await writer.write(RPCEnvelope.failure(id: nil, error: error))
         case .line(let buffer):
-            dispatcher.stats.bytesIn(buffer.readableBytes + 1)
+            dispatcher.metrics.bytesIn(buffer.readableBytes + 1)
             let parsed = buffer.withUnsafeReadableBytes { bytes -> Result<JSONValue, JSONParseError> in
                 do throws(JSONParseError) {
                     return .success(try JSONParser.parse(bytes))
@@ -55,7 +55,7 @@ struct RPCConnection: Sendable {
             }
             switch parsed {
             case .failure(let error):
-                dispatcher.stats.error("parse_error")
+                dispatcher.metrics.error("parse_error")
                 try await writer.write(RPCEnvelope.failure(id: nil, error: .parseError("invalid JSON: \(error)")))
             case .success(.array(let elements)):
                 try await handleBatch(elements, group: &group)
@@ -74,7 +74,7 @@ struct RPCConnection: Sendable {
         case .run(let job):
             group.addTask {
                 if let reply = await dispatcher.execute(job) {
-                    try? await writer.write(reply)
+                    _ = try? await writer.write(reply)
                 }
                 state.finish(id: job.request.id, handle: job.handle)
             }
@@ -85,12 +85,12 @@ struct RPCConnection: Sendable {
     /// an all-notification batch writes nothing. Its slots are released once that line is out.
     private func handleBatch(_ elements: [JSONValue], group: inout DiscardingTaskGroup) async throws {
         guard !elements.isEmpty else {
-            dispatcher.stats.error("invalid_request")
+            dispatcher.metrics.error("invalid_request")
             try await writer.write(RPCEnvelope.failure(id: nil, error: .invalidRequest("empty batch")))
             return
         }
         guard elements.count <= limits.maxBatch else {
-            dispatcher.stats.error("too_large")
+            dispatcher.metrics.error("too_large")
             let error = RPCError.tooLarge(
                 "batch of \(elements.count) requests exceeds the limit of \(limits.maxBatch)",
                 extra: ["max_batch": .int(Int64(limits.maxBatch))]
@@ -123,7 +123,7 @@ struct RPCConnection: Sendable {
                 for await (index, reply) in runs { replies[index] = reply }
             }
             let present = replies.compactMap { $0 }
-            if !present.isEmpty { try? await writer.write(.array(present)) }
+            if !present.isEmpty { _ = try? await writer.write(.array(present)) }
             for (_, job) in jobs { state.finish(id: job.request.id, handle: job.handle) }
         }
     }

@@ -19,7 +19,7 @@ extension RPCDispatcher {
         case .success(let result):
             return RPCEnvelope.success(id: id, result: result)
         case .failure(let error):
-            stats.error(error.type)
+            metrics.error(error.type)
             return RPCEnvelope.failure(id: id, error: error)
         }
     }

@@ -22,7 +22,7 @@ final class RPCDispatcher: Sendable {
 
     let configuration: RPCServerConfiguration
     let methods: [String: RPCMethod]
-    let stats: StatisticsRecorder
+    let metrics: RPCMetrics
     let shutdownSignal: AsyncSignal
     let logger: Logger
     /// Where handlers run (see ``RPCServer``).
@@ -33,7 +33,7 @@ final class RPCDispatcher: Sendable {
     init(
         configuration: RPCServerConfiguration,
         methods: [RPCMethod],
-        stats: StatisticsRecorder,
+        metrics: RPCMetrics,
         shutdownSignal: AsyncSignal,
         handlerExecutor: any TaskExecutor,
         logger: Logger
@@ -46,7 +46,7 @@ final class RPCDispatcher: Sendable {
         }
         self.configuration = configuration
         self.methods = table
-        self.stats = stats
+        self.metrics = metrics
         self.shutdownSignal = shutdownSignal
         self.logger = logger
         self.handlerExecutor = handlerExecutor
@@ -61,7 +61,7 @@ final class RPCDispatcher: Sendable {
         let envelope: RPCEnvelope
         switch RPCEnvelope.parse(message) {
         case .failure(let rejection):
-            stats.error(rejection.error.type)
+            metrics.error(rejection.error.type)
             // Spelled out: `JSONValue` is nil-literal convertible, so a bare `nil` here would be JSON null.
             guard rejection.reply else { return .reply(.none) }
             return .reply(.some(RPCEnvelope.failure(id: rejection.id, error: rejection.error)))
@@ -70,7 +70,6 @@ final class RPCDispatcher: Sendable {
         }
         let builtin = BuiltinMethod(rawValue: envelope.method)
         let method = methods[envelope.method]
-        stats.request(builtin != nil || method != nil ? envelope.method : "(unknown)")
 
         if connection.info.transport == .tcp, builtin != .hello, !connection.isAuthenticated {
             return answer(envelope, .unauthorized("not authenticated: call rpc.hello with the token first"), connection: connection.info)
@@ -100,13 +99,18 @@ final class RPCDispatcher: Sendable {
         case .admitted(let handle):
             var sink: (@Sendable (JSONValue) async throws -> Void)?
             if !envelope.isNotification {
-                sink = { @Sendable message in try await writer.write(message) }
+                // A stream's notifications are its output: counted by method.
+                let streamed = method.streaming ? metrics.streamBytes(method.name) : nil
+                sink = { @Sendable message in
+                    let bytes = try await writer.write(message)
+                    streamed?.increment(by: bytes)
+                }
             }
             let request = RPCRequest(
                 id: envelope.id, method: envelope.method, params: envelope.params,
                 connection: connection.info, credential: connection.credential, notificationSink: sink
             )
-            stats.inFlight(1)
+            metrics.started()
             return .run(Job(method: method, request: request, handle: handle))
         }
     }
@@ -126,7 +130,7 @@ final class RPCDispatcher: Sendable {
         } onCancel: {
             job.handle.cancel()
         }
-        stats.inFlight(-1)
+        metrics.finished()
         switch result {
         case .success(let value):
             log(request.method, id: request.id, params: request.params, connection: request.connection, since: started, error: nil, streaming: method.streaming || method.slowByDesign)
@@ -136,19 +140,20 @@ final class RPCDispatcher: Sendable {
             let rpcError = wireError(for: error, cancelled: job.handle.isCancelled, request: request)
             log(request.method, id: request.id, params: request.params, connection: request.connection, since: started, error: rpcError, streaming: method.streaming || method.slowByDesign)
             guard let id = request.id else { return nil }
-            stats.error(rpcError.type)
+            metrics.error(rpcError.type)
             return RPCEnvelope.failure(id: id, error: rpcError)
         }
     }
 
-    /// One line per request at debug (method, id, connection, duration, outcome, and what the
-    /// app adds, such as the book), and at warning when it took longer than the slow-request
+    /// Counts the request in the metrics, and logs one line per request at debug (method, id,
+    /// connection, duration, outcome, and what the app adds, such as the book), and at warning when it took longer than the slow-request
     /// threshold (streams excepted: they last as long as the client reads).
     func log(
         _ method: String, id: JSONValue?, params: JSONValue, connection: RPCConnectionInfo, since started: ContinuousClock.Instant,
         error: RPCError?, streaming: Bool
     ) {
         let elapsed = ContinuousClock.now - started
+        metrics.request(method, outcome: error?.type ?? "ok", duration: elapsed)
         let slow = !streaming && configuration.slowRequestThreshold.map { elapsed > $0 } ?? false
         let level: Logger.Level = slow ? .warning : .debug
         guard logger.logLevel <= level else { return }
@@ -167,7 +172,7 @@ final class RPCDispatcher: Sendable {
         let known = BuiltinMethod(rawValue: envelope.method) != nil || methods[envelope.method] != nil
         log(known ? envelope.method : "(unknown)", id: envelope.id, params: envelope.params, connection: connection, since: .now, error: error, streaming: false)
         guard let id = envelope.id else { return .reply(.none) }
-        stats.error(error.type)
+        metrics.error(error.type)
         return .reply(RPCEnvelope.failure(id: id, error: error))
     }
 

@@ -41,7 +41,7 @@ public final class RPCServer: Service, Sendable {
     public let configuration: RPCServerConfiguration
     let logger: Logger
     let eventLoopGroup: any EventLoopGroup
-    let stats = StatisticsRecorder()
+    let metrics: RPCMetrics
     let shutdownSignal = AsyncSignal()
     let dispatcher: RPCDispatcher
     /// Runs the connections: framing, parsing, built-ins, replies.
@@ -64,10 +64,11 @@ public final class RPCServer: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.eventLoopGroup = eventLoopGroup
+        metrics = RPCMetrics(factory: configuration.metricsFactory)
         connectionThreads = WorkerThreads(name: "rpc-connections", count: configuration.connectionThreads)
         handlerThreads = WorkerThreads(name: "rpc-handlers", count: configuration.handlerThreads)
         self.dispatcher = RPCDispatcher(
-            configuration: configuration, methods: methods, stats: stats, shutdownSignal: shutdownSignal,
+            configuration: configuration, methods: methods, metrics: metrics, shutdownSignal: shutdownSignal,
             handlerExecutor: handlerThreads, logger: logger
         )
     }
@@ -151,9 +152,6 @@ public final class RPCServer: Service, Sendable {
         closeListeners()
     }
 
-    /// A snapshot of the server's counters.
-    public func statistics() -> RPCStatistics { stats.snapshot() }
-
     // MARK: Serving
 
     private var listeners: [Listener] {
@@ -199,17 +197,17 @@ public final class RPCServer: Service, Sendable {
         logger[metadataKey: "rpc.connection"] = "\(id)"
         do {
             try await child.executeThenClose { inbound, outbound in
-                let writer = ReplyWriter(outbound: outbound, stats: stats, channel: child.channel, stallTimeout: configuration.limits.idleTimeout)
+                let writer = ReplyWriter(outbound: outbound, metrics: metrics, channel: child.channel, stallTimeout: configuration.limits.idleTimeout)
                 let limit = configuration.limits.maxConnections
-                guard stats.admitConnection(limit: limit) else {
+                guard metrics.admitConnection(limit: limit) else {
                     logger.warning("refusing connection: \(limit) connections open")
-                    stats.error("overloaded")
-                    try? await writer.write(RPCEnvelope.failure(id: nil, error: .overloaded("too many connections (max \(limit))")))
+                    metrics.error("overloaded")
+                    _ = try? await writer.write(RPCEnvelope.failure(id: nil, error: .overloaded("too many connections (max \(limit))")))
                     let channel = child.channel
                     _ = await withDeadline(.seconds(1)) { try? await channel.writeAndFlush(ByteBuffer()).get() }
                     return
                 }
-                defer { stats.connectionClosed() }
+                defer { metrics.connectionClosed() }
                 logger.debug("connection opened", metadata: ["rpc.peer": "\(peer)"])
                 let frames = try? await child.channel.pipeline.handler(type: FrameActivityHandler.self).map(\.activity).get()
                 let state = RPCConnectionState(info: info, authenticated: transport == .unix, frames: frames ?? FrameActivity())

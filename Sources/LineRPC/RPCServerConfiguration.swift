@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import NIOCore
 import WireJSON
@@ -47,6 +48,9 @@ public struct RPCServerConfiguration: Sendable {
     public var protocolVersion: String
     /// Called once every listener accepts connections (a service manager is told "ready").
     public var onListening: (@Sendable () -> Void)?
+    /// Where the server records its traffic (see `RPCMetrics` for the metrics): the
+    /// application's backend, or swift-metrics' global factory by default.
+    public var metricsFactory: any MetricsFactory = MetricsSystem.factory
     /// Requests that take longer than this are logged at warning (every request is logged at
     /// debug); streaming methods, which last as long as their stream, are not. nil: none.
     public var slowRequestThreshold: Duration? = .milliseconds(100)

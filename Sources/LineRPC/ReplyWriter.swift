@@ -13,20 +13,23 @@ import WireJSON
 /// the connection's requests.
 struct ReplyWriter: Sendable {
     let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
-    let stats: StatisticsRecorder
+    let metrics: RPCMetrics
     var channel: (any Channel)? = nil
     var stallTimeout: Duration? = nil
 
     /// Suspends while the channel is not writable; throws once the connection is gone.
-    func write(_ message: JSONValue) async throws {
+    /// Returns the bytes written (the line and its terminator).
+    @discardableResult
+    func write(_ message: JSONValue) async throws -> Int {
         let bytes = message.serializedLine()
-        stats.bytesOut(bytes.count)
+        metrics.bytesOut(bytes.count)
         guard let channel, let stallTimeout else {
             try await outbound.write(ByteBuffer(bytes: bytes))
-            return
+            return bytes.count
         }
         let timer = channel.eventLoop.scheduleTask(in: TimeAmount(stallTimeout)) { channel.close(promise: nil) }
         defer { timer.cancel() }
         try await outbound.write(ByteBuffer(bytes: bytes))
+        return bytes.count
     }
 }

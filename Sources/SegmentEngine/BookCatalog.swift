@@ -148,6 +148,7 @@ public final class BookCatalog: Sendable {
     static func open(_ entry: BookEntry, template: Engine.Configuration, registry: DimensionRegistry, logger: Logger) throws -> Engine {
         var configuration = template
         configuration.databasePath = entry.path
+        configuration.name = entry.name
         var bookLogger = logger
         bookLogger[metadataKey: "book"] = "\(entry.name)"
         return try Engine(configuration: configuration, registry: registry, logger: bookLogger)

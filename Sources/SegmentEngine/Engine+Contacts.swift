@@ -112,6 +112,7 @@ extension Engine {
         }
         result.created = created
         result.updated = updated
+        metrics.upserted(created + updated)
         return result
     }
 

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import SegmentCore
@@ -40,6 +41,10 @@ public final class Engine: Sendable {
         /// and without migrations: for a process that reads a database another one serves,
         /// as the bench times counts in process on the file its server child holds. Writes fail.
         public var readOnly = false
+        /// The book's name, as the `book` label of its metrics.
+        public var name = "default"
+        /// Where the engine records its metrics (``EngineMetrics``).
+        public var metricsFactory: any MetricsFactory = MetricsSystem.factory
 
         public init(
             databasePath: String, clock: any TimeSource = SystemTime(),
@@ -59,6 +64,9 @@ public final class Engine: Sendable {
     let logger: Logger
     /// Wakes subscribers when events are committed (they read the events from the log).
     let hub: EventHub
+    /// The open `events.subscribe` streams, for the metrics.
+    public let subscribers = SubscriberRegistry()
+    let metrics: EngineMetrics
     private let published: Mutex<Book>
     /// The last `residentBytes` computed, and the version it is for.
     private let residentCache = Mutex<(version: Int64, slots: Int, bytes: Int)?>(nil)
@@ -84,6 +92,7 @@ public final class Engine: Sendable {
         let book = try BookLoader(registry: registry, time: time).load(store)
         eventLog = Mutex(try store.readNow { try EventLogSummary($0) })
         hub = EventHub()
+        metrics = EngineMetrics(book: configuration.name, factory: configuration.metricsFactory)
         published = Mutex(book)
         // The book is in memory now: the connections loading it used go.
         store.releaseMemory()
@@ -125,6 +134,7 @@ public final class Engine: Sendable {
         }, afterCommit: { [self] (output: (T, Book, [TriggerEvent])) in
             self.published.withLock { $0 = output.1 }
             self.eventLog.withLock { $0.appended(output.2) }
+            self.metrics.appended(output.2)
             onCommit?(output.0)
             if let newest = output.2.last?.cursor { self.hub.publish(through: newest) }
         })
@@ -150,5 +160,14 @@ public final class Engine: Sendable {
     public var storeOperations: Int { store.operations }
 
     /// Flushes and closes the database.
-    public func close() throws { try store.close() }
+    public func close() throws {
+        metrics.destroy()
+        try store.close()
+    }
+
+    /// The newest cursor in the book's event log (0 when it has none).
+    public var newestCursor: Int64 { eventLog.withLock { $0.newestCursor } }
+
+    /// The size of the book's SQLite write-ahead log, in bytes (0 when there is none).
+    public var walBytes: Int { store.walBytes }
 }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import LineRPC
 import Logging
 import SegmentCore
@@ -19,6 +20,10 @@ struct EventSubscription {
     let timeout: Duration
     let request: RPCRequest
     let book: String
+    /// Where the stream's delivered cursor is visible to the metrics.
+    let subscribers: SubscriberRegistry
+    /// Counts the events delivered.
+    let delivered: Counter
     let logger: Logger
 
     /// What the delivery loop and its watchdog share.
@@ -30,8 +35,12 @@ struct EventSubscription {
             var waitingSince: ContinuousClock.Instant?
         }
         private let state: Mutex<State>
+        let handle: SubscriberRegistry.Handle
 
-        init(after: Int64) { state = Mutex(State(delivered: after)) }
+        init(after: Int64, handle: SubscriberRegistry.Handle) {
+            state = Mutex(State(delivered: after))
+            self.handle = handle
+        }
 
         var delivered: Int64 { state.withLock { $0.delivered } }
         func writing() { state.withLock { $0.waitingSince = .now } }
@@ -40,6 +49,7 @@ struct EventSubscription {
                 $0.delivered = cursor
                 $0.waitingSince = nil
             }
+            handle.delivered(through: cursor)
         }
         /// When the current write will have waited `timeout`; nil when no write is waiting.
         func stallDeadline(_ timeout: Duration) -> ContinuousClock.Instant? { state.withLock { $0.waitingSince.map { $0 + timeout } } }
@@ -48,8 +58,9 @@ struct EventSubscription {
     private struct Stalled: Error {}
 
     func run(after: Int64) async throws -> JSONValue {
-        let progress = Progress(after: after)
-        let feed = self.feed, request = self.request, timeout = self.timeout
+        let progress = Progress(after: after, handle: subscribers.open(after: after))
+        defer { progress.handle.close() }
+        let feed = self.feed, request = self.request, timeout = self.timeout, delivered = self.delivered
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -61,6 +72,7 @@ struct EventSubscription {
                         // Throws (event not written) when cancelled while it waits.
                         try await request.notify("events.event", params)
                         progress.wrote(event.cursor)
+                        delivered.increment()
                     }
                 }
                 group.addTask {

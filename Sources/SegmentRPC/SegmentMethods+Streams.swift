@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import LineRPC
 import SegmentCore
@@ -30,7 +31,7 @@ extension SegmentMethods {
                 params: streamParams, result: final, streaming: true
             ) { engine, p, request in
                 let (plan, options) = try Self.plan(p, engine: engine)
-                return try await Self.stream(plan, options, request: request, engine: engine)
+                return try await Self.stream(plan, options, request: request, engine: engine, rows: methods.streamed.resolvedRows)
             },
             bookMethod(
                 "segments.export",
@@ -46,12 +47,13 @@ extension SegmentMethods {
                 if p.has("path") { try Self.authorize(request, book: book, writing: true) }
                 let (plan, options) = try Self.plan(p, engine: engine)
                 guard let relative = try p.optionalString("path") else {
-                    return try await Self.stream(plan, options, request: request, engine: engine)
+                    return try await Self.stream(plan, options, request: request, engine: engine, rows: methods.streamed.exportedRows)
                 }
                 let exportDirectory = try methods.preparedExportDirectory(for: book)
                 let exporter = FileExporter(directory: exportDirectory)
                 let target = try exporter.confine(relative)
                 let result = try await WorkerThreads.blocking.run { try exporter.write(plan, to: target, gzip: options.gzip) }
+                methods.streamed.exportedRows.increment(by: result.rows)
                 if let id = options.segment { await engine.markUsed(segment: id) }
                 return [
                     "path": .string(String(target.dropFirst((FileExporter.realPath(exportDirectory) ?? "").count + 1))),
@@ -95,7 +97,8 @@ extension SegmentMethods {
 
     /// Sends the plan's rows in batches, each only when the connection can take it, then the
     /// final reply. Cancelled (rpc.cancel): stops at once and replies with `complete: false`.
-    static func stream(_ plan: ResolvePlan, _ options: StreamOptions, request: RPCRequest, engine: Engine) async throws -> JSONValue {
+    /// `rows` counts the rows as they are sent.
+    static func stream(_ plan: ResolvePlan, _ options: StreamOptions, request: RPCRequest, engine: Engine, rows: Counter) async throws -> JSONValue {
         let gzip = options.gzip ? try GzipCompressor(level: 1) : nil
         var sent = 0
         var complete = true
@@ -115,6 +118,7 @@ extension SegmentMethods {
                 }
                 pending = []
                 sent += batch.count
+                rows.increment(by: batch.count)
             }
             if let gzip {
                 try await request.notify("segments.rows", ["gzip": .string(Data(try gzip.compress(pending) + gzip.finish()).base64EncodedString())])

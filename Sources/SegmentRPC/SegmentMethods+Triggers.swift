@@ -75,7 +75,8 @@ extension SegmentMethods {
                 let timeout = Duration.milliseconds(Int64((engine.configuration.subscriberTimeoutSeconds * 1_000).rounded()))
                 let subscription = EventSubscription(
                     feed: engine.eventFeed(after: start, triggers: triggers), timeout: timeout, request: request,
-                    book: try Self.bookName(p), logger: methods.logger)
+                    book: try Self.bookName(p), subscribers: engine.subscribers,
+                    delivered: methods.streamed.deliveredEvents, logger: methods.logger)
                 return try await subscription.run(after: start)
             },
         ]

@@ -1,3 +1,4 @@
+import CoreMetrics
 import LineRPC
 import Logging
 import SegmentCore
@@ -22,10 +23,17 @@ public struct SegmentMethods: Sendable {
     /// Where methods log what is not a reply (a subscriber dropped, with its cursor).
     public let logger: Logger
 
-    public init(catalog: BookCatalog, exportDirectory: String, logger: Logger = Logger(label: "segmentd.rpc")) {
+    /// Rows and events the streams sent.
+    let streamed: StreamMetrics
+
+    public init(
+        catalog: BookCatalog, exportDirectory: String, logger: Logger = Logger(label: "segmentd.rpc"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) {
         self.catalog = catalog
         self.exportDirectory = exportDirectory
         self.logger = logger
+        streamed = StreamMetrics(factory: metricsFactory)
     }
 
     var registry: DimensionRegistry { catalog.registry }

@@ -29,6 +29,13 @@ public final class Store: Sendable {
     /// what background work costs, observable.
     public var operations: Int { operationCount.load(ordering: .relaxed) }
 
+    /// The size of the write-ahead log file (`PATH-wal`) in bytes; 0 when there is none.
+    public var walBytes: Int {
+        var info = stat()
+        guard stat(path + "-wal", &info) == 0 else { return 0 }
+        return Int(info.st_size)
+    }
+
     /// Opens (creating if needed) the database at `path` and applies `migrations` in order.
     ///
     /// Throws a `conflict` ``SegmentError`` naming the holder's pid while another store, in

@@ -28,6 +28,9 @@ public struct AppConfiguration: Sendable {
     /// `HOST:PORT` to listen on TCP as well (loopback by default; requires `token`).
     public var tcp: String?
     public var token: String?
+    /// `HOST:PORT` to serve Prometheus metrics on at `/metrics` (loopback when only a port is
+    /// given); nil: no endpoint (the metrics are still kept, for `server.stats`).
+    public var metrics: String?
     public var timeZone = TimeZone(identifier: "UTC")!
     public var clock: any TimeSource = SystemTime()
     public var limits = RPCLimits()
@@ -48,10 +51,17 @@ public struct AppConfiguration: Sendable {
 
     /// Parses `HOST:PORT` (`127.0.0.1:7070`, `[::1]:7070`, or `:7070` for loopback).
     static func parseTCP(_ text: String) throws(SegmentError) -> (host: String, port: Int) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65_535).contains(port) else {
-            throw SegmentError.invalidParams(path: "tcp", "expected HOST:PORT such as 127.0.0.1:7070, got \"\(text)\"")
+        try parseAddress(text, option: "tcp", example: "127.0.0.1:7070")
+    }
+
+    /// `HOST:PORT`, `:PORT` or `PORT` (the host then is loopback, 127.0.0.1); `[::1]:PORT` for IPv6.
+    static func parseAddress(_ text: String, option: String, example: String) throws(SegmentError) -> (host: String, port: Int) {
+        let colon = text.lastIndex(of: ":")
+        let portText = colon.map { text[text.index(after: $0)...] } ?? Substring(text)
+        guard let port = Int(portText), (0...65_535).contains(port) else {
+            throw SegmentError.invalidParams(path: option, "expected HOST:PORT such as \(example), got \"\(text)\"")
         }
-        var host = String(text[..<colon])
+        var host = colon.map { String(text[..<$0]) } ?? ""
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         return (host.isEmpty ? "127.0.0.1" : host, port)
     }

@@ -35,6 +35,11 @@ public struct SegmentdApplication: Sendable {
     public let exportDirectory: String
     /// The TCP tokens (re-read on SIGHUP); nil without TCP.
     public let tokens: TokenTable?
+    /// Every metric of the server (what `/metrics` and `server.stats` show).
+    public let metrics: ServerMetrics
+    /// Where `/metrics` listens once it does (`AppConfiguration/metrics`).
+    public let metricsAddress = BoundAddress()
+    let metricsEndpoint: (host: String, port: Int)?
     let methods: SegmentMethods
     let clock: ClockService
     let parallelLoads: Int
@@ -65,6 +70,11 @@ public struct SegmentdApplication: Sendable {
         engineConfig.eventRetentionCount = config.eventRetentionCount
         engineConfig.subscriberTimeoutSeconds = config.subscriberTimeout / .milliseconds(1) / 1_000
         engineConfig.subscriberPageSize = config.subscriberPageSize
+        let metrics = ServerMetrics()
+        engineConfig.metricsFactory = metrics.factory
+        let metricsEndpoint = try config.metrics.map { text throws(SegmentError) in
+            try AppConfiguration.parseAddress(text, option: "metrics", example: "127.0.0.1:9464")
+        }
         let layout = BookCatalog.Layout(dataDirectory: config.dataDirectory, defaultDatabase: config.databasePath)
         raiseOpenFileLimit(logger: logger)
         // Tokens first: a wrong token file stops start-up before any book is opened.
@@ -85,7 +95,8 @@ public struct SegmentdApplication: Sendable {
             layout: layout, engine: engineConfig, registry: registry, loadWait: config.bookLoadWait, loadExecutor: loaderThreads, logger: logger)
         let engine = try catalog.defaultEngine()
         try FileManager.default.createDirectory(atPath: config.exportDirectory, withIntermediateDirectories: true)
-        let methods = SegmentMethods(catalog: catalog, exportDirectory: config.exportDirectory, logger: logger)
+        metrics.attach(catalog)
+        let methods = SegmentMethods(catalog: catalog, exportDirectory: config.exportDirectory, logger: logger, metricsFactory: metrics.factory)
         _ = try methods.preparedExportDirectory(for: BookCatalog.defaultBook)
         var rpc = RPCServerConfiguration()
         rpc.serverName = "segmentd"
@@ -100,6 +111,7 @@ public struct SegmentdApplication: Sendable {
         }
         rpc.limits = config.limits
         rpc.drainTimeout = config.drainTimeout
+        rpc.metricsFactory = metrics.factory
         rpc.slowRequestThreshold = config.slowRequest
         // Under systemd with Type=notify: started once the socket accepts connections.
         rpc.onListening = { SystemdNotify.send("READY=1") }
@@ -117,7 +129,6 @@ public struct SegmentdApplication: Sendable {
             extras["commit"] = .string(SegmentdVersion.commit)
             return extras
         }
-        let serverRef = ServerReference()
         let started = ContinuousClock.now
         let stats = RPCMethod(
             name: "server.stats",
@@ -127,15 +138,16 @@ public struct SegmentdApplication: Sendable {
             var out = try Self.bookStats(catalog: catalog, request: request)
             // The server's own figures (all tenants' traffic) are for its operators only.
             guard try SegmentMethods.grant(of: request).map({ $0.access == .admin }) ?? true else { return .object(out) }
-            out["resident_bytes"] = .int(Self.residentBytes())
+            let snapshot = metrics.snapshot()
+            out["resident_bytes"] = .int(Int64(snapshot.value("process_resident_memory_bytes")))
             out["uptime_seconds"] = .double((ContinuousClock.now - started) / .milliseconds(1) / 1000)
-            if let server = serverRef.server { out["rpc"] = server.statistics().json }
+            out["rpc"] = RPCFigures(snapshot).json
             return .object(out)
         }
         let server = RPCServer(configuration: rpc, methods: methods.all + [stats], logger: logger)
-        serverRef.set(server)
         return SegmentdApplication(
-            catalog: catalog, engine: engine, server: server, exportDirectory: config.exportDirectory, tokens: tokens, methods: methods,
+            catalog: catalog, engine: engine, server: server, exportDirectory: config.exportDirectory, tokens: tokens,
+            metrics: metrics, metricsEndpoint: metricsEndpoint, methods: methods,
             clock: ClockService(catalog: catalog, every: config.reevaluateEvery, logger: logger),
             parallelLoads: config.bookLoadParallelism, backgroundLoads: config.loadBooksInBackground, logger: logger)
     }
@@ -180,6 +192,10 @@ public struct SegmentdApplication: Sendable {
             .init(service: clock, successTerminationBehavior: .ignore),
             .init(service: TokenReloader(tokens: tokens, logger: logger), successTerminationBehavior: .ignore),
         ]
+        if let endpoint = metricsEndpoint {
+            let service = MetricsEndpoint(metrics: metrics, host: endpoint.host, port: endpoint.port, logger: logger, bound: metricsAddress)
+            services.append(.init(service: service, successTerminationBehavior: .ignore))
+        }
         if backgroundLoads {
             services.append(.init(service: BackgroundLoad(catalog: catalog, parallel: parallelLoads), successTerminationBehavior: .ignore))
         }
@@ -210,21 +226,6 @@ public struct SegmentdApplication: Sendable {
             logger.debug("raised the open-file limit", metadata: ["from": "\(before)", "to": "\(limit.rlim_max)"])
         }
     }
-
-    /// The process's resident memory, from /proc (0 where unavailable).
-    static func residentBytes() -> Int64 {
-        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-        let fields = text.split(separator: " ")
-        guard fields.count > 1, let pages = Int64(fields[1]) else { return 0 }
-        return pages * Int64(sysconf(Int32(_SC_PAGESIZE)))
-    }
-}
-
-/// Lets `server.stats`, created before the server, read the server's statistics.
-final class ServerReference: Sendable {
-    private let stored = Mutex<RPCServer?>(nil)
-    var server: RPCServer? { stored.withLock { $0 } }
-    func set(_ server: RPCServer) { stored.withLock { $0 = server } }
 }
 
 /// Loads the books other than `default` after the server started listening.

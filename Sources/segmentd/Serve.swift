@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
 import SegmentCore
 import SegmentdApp
 
@@ -15,6 +16,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Group of the Unix socket file (name or id); use with --socket-mode 660.") var socketGroup: String?
     @Option(help: "Directory segments.export may write files to (created if missing).") var exportDir = "exports"
     @Option(help: "Also listen on TCP HOST:PORT (e.g. 127.0.0.1:7070); needs --token or SEGMENTD_TOKEN.") var tcp: String?
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (PORT alone: loopback, 127.0.0.1). Off by default.") var metrics: String?
     @Option(help: "Token TCP clients must send in rpc.hello (default: $SEGMENTD_TOKEN); it may use and administer every book.") var token: String?
     @Option(help: "File of TCP tokens, one per line: TOKEN read|write|admin BOOK,BOOK|* (re-read on SIGHUP).") var tokenFile: String?
     @Option(help: "Seconds a request waits for its book to finish loading before -32007.") var bookLoadWait = 30.0
@@ -57,6 +59,7 @@ struct Serve: AsyncParsableCommand {
         config.socketMode = mode
         config.socketGroup = socketGroup
         config.tcp = tcp
+        config.metrics = metrics
         config.token = token ?? ProcessInfo.processInfo.environment["SEGMENTD_TOKEN"]
         guard let zone = TimeZone(identifier: timeZone) else { throw ValidationError("unknown time zone \(timeZone)") }
         config.timeZone = zone
@@ -72,6 +75,8 @@ struct Serve: AsyncParsableCommand {
             config.clock = ManualTime(t)
         }
         let app = try SegmentdApplication.build(config)
+        // What dependencies record through swift-metrics lands in the same registry.
+        MetricsSystem.bootstrap(app.metrics.factory)
         if config.subscriberTimeout >= config.limits.idleTimeout {
             app.logger.warning("--subscriber-timeout is not below the connection stall limit (\(config.limits.idleTimeout)): a stalled subscriber's connection is closed first, without the error naming its cursor")
         }
@@ -80,7 +85,7 @@ struct Serve: AsyncParsableCommand {
         }
         app.logger.info("serving", metadata: [
             "socket": "\(socket)", "data-dir": "\(config.dataDirectory)", "default-book": "\(app.catalog.layout.databasePath(of: "default"))",
-            "books": "\(app.catalog.names.count)", "tcp": "\(tcp ?? "off")",
+            "books": "\(app.catalog.names.count)", "tcp": "\(tcp ?? "off")", "metrics": "\(metrics ?? "off")",
         ])
         try await app.run()
     }

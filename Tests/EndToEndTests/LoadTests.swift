@@ -85,7 +85,7 @@ import Glibc
             for c in clients { group.addTask { _ = try await c.call("rpc.ping") } }
             try await group.waitForAll()
         }
-        let held = server.app.server.statistics().connectionsOpen
+        let held = server.app.metrics.rpc().connectionsOpen
         #expect(held == n, "connections open: \(held)")
 
         // The mix: every 10th connection upserts, every 50th streams a resolve, the rest count.
@@ -127,11 +127,11 @@ import Glibc
         }
         let workTook = clock.now - workStarted
         let rssPeak = residentBytes()
-        let stats = server.app.server.statistics()
+        let stats = server.app.metrics.rpc()
         for c in clients { try? await c.close() }
         var openAfter = -1
         for _ in 0..<100 {
-            openAfter = server.app.server.statistics().connectionsOpen
+            openAfter = server.app.metrics.rpc().connectionsOpen
             if openAfter == 0 { break }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -201,7 +201,7 @@ import Glibc
         }
         #expect(burstRefusals == 200)
         for c in clients { #expect(try await c.call("rpc.ping") == ["pong": true]) }
-        let stats = server.app.server.statistics()
+        let stats = server.app.metrics.rpc()
         #expect(stats.connectionsRefused == 202)
         #expect(stats.connectionsOpen == limit)
 
@@ -209,7 +209,7 @@ import Glibc
         try await clients.removeLast().close()
         var admitted = false
         for _ in 0..<50 {
-            if server.app.server.statistics().connectionsOpen < limit { admitted = true; break }
+            if server.app.metrics.rpc().connectionsOpen < limit { admitted = true; break }
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(admitted)

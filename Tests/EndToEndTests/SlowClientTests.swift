@@ -99,28 +99,28 @@ import Glibc
         // The server registers each connection when its task starts: wait for that (bounded)
         // rather than a fixed pause a loaded machine can outlast.
         let expectedOpen = 1 + stalledCount + halfCount + silentCount
-        _ = await waitUntil { server.app.server.statistics().connectionsOpen >= expectedOpen }
-        let openWithBad = server.app.server.statistics().connectionsOpen
+        _ = await waitUntil { server.app.metrics.rpc().connectionsOpen >= expectedOpen }
+        let openWithBad = server.app.metrics.rpc().connectionsOpen
         #expect(openWithBad == expectedOpen, "open: \(openWithBad)")
 
         // Served at normal speed meanwhile.
         let withBad = try await sample(before: badOpenedAt + Self.lineTimeout - .milliseconds(1000))
         // The measurement ran while every bad client was still connected.
-        let openAfterMeasuring = server.app.server.statistics().connectionsOpen
+        let openAfterMeasuring = server.app.metrics.rpc().connectionsOpen
         #expect(openAfterMeasuring == openWithBad, "bad clients went away during the measurement: \(openAfterMeasuring)")
         let rssWithBad = residentBytes()
 
         // Every bad connection is closed by the server within its limit (plus slack).
         var closedAt: Duration?
         for _ in 0..<(200 * Self.scale) {
-            if server.app.server.statistics().connectionsOpen == 1 {
+            if server.app.metrics.rpc().connectionsOpen == 1 {
                 closedAt = ContinuousClock.now - badOpenedAt
                 break
             }
             _ = try await good.call("rpc.ping")  // keeps the good connection busy, never idle
             try await Task.sleep(for: .milliseconds(50))
         }
-        let stats = server.app.server.statistics()
+        let stats = server.app.metrics.rpc()
         #expect(closedAt != nil, "still open after \(10 * Self.scale) s: \(stats.connectionsOpen) connections, \(stats.requestsInFlight) in flight")
         #expect(stats.requestsInFlight == 0, "the stalled streams are still running")
         if let closedAt { #expect(closedAt >= Self.idleTimeout - .milliseconds(300), "closed too early: \(closedAt)") }

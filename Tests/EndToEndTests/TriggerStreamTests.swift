@@ -187,7 +187,7 @@ import Glibc
         let (raw, total) = try await Self.unreadSubscriber(server, writes: 600)
         defer { raw.close() }
         // The subscription ends once one write to it has waited a second (bounded wait).
-        let ended = await waitUntil(seconds: 60) { server.app.server.statistics().errorsByType["overloaded", default: 0] >= 1 }
+        let ended = await waitUntil(seconds: 60) { server.app.metrics.rpc().errorsByType["overloaded", default: 0] >= 1 }
         #expect(ended, "the stalled subscriber was not disconnected")
 
         // Now read everything the server sent: a prefix of the events, then the error.

@@ -142,7 +142,7 @@ import WireJSON
         #expect(reply["error"]?["data"] == ["type": "too_large", "max_line_bytes": 1024])
         let pong = try await exchange(client, #"{"jsonrpc":"2.0","id":2,"method":"rpc.ping"}"#)
         #expect(pong["result"] == ["pong": true])
-        #expect(server.server.statistics().errorsByType["too_large"] == 1)
+        #expect(server.statistics().errorsByType["too_large"] == 1)
         try await client.close()
         try await server.stop()
     }

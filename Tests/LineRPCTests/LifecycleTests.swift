@@ -76,10 +76,10 @@ import WireJSON
         #expect(refusal["error"]?["code"] == -32004)
         #expect(refusal["error"]?["message"] == "too many connections (max 2)")
         #expect(try await withTimeout { try await third.readLine() } == nil)
-        #expect(server.server.statistics().connectionsRefused == 1)
+        #expect(server.statistics().connectionsRefused == 1)
         // A slot frees up when a client leaves.
         try await first.close()
-        #expect(await eventually { server.server.statistics().connectionsOpen == 1 })
+        #expect(await eventually { server.statistics().connectionsOpen == 1 })
         let fourth = try await server.client()
         #expect(try await withTimeout { try await fourth.call("rpc.ping") } == ["pong": true])
         for client in [second, third, fourth] { try await client.close() }

@@ -1,5 +1,6 @@
 import Foundation
 import LineRPC
+import MetricsTestKit
 import Logging
 import Synchronization
 import TestThreads
@@ -106,11 +107,14 @@ final class TestServer: Sendable {
     let socketPath: String
     let probe: Probe
     let runTask: Task<Void, any Error>
+    /// What the server recorded through swift-metrics.
+    let metrics = TestMetrics()
 
     init(_ configure: (inout RPCServerConfiguration) -> Void = { _ in }) async throws {
         let directory = try makeTemporaryDirectory()
         let socketPath = directory + "/rpc.sock"
         var configuration = RPCServerConfiguration(unixSocketPath: socketPath)
+        configuration.metricsFactory = metrics
         configure(&configuration)
         let probe = Probe()
         let server = RPCServer(configuration: configuration, methods: testMethods(probe: probe), logger: testLogger())
@@ -130,6 +134,9 @@ final class TestServer: Sendable {
     func client() async throws -> RPCClient {
         try await RPCClient.connect(unixPath: socketPath)
     }
+
+    /// The server's figures, as its metrics have them now.
+    func statistics() -> RecordedFigures { RecordedFigures(metrics) }
 
     /// A test that failed before `stop()` still leaves no directory behind (the server's
     /// tasks end with the test process).
@@ -165,4 +172,30 @@ func testLogger() -> Logger {
 func json(_ line: String?) throws -> JSONValue {
     guard let line else { throw RPCClientError.connectionClosed }
     return try JSONParser.parse(line)
+}
+
+/// The RPC metrics a test reads back from ``TestMetrics``.
+struct RecordedFigures {
+    var connectionsOpen = 0
+    var connectionsTotal = 0
+    var connectionsRefused = 0
+    var requestsInFlight = 0
+    var errorsByType: [String: Int] = [:]
+    var requestsByOutcome: [String: Int] = [:]
+
+    init(_ metrics: TestMetrics) {
+        func gauge(_ label: String) -> Int { Int(metrics.meters(label: label).first?.lastValue ?? 0) }
+        connectionsOpen = gauge("segmentd_rpc_connections_open")
+        requestsInFlight = gauge("segmentd_rpc_requests_in_flight")
+        connectionsTotal = Int(metrics.counterTotal(label: "segmentd_rpc_connections_total"))
+        connectionsRefused = Int(metrics.counterTotal(label: "segmentd_rpc_connections_refused_total"))
+        for counter in metrics.counters(label: "segmentd_rpc_errors_total") {
+            let type = counter.dimensions.first { $0.0 == "type" }?.1 ?? "?"
+            errorsByType[type, default: 0] += Int(counter.totalValue)
+        }
+        for counter in metrics.counters(label: "segmentd_rpc_requests_total") {
+            let labels = Dictionary(counter.dimensions, uniquingKeysWith: { a, _ in a })
+            requestsByOutcome["\(labels["method"] ?? "?") \(labels["outcome"] ?? "?")", default: 0] += Int(counter.totalValue)
+        }
+    }
 }
