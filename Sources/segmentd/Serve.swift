@@ -9,83 +9,93 @@ import SegmentdApp
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the server (defaults: books in ./segmentd-data/, socket ./segmentd.sock).")
 
+    @Option(help: "TOML file of settings: every flag below as a key (max_connections = 2048). Flags win over SEGMENTD_* variables, which win over the file (default: $SEGMENTD_CONFIG).")
+    var config: String?
     @Option(help: "Directory of the books: one SQLite database per book in DIR/books/NAME.sqlite (created if missing; default ./segmentd-data).") var dataDir: String?
     @Option(help: "Serve this SQLite file as the default book (a database of an earlier segmentd); other books stay in --data-dir.") var db: String?
-    @Option(help: "Unix socket path.") var socket = "segmentd.sock"
-    @Option(help: "Unix socket file mode, octal.") var socketMode = "600"
+    @Option(help: "Unix socket path (default: segmentd.sock).") var socket: String?
+    @Option(help: "Unix socket file mode, octal (default: 600).") var socketMode: String?
     @Option(help: "Group of the Unix socket file (name or id); use with --socket-mode 660.") var socketGroup: String?
-    @Option(help: "Directory segments.export may write files to (created if missing).") var exportDir = "exports"
-    @Option(help: "Also listen on TCP HOST:PORT (e.g. 127.0.0.1:7070); needs --token or SEGMENTD_TOKEN.") var tcp: String?
+    @Option(help: "Directory segments.export may write files to, created if missing (default: exports).") var exportDir: String?
+    @Option(help: "Also listen on TCP HOST:PORT (e.g. 127.0.0.1:7070); needs --token or a --token-file.") var tcp: String?
     @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (PORT alone: loopback, 127.0.0.1). Off by default.") var metrics: String?
-    @Option(help: "Token TCP clients must send in rpc.hello (default: $SEGMENTD_TOKEN); it may use and administer every book.") var token: String?
+    @Option(help: "Token TCP clients must send in rpc.hello (better: $SEGMENTD_TOKEN, kept out of the process list); it may use and administer every book.") var token: String?
     @Option(help: "File of TCP tokens, one per line: TOKEN read|write|admin BOOK,BOOK|* (re-read on SIGHUP).") var tokenFile: String?
-    @Option(help: "Seconds a request waits for its book to finish loading before -32007.") var bookLoadWait = 30.0
-    @Option(help: "Time zone for dates without a zone (IANA name).") var timeZone = "UTC"
-    @Option(help: "Seconds in-flight requests get to finish on SIGTERM.") var drainSeconds = 10
-    @Option(help: "Seconds between re-evaluations of time-dependent triggers.") var reevaluateEvery = 60
-    @Option(help: "Days trigger events are kept.") var eventRetentionDays = 30.0
-    @Option(help: "Most trigger events kept.") var eventRetentionCount = 1_000_000
-    @Option(help: "Seconds an events.subscribe client may take nothing off its connection while an event waits before its subscription ends with -32004 naming the cursor to resume after. Reading is seen in ~100 KB steps: raise it for consumers slower than ~2 KB/s. Accepted up to 86400, but useful only below the 300 s connection stall limit (a warning says so).")
-    var subscriberTimeout = 60.0
+    @Option(help: "Seconds a request waits for its book to finish loading before -32007 (default: 30).") var bookLoadWait: Double?
+    @Option(help: "Time zone for dates without a zone, an IANA name (default: UTC).") var timeZone: String?
+    @Option(help: "Seconds in-flight requests get to finish on SIGTERM (default: 10).") var drainSeconds: Int?
+    @Option(help: "Seconds between re-evaluations of time-dependent triggers (default: 60).") var reevaluateEvery: Int?
+    @Option(help: "Days trigger events are kept (default: 30).") var eventRetentionDays: Double?
+    @Option(help: "Most trigger events kept (default: 1000000).") var eventRetentionCount: Int?
+    @Option(help: "Seconds an events.subscribe client may take nothing off its connection while an event waits before its subscription ends with -32004 naming the cursor to resume after. Reading is seen in ~100 KB steps: raise it for consumers slower than ~2 KB/s. Accepted up to 86400, but useful only below the connection stall limit, idle_timeout_ms (a warning says so). Default: 60.")
+    var subscriberTimeout: Double?
     @Option(help: "Deprecated and ignored: subscribers read the event log at their own pace and are no longer dropped for falling behind.")
     var subscriberQueue: Int?
     @Option(help: "Freeze the clock at this ISO 8601 time (reproducible demos and docs; never in production).") var frozenClock: String?
-    @Option(help: "Log level: trace, debug (a line per request), info, notice, warning, error, critical.") var logLevel = "info"
-    @Option(help: "Log lines as text, or json: one JSON object per line.") var logFormat = "text"
-    @Option(help: "Requests slower than this many milliseconds are logged at warning (0: never; streams and backups, long by design, never are).") var slowRequestMs = 100
+    @Option(help: "Log level: trace, debug (a line per request), info, notice, warning, error, critical (default: info).") var logLevel: String?
+    @Option(help: "Log lines as text, or json: one JSON object per line (default: text).") var logFormat: String?
+    @Option(help: "Requests slower than this many milliseconds are logged at warning (0: never; streams and backups, long by design, never are). Default: 100.") var slowRequestMs: Int?
+    @Option(help: "Most open connections (default: 1024).") var maxConnections: Int?
+    @Option(help: "Most requests running at once on one connection (default: 32).") var maxInFlight: Int?
+    @Option(help: "Most requests in one JSON-RPC batch (default: 100).") var maxBatch: Int?
+    @Option(help: "Longest request line in bytes (default: 1048576).") var maxLineBytes: Int?
+    @Option(help: "Milliseconds a partial line may wait for its end before the connection is closed (default: 30000).") var lineTimeoutMs: Int?
+    @Option(help: "Milliseconds an idle or stalled connection is kept (default: 300000).") var idleTimeoutMs: Int?
+    @Option(help: "Failed rpc.hello attempts before a TCP connection is closed (default: 5).") var maxFailedHellos: Int?
+
+    /// The flags given, keyed as in the config file.
+    var flags: [String: ServeSettings.Value] {
+        var out: [String: ServeSettings.Value] = [:]
+        func put(_ key: String, _ text: String?) { if let text { out[key] = .string(text) } }
+        func put(_ key: String, _ n: Int?) { if let n { out[key] = .int(n) } }
+        func put(_ key: String, _ x: Double?) { if let x { out[key] = .double(x) } }
+        put("data_dir", dataDir); put("db", db); put("socket", socket); put("socket_mode", socketMode)
+        put("socket_group", socketGroup); put("export_dir", exportDir); put("tcp", tcp); put("metrics", metrics)
+        put("token", token); put("token_file", tokenFile); put("book_load_wait", bookLoadWait); put("time_zone", timeZone)
+        put("drain_seconds", drainSeconds); put("reevaluate_every", reevaluateEvery); put("event_retention_days", eventRetentionDays)
+        put("event_retention_count", eventRetentionCount); put("subscriber_timeout", subscriberTimeout); put("frozen_clock", frozenClock)
+        put("log_level", logLevel); put("log_format", logFormat); put("slow_request_ms", slowRequestMs)
+        put("max_connections", maxConnections); put("max_in_flight", maxInFlight); put("max_batch", maxBatch)
+        put("max_line_bytes", maxLineBytes); put("line_timeout_ms", lineTimeoutMs); put("idle_timeout_ms", idleTimeoutMs)
+        put("max_failed_hellos", maxFailedHellos)
+        return out
+    }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        guard logFormat == "text" || logFormat == "json" else { throw ValidationError("--log-format is text or json, not \(logFormat)") }
-        guard slowRequestMs >= 0 else { throw ValidationError("--slow-request-ms must be 0 or more") }
-        let json = logFormat == "json"
+        let environment = ProcessInfo.processInfo.environment
+        let settings: ServeSettings
+        let config: AppConfiguration
+        do {
+            settings = try ServeSettings(file: self.config ?? environment["SEGMENTD_CONFIG"], environment: environment, flags: flags)
+            config = try settings.appConfiguration()
+        } catch {
+            throw CommandFailure(error.message)
+        }
+        let level = Logger.Level(rawValue: settings.string("log_level") ?? "info") ?? .info
+        let json = settings.string("log_format") == "json"
         LoggingSystem.bootstrap { label in
             if json { return JSONLogHandler(label: label, level: level) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
-        var config = AppConfiguration()
-        try Self.refuseEarlierLayout(dataDir: dataDir, db: db)
-        config.dataDirectory = dataDir ?? config.dataDirectory
-        config.slowRequest = slowRequestMs == 0 ? nil : .milliseconds(slowRequestMs)
-        config.databasePath = db
-        config.tokenFile = tokenFile
-        guard bookLoadWait > 0 else { throw ValidationError("--book-load-wait must be more than 0 seconds") }
-        config.bookLoadWait = .milliseconds(Int64((bookLoadWait * 1_000).rounded(.up)))
-        config.socketPath = socket
-        config.exportDirectory = exportDir
-        guard let mode = UInt16(socketMode, radix: 8) else { throw ValidationError("--socket-mode must be octal, like 600") }
-        config.socketMode = mode
-        config.socketGroup = socketGroup
-        config.tcp = tcp
-        config.metrics = metrics
-        config.token = token ?? ProcessInfo.processInfo.environment["SEGMENTD_TOKEN"]
-        guard let zone = TimeZone(identifier: timeZone) else { throw ValidationError("unknown time zone \(timeZone)") }
-        config.timeZone = zone
-        config.drainTimeout = .seconds(drainSeconds)
-        guard reevaluateEvery > 0 else { throw ValidationError("--reevaluate-every must be at least 1 second") }
-        config.reevaluateEvery = .seconds(reevaluateEvery)
-        config.eventRetentionDays = eventRetentionDays
-        config.eventRetentionCount = eventRetentionCount
-        guard subscriberTimeout > 0, subscriberTimeout <= 86_400 else { throw ValidationError("--subscriber-timeout must be more than 0 and at most 86400 seconds") }
-        config.subscriberTimeout = .milliseconds(Int64((subscriberTimeout * 1_000).rounded(.up)))
-        if let frozenClock {
-            guard let t = ISOTime().parseInstant(frozenClock) else { throw ValidationError("--frozen-clock needs a full ISO 8601 time") }
-            config.clock = ManualTime(t)
-        }
+        try Self.refuseEarlierLayout(dataDir: settings.values["data_dir"]?.source == .defaults ? nil : config.dataDirectory, db: config.databasePath)
         let app = try SegmentdApplication.build(config)
         // What dependencies record through swift-metrics lands in the same registry.
         MetricsSystem.bootstrap(app.metrics.factory)
+        for name in settings.unknownVariables {
+            app.logger.warning("\(name) is not a segmentd setting and is ignored (settings: SEGMENTD_<KEY>, keys as in `segmentd config check`)")
+        }
         if config.subscriberTimeout >= config.limits.idleTimeout {
-            app.logger.warning("--subscriber-timeout is not below the connection stall limit (\(config.limits.idleTimeout)): a stalled subscriber's connection is closed first, without the error naming its cursor")
+            app.logger.warning("subscriber_timeout is not below the connection stall limit (idle_timeout_ms, \(config.limits.idleTimeout)): a stalled subscriber's connection is closed first, without the error naming its cursor")
         }
         if subscriberQueue != nil {
             app.logger.warning("--subscriber-queue is deprecated and ignored: subscribers read the event log at their own pace; see --subscriber-timeout")
         }
         app.logger.info("serving", metadata: [
-            "socket": "\(socket)", "data-dir": "\(config.dataDirectory)", "default-book": "\(app.catalog.layout.databasePath(of: "default"))",
-            "books": "\(app.catalog.names.count)", "tcp": "\(tcp ?? "off")", "metrics": "\(metrics ?? "off")",
+            "socket": "\(config.socketPath)", "data-dir": "\(config.dataDirectory)", "default-book": "\(app.catalog.layout.databasePath(of: "default"))",
+            "books": "\(app.catalog.names.count)", "tcp": "\(config.tcp ?? "off")", "metrics": "\(config.metrics ?? "off")",
+            "config": "\(settings.file ?? "none")",
         ])
         try await app.run()
     }

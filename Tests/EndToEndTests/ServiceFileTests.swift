@@ -1,5 +1,6 @@
 import Foundation
 import LineRPC
+import SegmentdApp
 import TestThreads
 import Testing
 import WireJSON
@@ -7,14 +8,22 @@ import WireJSON
 import Glibc
 #endif
 
-/// contrib/systemd/segmentd.service: systemd accepts it, it carries the hardening a
-/// production unit needs, and its ExecStart is a command line the real binary serves with
-/// (paths moved into a temporary directory) and stops cleanly on SIGTERM.
+/// contrib/systemd/segmentd.service and the config file it reads, contrib/segmentd.toml:
+/// systemd accepts the unit, it carries the hardening a production unit needs, and its
+/// ExecStart with that file is what the real binary serves with (paths moved into a temporary
+/// directory) and stops cleanly on SIGTERM.
 @Suite(.ownThreads) struct ServiceFileTests {
     static let unitPath = packageRoot.appendingPathComponent("contrib/systemd/segmentd.service").path
     static var binary: String { productsDirectory().appendingPathComponent("segmentd").path }
 
+    static let configPath = packageRoot.appendingPathComponent("contrib/segmentd.toml").path
+    /// Where the unit expects the config file (the README installs contrib/segmentd.toml there).
+    static let installedConfig = "/etc/segmentd/segmentd.toml"
+
     static func unit() throws -> String { try String(contentsOfFile: unitPath, encoding: .utf8) }
+
+    /// The example config, as `ServeSettings` reads it.
+    static func config() throws -> ServeSettings { try ServeSettings(file: configPath, environment: [:], flags: [:]) }
 
     /// `Key=value` lines, continuation lines joined.
     static func settings(_ text: String) -> [(key: String, value: String)] {
@@ -49,11 +58,15 @@ import Glibc
             #expect(values[key] == value, "\(key)=\(values[key] ?? "missing")")
         }
         let exec = try #require(values["ExecStart"])
-        let drain = try #require(exec.range(of: #"--drain-seconds (\d+)"#, options: .regularExpression)
-            .flatMap { Int(exec[$0].split(separator: " ").last ?? "") })
+        #expect(exec.hasSuffix("serve --config \(Self.installedConfig)"))
+        let config = try Self.config()
+        let drain = config.int("drain_seconds")
         let stop = try #require(values["TimeoutStopSec"].flatMap { Int($0) })
         #expect(stop >= drain + 10, "TimeoutStopSec \(stop) leaves no room after the \(drain) s drain to close the books")
-        #expect(exec.contains("/run/segmentd/") && exec.contains("/var/lib/segmentd/"), "the socket in RuntimeDirectory, books in StateDirectory")
+        #expect(config.string("socket")?.hasPrefix("/run/segmentd/") == true, "the socket in RuntimeDirectory")
+        #expect(config.string("data_dir")?.hasPrefix("/var/lib/segmentd/") == true && config.string("export_dir")?.hasPrefix("/var/lib/segmentd/") == true,
+                "books and exports in StateDirectory")
+        #expect(config.string("socket_mode") == "660" && config.string("socket_group") == "segmentd")
     }
 
     /// `systemd-analyze verify`, where systemd is installed (it checks the binary exists, so
@@ -74,12 +87,17 @@ import Glibc
         let directory = try TestServer.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let exec = try #require(Dictionary(Self.settings(try Self.unit()).map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })["ExecStart"])
-        var arguments = exec.split(separator: " ").map(String.init).dropFirst().map {
-            $0.replacingOccurrences(of: "/var/lib/segmentd", with: directory + "/state")
-                .replacingOccurrences(of: "/run/segmentd", with: directory + "/run")
+        // The example config with its paths moved; the unit's group does not exist here (the
+        // process's own stands in), and the metrics port is any free one.
+        let config = try String(contentsOfFile: Self.configPath, encoding: .utf8)
+            .replacingOccurrences(of: "/var/lib/segmentd", with: directory + "/state")
+            .replacingOccurrences(of: "/run/segmentd", with: directory + "/run")
+            .replacingOccurrences(of: "socket_group = \"segmentd\"", with: "socket_group = \"\(getgid())\"")
+            .replacingOccurrences(of: "metrics = \"127.0.0.1:9464\"", with: "metrics = \"127.0.0.1:0\"")
+        try config.write(toFile: directory + "/segmentd.toml", atomically: true, encoding: .utf8)
+        let arguments = exec.split(separator: " ").map(String.init).dropFirst().map {
+            $0 == Self.installedConfig ? directory + "/segmentd.toml" : $0
         }
-        // The unit's group does not exist here: the process's own group stands in for it.
-        if let at = arguments.firstIndex(of: "--socket-group") { arguments[at + 1] = String(getgid()) }
         try FileManager.default.createDirectory(atPath: directory + "/run", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: directory + "/state", withIntermediateDirectories: true)
         // Type=notify: systemd's datagram socket, to which the server says READY=1.
