@@ -38,7 +38,7 @@ struct RPCConnection: Sendable {
     private func handle(_ frame: LineFrame, group: inout DiscardingTaskGroup) async throws {
         switch frame {
         case .oversized:
-            dispatcher.metrics.error("too_large")
+            rejected("too_large", "line over max_line_bytes")
             let error = RPCError.tooLarge(
                 "line exceeds the \(limits.maxLineBytes)-byte limit and was discarded",
                 extra: ["max_line_bytes": .int(Int64(limits.maxLineBytes))]
@@ -55,7 +55,7 @@ struct RPCConnection: Sendable {
             }
             switch parsed {
             case .failure(let error):
-                dispatcher.metrics.error("parse_error")
+                rejected("parse_error", "invalid JSON")
                 try await writer.write(RPCEnvelope.failure(id: nil, error: .parseError("invalid JSON: \(error)")))
             case .success(.array(let elements)):
                 try await handleBatch(elements, group: &group)
@@ -63,6 +63,13 @@ struct RPCConnection: Sendable {
                 try await handleSingle(message, group: &group)
             }
         }
+    }
+
+    /// A line answered with an error before any request in it could be read: counted, and
+    /// logged at debug like a request (it has no method or id).
+    private func rejected(_ type: String, _ what: String) {
+        dispatcher.metrics.error(type)
+        logger.debug("rejected line", metadata: ["outcome": "\(type)", "reason": "\(what)"])
     }
 
     private func handleSingle(_ message: JSONValue, group: inout DiscardingTaskGroup) async throws {
@@ -85,12 +92,12 @@ struct RPCConnection: Sendable {
     /// an all-notification batch writes nothing. Its slots are released once that line is out.
     private func handleBatch(_ elements: [JSONValue], group: inout DiscardingTaskGroup) async throws {
         guard !elements.isEmpty else {
-            dispatcher.metrics.error("invalid_request")
+            rejected("invalid_request", "empty batch")
             try await writer.write(RPCEnvelope.failure(id: nil, error: .invalidRequest("empty batch")))
             return
         }
         guard elements.count <= limits.maxBatch else {
-            dispatcher.metrics.error("too_large")
+            rejected("too_large", "batch over max_batch")
             let error = RPCError.tooLarge(
                 "batch of \(elements.count) requests exceeds the limit of \(limits.maxBatch)",
                 extra: ["max_batch": .int(Int64(limits.maxBatch))]
@@ -142,7 +149,7 @@ struct RPCConnection: Sendable {
                 return
             }
             if let idleSince = state.idleDeadline(timeout: limits.idleTimeout), idleSince <= .now {
-                logger.info("closing idle connection", metadata: ["rpc.connection": "\(state.info)"])
+                logger.info("closing idle connection", metadata: ["rpc.peer": "\(state.info.peer)"])
                 channel.close(promise: nil)
                 return
             }
@@ -156,9 +163,9 @@ struct RPCConnection: Sendable {
         let drainTimeout = dispatcher.configuration.drainTimeout
         if await withDeadline(drainTimeout, { await state.waitUntilIdle() }) == nil {
             let count = state.cancelAll()
-            logger.warning("drain timeout: cancelled \(count) in-flight requests", metadata: ["rpc.connection": "\(state.info)"])
+            logger.warning("drain timeout: cancelled \(count) in-flight requests", metadata: ["rpc.peer": "\(state.info.peer)"])
             if await withDeadline(.seconds(5), { await state.waitUntilIdle() }) == nil {
-                logger.error("requests ignored cancellation; closing anyway", metadata: ["rpc.connection": "\(state.info)"])
+                logger.error("requests ignored cancellation; closing anyway", metadata: ["rpc.peer": "\(state.info.peer)"])
             }
         }
         let channel = self.channel

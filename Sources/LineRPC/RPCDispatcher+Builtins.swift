@@ -32,13 +32,13 @@ extension RPCDispatcher {
                 let limit = configuration.limits.maxFailedHellos
                 logger.warning(
                     "rejected rpc.hello (\(failures)/\(limit))",
-                    metadata: ["rpc.connection": "\(connection.info)"]
+                    metadata: ["rpc.connection": "\(connection.info.id)", "rpc.peer": "\(connection.info.peer)"]
                 )
                 if failures >= limit { connection.requestClose() }
                 return .failure(.unauthorized(presented?.isEmpty ?? true ? "token required: call rpc.hello with {\"token\": …}" : "invalid token"))
             }
             connection.authenticate(as: credential.value)
-            logger.debug("authenticated", metadata: ["rpc.connection": "\(connection.info)"])
+            logger.debug("authenticated", metadata: ["rpc.connection": "\(connection.info.id)", "rpc.peer": "\(connection.info.peer)"])
         }
         var result = configuration.helloExtras(connection.info, connection.credential)
         result["server"] = .string(configuration.serverName)

@@ -62,6 +62,9 @@ final class RPCDispatcher: Sendable {
         switch RPCEnvelope.parse(message) {
         case .failure(let rejection):
             metrics.error(rejection.error.type)
+            logger.debug("rejected request", metadata: [
+                "rpc.id": "\(rejection.id ?? .null)", "rpc.connection": "\(connection.info.id)", "outcome": "\(rejection.error.type)",
+            ])
             // Spelled out: `JSONValue` is nil-literal convertible, so a bare `nil` here would be JSON null.
             guard rejection.reply else { return .reply(.none) }
             return .reply(.some(RPCEnvelope.failure(id: rejection.id, error: rejection.error)))
@@ -159,7 +162,7 @@ final class RPCDispatcher: Sendable {
         guard logger.logLevel <= level else { return }
         var metadata: Logger.Metadata = [
             "rpc.method": "\(method)", "rpc.id": "\(id ?? .null)", "rpc.connection": "\(connection.id)",
-            "duration_ms": "\((elapsed / .microseconds(1)).rounded() / 1_000)", "outcome": "\(error?.type ?? "ok")",
+            "duration_ms": .stringConvertible((elapsed / .microseconds(1)).rounded() / 1_000), "outcome": "\(error?.type ?? "ok")",
         ]
         metadata.merge(configuration.requestMetadata(method, params)) { own, _ in own }
         logger.log(level: level, slow ? "slow request" : "request", metadata: metadata)

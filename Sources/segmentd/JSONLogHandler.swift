@@ -46,6 +46,9 @@ struct JSONLogHandler: LogHandler {
     static func json(_ value: Logger.Metadata.Value) -> JSONValue {
         switch value {
         case .string(let text): return .string(text)
+        // Numbers stay numbers (`duration_ms`), so a log query can compare them.
+        case .stringConvertible(let number as Int): return .int(Int64(number))
+        case .stringConvertible(let number as Double) where number.isFinite: return .double(number)
         case .stringConvertible(let convertible): return .string(convertible.description)
         case .array(let items): return .array(items.map(json))
         case .dictionary(let entries): return .object(entries.mapValues(json))
