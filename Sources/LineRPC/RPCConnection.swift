@@ -156,11 +156,14 @@ struct RPCConnection: Sendable {
         }
     }
 
-    /// Lets in-flight requests finish within the drain timeout, cancels the rest (each still
+    /// Ends the requests that would run until cancelled (subscriptions) at once, lets the
+    /// other in-flight requests finish within the drain timeout, cancels the rest (each still
     /// replies), flushes, then closes. New requests meanwhile get `-32006`.
     private func drain() async {
         let state = self.state
         let drainTimeout = dispatcher.configuration.drainTimeout
+        let ended = state.cancelEndless()
+        if ended > 0 { logger.debug("shutdown: ended \(ended) subscriptions") }
         if await withDeadline(drainTimeout, { await state.waitUntilIdle() }) == nil {
             let count = state.cancelAll()
             logger.warning("drain timeout: cancelled \(count) in-flight requests", metadata: ["rpc.peer": "\(state.info.peer)"])

@@ -39,11 +39,11 @@ final class RPCConnectionState: Sendable {
     // MARK: In-flight requests
 
     /// Takes an in-flight slot for a request (`id`) or a notification (`nil`).
-    func admit(id: JSONValue?, limit: Int) -> Admission {
+    func admit(id: JSONValue?, limit: Int, endsOnShutdown: Bool = false) -> Admission {
         state.withLock { state in
             if let id, state.byID[id] != nil { return .duplicateID }
             guard state.inFlight < limit else { return .overloaded }
-            let handle = RequestHandle()
+            let handle = RequestHandle(endsOnShutdown: endsOnShutdown)
             if let id { state.byID[id] = handle } else { state.anonymous[ObjectIdentifier(handle)] = handle }
             state.inFlight += 1
             return .admitted(handle)
@@ -68,6 +68,13 @@ final class RPCConnectionState: Sendable {
         guard let handle = state.withLock({ $0.byID[id] }) else { return false }
         handle.cancel()
         return true
+    }
+
+    /// Cancels the in-flight requests that run until cancelled (shutdown starting); returns how many.
+    func cancelEndless() -> Int {
+        let handles = state.withLock { state in (Array(state.byID.values) + Array(state.anonymous.values)).filter(\.endsOnShutdown) }
+        for handle in handles { handle.cancel() }
+        return handles.count
     }
 
     /// Cancels every in-flight request (drain timeout).

@@ -93,7 +93,7 @@ final class RPCDispatcher: Sendable {
                 return .reply(.none)
             }
         }
-        switch connection.admit(id: envelope.id, limit: configuration.limits.maxInFlightPerConnection) {
+        switch connection.admit(id: envelope.id, limit: configuration.limits.maxInFlightPerConnection, endsOnShutdown: method.endsOnShutdown) {
         case .duplicateID:
             return answer(envelope, .invalidRequest("a request with id \(envelope.id ?? .null) is already in flight on this connection"), connection: connection.info)
         case .overloaded:

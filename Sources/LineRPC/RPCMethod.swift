@@ -27,6 +27,10 @@ public struct RPCMethod: Sendable {
     /// Whether the method takes long by design (a backup copies a whole database): like a
     /// stream, it is not logged as a slow request.
     public var slowByDesign = false
+    /// Whether the method runs until its client stops it (a subscription): a graceful shutdown
+    /// cancels it as soon as it starts, rather than when the drain timeout runs out, so that
+    /// it replies with its final state at once.
+    public var endsOnShutdown = false
     /// What `rpc.discover` adds to the method, each as an `x-` member (the app says what a
     /// method is about: `"book": "read"` becomes `"x-book": "read"`).
     public var annotations: [String: JSONValue] = [:]

@@ -9,6 +9,10 @@ final class RequestHandle: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Cancelled when a graceful shutdown starts (``RPCMethod/endsOnShutdown``).
+    let endsOnShutdown: Bool
+
+    init(endsOnShutdown: Bool = false) { self.endsOnShutdown = endsOnShutdown }
 
     /// Whether cancellation was requested (the request then replies `-32800` unless it
     /// produced a result).

@@ -1,3 +1,5 @@
+import WireJSON
+
 /// An error of the segment engine: a kind that can grow, a message a person can act on, and
 /// the JSON path of the offending input when there is one.
 ///
@@ -25,11 +27,15 @@ public struct SegmentError: Error, Sendable, Equatable, CustomStringConvertible 
     public var message: String
     /// JSON path of the offending input (`filters[1].value`, `contacts[3].email`).
     public var path: String?
+    /// Figures a client acts on without parsing the message (`newest_cursor`), sent as
+    /// members of the error's `data`.
+    public var details: [String: JSONValue] = [:]
 
-    public init(_ kind: Kind, _ message: String, path: String? = nil) {
+    public init(_ kind: Kind, _ message: String, path: String? = nil, details: [String: JSONValue] = [:]) {
         self.kind = kind
         self.message = message
         self.path = path
+        self.details = details
     }
 
     public static func invalidParams(path: String, _ message: String) -> SegmentError {

@@ -33,29 +33,35 @@ extension Engine {
 
     /// Refuses a cursor from the future or from before the retention horizon.
     public func checkCursor(_ after: Int64) async throws {
-        try await store.read { sql in try Self.checkCursor(after, sql) }
+        _ = try await store.read { sql in try Self.checkCursor(after, sql) }
     }
 
     /// The cursor check on one read transaction, so a prune cannot slip in between the check
     /// and the read that relies on it (that would be a silent gap).
-    static func checkCursor(_ after: Int64, _ sql: any SQLExecutor) throws {
+    /// Returns the newest cursor.
+    @discardableResult
+    static func checkCursor(_ after: Int64, _ sql: any SQLExecutor) throws -> Int64 {
         let last = try newestCursor(sql)
         guard after <= last else {
-            throw SegmentError(.invalidParams, "cursor \(after) is in the future: the newest event is \(last)", path: "after")
+            throw SegmentError(
+                .invalidParams, "cursor \(after) is in the future: the newest event is \(last)", path: "after",
+                details: ["newest_cursor": .int(last)])
         }
         let pruned = try prunedThrough(sql)
         guard after >= pruned else {
             throw SegmentError(
                 .invalidParams,
                 "cursor \(after) is older than the oldest kept event: events up to \(pruned) were pruned by retention; resume from \(pruned)",
-                path: "after")
+                path: "after", details: ["resume_after": .int(pruned)])
         }
+        return last
     }
 
-    /// Events after `after`, oldest first, at most `limit`, optionally for some triggers only.
-    public func readEvents(after: Int64, limit: Int, triggers: Set<Int64>? = nil) async throws -> [TriggerEvent] {
+    /// Events after `after`, oldest first, at most `limit`, optionally for some triggers only;
+    /// and the newest cursor in the log as read.
+    public func readEvents(after: Int64, limit: Int, triggers: Set<Int64>? = nil) async throws -> (events: [TriggerEvent], newest: Int64) {
         try await store.read { sql in
-            try Self.checkCursor(after, sql)
+            let newest = try Self.checkCursor(after, sql)
             var events: [TriggerEvent] = []
             var cursor = after
             // Pages over the log so a trigger filter never loads more than `limit` rows at once.
@@ -71,7 +77,7 @@ extension Engine {
                 }
                 if page < limit { break }
             }
-            return events
+            return (events, newest)
         }
     }
 

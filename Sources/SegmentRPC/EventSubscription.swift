@@ -94,7 +94,7 @@ struct EventSubscription {
             logger.notice("subscriber dropped: it read nothing for the subscriber timeout", metadata: metadata(last))
             throw RPCError(
                 code: -32004, type: "overloaded",
-                message: "subscriber read nothing for \(Self.format(seconds)) s and was disconnected; subscribe again with after: \(last)",
+                message: "subscriber read nothing for \(Self.format(seconds)) s: its subscription ended (the connection stays open); subscribe again with after: \(last)",
                 extra: ["last_cursor": .int(last)])
         } catch let pruned as EventsPruned {
             logger.notice("subscriber ended: its next events were pruned", metadata: metadata(pruned.lastDelivered))

@@ -39,14 +39,20 @@ func method(
 extension SegmentError {
     /// The wire form: kinds map to JSON-RPC codes, `data.path` names the offending input.
     var rpcError: RPCError {
+        var error: RPCError
         switch kind {
-        case .invalidParams: return .invalidParams(path: path ?? "", message)
-        case .notFound: return .notFound(description)
-        case .conflict: return .conflict(description)
-        case .tooLarge: return .tooLarge(description, extra: path.map { ["path": .string($0)] } ?? [:])
-        case .unavailable: return .unavailable(description)
-        default: return .internalError(description)
+        case .invalidParams: error = .invalidParams(path: path ?? "", message)
+        case .notFound: error = .notFound(description)
+        case .conflict: error = .conflict(description)
+        case .tooLarge: error = .tooLarge(description, extra: path.map { ["path": .string($0)] } ?? [:])
+        case .unavailable: error = .unavailable(description)
+        default: error = .internalError(description)
         }
+        if case .object(var data) = error.data, !details.isEmpty {
+            data.merge(details) { own, _ in own }
+            error.data = .object(data)
+        }
+        return error
     }
 }
 

@@ -40,15 +40,15 @@ extension SegmentMethods {
                 ["deleted": .int(try await engine.deleteTrigger(id: try p.int("id")).id)]
             },
             bookMethod(
-                "events.read", "Events after a cursor, oldest first; pass `next` as `after` to page on.",
+                "events.read", "Events after a cursor, oldest first; pass `next` as `after` to page on. `newest_cursor`: the newest event's cursor when read.",
                 params: [.optional("after", Schema.integer), .optional("limit", ["type": "integer", "minimum": 1, "maximum": 10_000]),
                          .optional("trigger", Schema.integer)],
-                result: Schema.object(["events": Schema.array(event), "next": Schema.integer])
+                result: Schema.object(["events": Schema.array(event), "next": Schema.integer, "newest_cursor": Schema.integer])
             ) { engine, p, _ in
                 let after = try p.optionalInt("after", in: 0...Int64.max) ?? 0
                 let limit = Int(try p.optionalInt("limit", in: 1...10_000) ?? 100)
-                let events = try await engine.readEvents(after: after, limit: limit, triggers: try p.optionalInt("trigger").map { [$0] })
-                return ["events": .array(events.map(\.json)), "next": .int(events.last?.cursor ?? after)]
+                let (events, newest) = try await engine.readEvents(after: after, limit: limit, triggers: try p.optionalInt("trigger").map { [$0] })
+                return ["events": .array(events.map(\.json)), "next": .int(events.last?.cursor ?? after), "newest_cursor": .int(newest)]
             },
             bookMethod(
                 "events.subscribe",
@@ -78,7 +78,16 @@ extension SegmentMethods {
                     book: try Self.bookName(p), subscribers: engine.subscribers,
                     delivered: methods.streamed.deliveredEvents, logger: methods.logger)
                 return try await subscription.run(after: start)
-            },
+            }.endingOnShutdown(),
         ]
+    }
+}
+
+extension RPCMethod {
+    /// This method, cancelled as soon as a graceful shutdown starts.
+    func endingOnShutdown() -> RPCMethod {
+        var method = self
+        method.endsOnShutdown = true
+        return method
     }
 }

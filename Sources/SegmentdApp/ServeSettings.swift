@@ -116,7 +116,8 @@ public struct ServeSettings: Sendable {
             for (key, value) in try Self.read(file: file) { values[key] = (value, .file) }
         }
         let known = Set(Self.specs.map(\.variable) + ["SEGMENTD_CONFIG"])
-        for (name, text) in environment where name.hasPrefix("SEGMENTD_") {
+        // An empty variable is an unset one (an EnvironmentFile line `SEGMENTD_TOKEN=`).
+        for (name, text) in environment where name.hasPrefix("SEGMENTD_") && !text.isEmpty {
             guard known.contains(name) else {
                 unknownVariables.append(name)
                 continue

@@ -36,7 +36,7 @@ import Testing
         // Young but too many: the count limit is due work too.
         try await TriggerTests.fire(reopened, 3..<9)  // cursors 4...9: six, two beyond 4
         #expect(try await reopened.pruneEvents() == 2)
-        #expect(try await reopened.readEvents(after: 5, limit: 10).map(\.cursor) == [6, 7, 8, 9])
+        #expect(try await reopened.readEvents(after: 5, limit: 10).events.map(\.cursor) == [6, 7, 8, 9])
         before = reopened.storeOperations
         #expect(try await reopened.pruneEvents() == 0)
         #expect(reopened.storeOperations == before)

@@ -81,7 +81,7 @@ import WireJSON
         // The trigger's baseline, across chunk boundaries, comes back whole.
         #expect(engine.triggers().first?.members.slots == [1, 2, 4_095, 4_096, 70_000])
         // The event log keeps its events and loses its time index (`events.v2`).
-        #expect(try await engine.readEvents(after: 0, limit: 10).map(\.email) == ["ana@example.com"])
+        #expect(try await engine.readEvents(after: 0, limit: 10).events.map(\.email) == ["ana@example.com"])
         let indexes = try storedColumn(at: path, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'event'")
         #expect(indexes.isEmpty, "\(indexes)")
     }

@@ -46,7 +46,7 @@ import WireJSON
 
     /// Every event in the log after `after`.
     static func events(_ engine: Engine, after: Int64 = 0) async throws -> [TriggerEvent] {
-        try await engine.readEvents(after: after, limit: 10_000)
+        try await engine.readEvents(after: after, limit: 10_000).events
     }
 
     /// What an event says, without cursor and time, for comparisons.
@@ -286,7 +286,7 @@ import WireJSON
         try await book.seed(docs)
         var live: [TriggerEvent] = []
         while live.count < 250, let event = try await feed.next() { live.append(event) }
-        let stored = try await book.engine.readEvents(after: before, limit: 1_000)
+        let stored = try await book.engine.readEvents(after: before, limit: 1_000).events
         #expect(live.count == 250)
         #expect(live == stored)
     }
@@ -540,20 +540,20 @@ import WireJSON
         var all: [TriggerEvent] = []
         var after: Int64 = 0
         for _ in 0..<100 {
-            let page = try await book.engine.readEvents(after: after, limit: 7)
+            let page = try await book.engine.readEvents(after: after, limit: 7).events
             if page.isEmpty { break }
             #expect(page.count <= 7)
             all += page
             after = page.last!.cursor
         }
         #expect(all.map(\.cursor) == Array(1...30))
-        let onlyNews = try await book.engine.readEvents(after: 0, limit: 4, triggers: [news.id])
+        let onlyNews = try await book.engine.readEvents(after: 0, limit: 4, triggers: [news.id]).events
         #expect(onlyNews.count == 4 && onlyNews.allSatisfy { $0.trigger == news.id })
         #expect(onlyNews.map(\.cursor) == [1, 4, 7, 10])
-        let rest = try await book.engine.readEvents(after: onlyNews.last!.cursor, limit: 100, triggers: [news.id])
+        let rest = try await book.engine.readEvents(after: onlyNews.last!.cursor, limit: 100, triggers: [news.id]).events
         #expect(rest.map(\.cursor) == [13, 16, 19, 22, 25, 28])
-        #expect(try await book.engine.readEvents(after: 0, limit: 1000, triggers: [vip.id]).count == 20)
-        #expect(try await book.engine.readEvents(after: 30, limit: 10).isEmpty)
+        #expect(try await book.engine.readEvents(after: 0, limit: 1000, triggers: [vip.id]).events.count == 20)
+        #expect(try await book.engine.readEvents(after: 30, limit: 10).events.isEmpty)
     }
 
     @Test func pruneByAgeThenAnOldCursorIsRefusedWithWhereToResume() async throws {
@@ -569,15 +569,15 @@ import WireJSON
         #expect(try await engine.pruneEvents() == 0)
 
         for stale in [0, 1, 4] as [Int64] {
-            let error = await #expect(throws: SegmentError.self) { _ = try await engine.readEvents(after: stale, limit: 10) }
+            let error = await #expect(throws: SegmentError.self) { _ = try await engine.readEvents(after: stale, limit: 10).events }
             #expect(error?.kind == .invalidParams)
             #expect(error?.path == "after")
             #expect(error?.message.contains("resume from 5") == true, "\(error?.message ?? "no error")")
             #expect(error?.message.contains("pruned") == true)
         }
         // Resuming where the error says gets every kept event.
-        #expect(try await engine.readEvents(after: 5, limit: 10).map(\.cursor) == [6, 7, 8])
-        #expect(try await engine.readEvents(after: 7, limit: 10).map(\.cursor) == [8])
+        #expect(try await engine.readEvents(after: 5, limit: 10).events.map(\.cursor) == [6, 7, 8])
+        #expect(try await engine.readEvents(after: 7, limit: 10).events.map(\.cursor) == [8])
         // A feed behind the retention horizon ends naming the oldest kept event.
         let feedError = await #expect(throws: EventsPruned.self) {
             var it = engine.eventFeed(after: 2).makeAsyncIterator()
@@ -587,7 +587,7 @@ import WireJSON
         // Cursors keep counting after pruning; a cursor from the future is refused too.
         try await Self.fire(engine, 8..<9)
         #expect(try await engine.lastCursor() == 9)
-        let future = await #expect(throws: SegmentError.self) { _ = try await engine.readEvents(after: 10, limit: 10) }
+        let future = await #expect(throws: SegmentError.self) { _ = try await engine.readEvents(after: 10, limit: 10).events }
         #expect(future?.kind == .invalidParams)
         #expect(future?.message == "cursor 10 is in the future: the newest event is 9")
     }
@@ -602,10 +602,10 @@ import WireJSON
         try await Self.fire(engine, 2..<3)  // cursor 3 at day 0: the clock stepped back
         book.clock.advance(days: 12)  // day 12: cursor 3 is 12 days old, cursors 1 and 2 only 7
         #expect(try await engine.pruneEvents() == 0, "pruning cursor 3 would take the younger 1 and 2 with it")
-        #expect(try await engine.readEvents(after: 0, limit: 10).map(\.cursor) == [1, 2, 3])
+        #expect(try await engine.readEvents(after: 0, limit: 10).events.map(\.cursor) == [1, 2, 3])
         book.clock.advance(days: 4)  // day 16: all three are older than 10 days
         #expect(try await engine.pruneEvents() == 3)
-        #expect(try await engine.readEvents(after: 3, limit: 10).isEmpty)
+        #expect(try await engine.readEvents(after: 3, limit: 10).events.isEmpty)
     }
 
     @Test func pruneByCountKeepsTheNewest() async throws {
@@ -614,13 +614,13 @@ import WireJSON
         defer { withExtendedLifetime(book) {} }
         try await Self.fire(engine, 0..<10)
         #expect(try await engine.pruneEvents() == 6)
-        #expect(try await engine.readEvents(after: 6, limit: 100).map(\.cursor) == [7, 8, 9, 10])
-        let error = await #expect(throws: SegmentError.self) { _ = try await engine.readEvents(after: 3, limit: 10) }
+        #expect(try await engine.readEvents(after: 6, limit: 100).events.map(\.cursor) == [7, 8, 9, 10])
+        let error = await #expect(throws: SegmentError.self) { _ = try await engine.readEvents(after: 3, limit: 10).events }
         #expect(error?.message.contains("resume from 6") == true, "\(error?.message ?? "no error")")
         // Later events move the horizon on.
         try await Self.fire(engine, 10..<12)
         #expect(try await engine.pruneEvents() == 2)
-        #expect(try await engine.readEvents(after: 8, limit: 100).map(\.cursor) == [9, 10, 11, 12])
+        #expect(try await engine.readEvents(after: 8, limit: 100).events.map(\.cursor) == [9, 10, 11, 12])
     }
 
     @Test func idleClockTicksAndPrunesWriteNothing() async throws {
@@ -640,8 +640,8 @@ import WireJSON
     @Test func emptyLogAcceptsZeroAndRefusesTheFuture() async throws {
         let book = try await Self.book()
         #expect(try await book.engine.lastCursor() == 0)
-        #expect(try await book.engine.readEvents(after: 0, limit: 10).isEmpty)
-        let error = await #expect(throws: SegmentError.self) { _ = try await book.engine.readEvents(after: 1, limit: 10) }
+        #expect(try await book.engine.readEvents(after: 0, limit: 10).events.isEmpty)
+        let error = await #expect(throws: SegmentError.self) { _ = try await book.engine.readEvents(after: 1, limit: 10).events }
         #expect(error?.message == "cursor 1 is in the future: the newest event is 0")
         #expect(try await book.engine.pruneEvents() == 0)
     }
@@ -813,7 +813,7 @@ import WireJSON
         }
         defer { for feed in feeds { feed.cancel() } }
         for writer in writers { try await writer.value }
-        let log = try await engine.readEvents(after: 0, limit: 10_000)
+        let log = try await engine.readEvents(after: 0, limit: 10_000).events
         let expected = [log, log.filter { $0.trigger == hot.id }, log.filter { $0.cursor > live }]
         #expect(log.count > 60 && expected[1].count < log.count && !expected[2].isEmpty)
         for (sink, want) in zip(collected, expected) {

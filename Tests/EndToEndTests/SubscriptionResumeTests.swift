@@ -1,0 +1,60 @@
+import Foundation
+import LineRPC
+import SegmentdApp
+import Synchronization
+import TestThreads
+import Testing
+import WireJSON
+
+/// What a client needs to resume a subscription exactly: cursors as data, not prose, and a
+/// shutdown that ends subscriptions at once with their last cursor.
+@Suite(.ownThreads) struct SubscriptionResumeTests {
+    static func book(_ server: TestServer, events: Int) async throws -> RPCClient {
+        let client = try await server.client()
+        let segment = try await client.call("segments.create", ["name": "All x", "filters": [["dimension": "label", "op": "contains", "value": "x"]]])
+        _ = try await client.call("triggers.create", ["segment": try #require(segment["id"])])
+        _ = try await client.call("contacts.upsert", ["contacts": .array((0..<events).map { ["email": .string("r\($0)@example.com"), "labels": ["x"]] })])
+        return client
+    }
+
+    /// `events.read` says the newest cursor (a live-only subscriber starts after it), and
+    /// refused cursors carry where to go on as `data` members.
+    @Test func cursorsComeAsData() async throws {
+        let server = try await TestServer.start { $0.eventRetentionCount = 5 }
+        let client = try await Self.book(server, events: 3)
+        let read = try await client.call("events.read", ["after": 1, "limit": 1])
+        #expect(read["newest_cursor"] == 3 && read["next"] == 2)
+        let future = await #expect(throws: RPCError.self) { try await client.call("events.read", ["after": 9]) }
+        #expect(future?.data?["newest_cursor"] == 3 && future?.data?["path"] == "after")
+        // Retention keeps 5: after more events, cursor 0 is behind what was pruned.
+        _ = try await client.call("contacts.upsert", ["contacts": .array((3..<10).map { ["email": .string("r\($0)@example.com"), "labels": ["x"]] })])
+        server.clock.advance(seconds: 1)
+        _ = try await server.app.catalog.defaultEngine().pruneEvents()
+        let old = await #expect(throws: RPCError.self) { try await client.call("events.subscribe", ["after": 0]) { _, _ in } }
+        let resume = try #require(old?.data?["resume_after"]?.intValue)
+        #expect(resume == 5, "\(String(describing: old))")
+        // Resuming where it says works.
+        #expect(try await client.call("events.read", ["after": .int(resume)])["events"]?.arrayValue?.count == 5)
+        try await client.close()
+        try await server.stop()
+    }
+
+    /// SIGTERM's graceful shutdown ends a subscription at once with `{ended, last_cursor}`:
+    /// it does not hold the drain (60 s here) as a request in flight would.
+    @Test func shutdownEndsSubscriptionsAtOnce() async throws {
+        let server = try await TestServer.start { $0.drainTimeout = .seconds(60) }
+        let client = try await Self.book(server, events: 4)
+        let final = Mutex<JSONValue?>(nil)
+        let delivered = Mutex(0)
+        let subscription = Task {
+            let result = try await client.call("events.subscribe", ["after": 0]) { _, _ in delivered.withLock { $0 += 1 } }
+            final.withLock { $0 = result }
+        }
+        #expect(await waitUntil(seconds: 30) { delivered.withLock { $0 } == 4 })
+        let stopping = Task { try await server.stop() }
+        #expect(await waitUntil(seconds: 30) { final.withLock { $0 } != nil }, "the subscription ended long before the 60 s drain")
+        #expect(final.withLock { $0 } == ["ended": "cancelled", "last_cursor": 4])
+        _ = await subscription.result
+        try await stopping.value
+    }
+}
