@@ -76,7 +76,7 @@ public struct ServeSettings: Sendable {
         Spec(key: "book_load_wait", kind: .number(0.001...86_400), defaultValue: .double(30)),
         Spec(key: "time_zone", kind: .text, defaultValue: .string("UTC")),
         Spec(key: "drain_seconds", kind: .integer(0...3_600), defaultValue: .int(10)),
-        Spec(key: "reevaluate_every", kind: .integer(1...86_400), defaultValue: .int(60)),
+        Spec(key: "reevaluate_every", kind: .number(0.1...86_400), defaultValue: .double(60)),
         Spec(key: "event_retention_days", kind: .number(0...36_500), defaultValue: .double(30)),
         Spec(key: "event_retention_count", kind: .integer(1...Int(Int32.max)), defaultValue: .int(1_000_000)),
         Spec(key: "subscriber_timeout", kind: .number(0.001...86_400), defaultValue: .double(60)),
@@ -184,7 +184,7 @@ public struct ServeSettings: Sendable {
         }
         config.timeZone = zone
         config.drainTimeout = .seconds(int("drain_seconds"))
-        config.reevaluateEvery = .seconds(int("reevaluate_every"))
+        config.reevaluateEvery = .milliseconds(Int64((double("reevaluate_every") * 1_000).rounded()))
         config.eventRetentionDays = double("event_retention_days")
         config.eventRetentionCount = int("event_retention_count")
         config.subscriberTimeout = .milliseconds(Int64((double("subscriber_timeout") * 1_000).rounded(.up)))

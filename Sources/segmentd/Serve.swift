@@ -24,7 +24,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds a request waits for its book to finish loading before -32007 (default: 30).") var bookLoadWait: Double?
     @Option(help: "Time zone for dates without a zone, an IANA name (default: UTC).") var timeZone: String?
     @Option(help: "Seconds in-flight requests get to finish on SIGTERM (default: 10).") var drainSeconds: Int?
-    @Option(help: "Seconds between re-evaluations of time-dependent triggers (default: 60).") var reevaluateEvery: Int?
+    @Option(help: "Seconds between re-evaluations of time-dependent triggers, 0.1 or more (default: 60).") var reevaluateEvery: Double?
     @Option(help: "Days trigger events are kept (default: 30).") var eventRetentionDays: Double?
     @Option(help: "Most trigger events kept (default: 1000000).") var eventRetentionCount: Int?
     @Option(help: "Seconds an events.subscribe client may take nothing off its connection while an event waits before its subscription ends with -32004 naming the cursor to resume after. Reading is seen in ~100 KB steps: raise it for consumers slower than ~2 KB/s. Accepted up to 86400, but useful only below the connection stall limit, idle_timeout_ms (a warning says so). Default: 60.")
