@@ -163,7 +163,22 @@ struct RPCConnection: Sendable {
         let state = self.state
         let drainTimeout = dispatcher.configuration.drainTimeout
         let ended = state.cancelEndless()
-        if ended > 0 { logger.debug("shutdown: ended \(ended) subscriptions") }
+        if ended > 0 {
+            logger.debug("shutdown: ended \(ended) subscriptions")
+            // Their final replies go out with the other requests' — unless the client stopped
+            // reading: then they would hold the drain. Wait for the other requests only
+            // (bounded by the drain), then give the final replies a moment to flush.
+            let started = ContinuousClock.now
+            while state.finiteInFlightCount > 0, ContinuousClock.now - started < drainTimeout {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            _ = await withDeadline(.seconds(1)) { await state.waitUntilIdle() }
+            if state.inFlightCount > 0, state.finiteInFlightCount == 0 {
+                logger.notice("closing a connection whose subscription's final reply it did not read", metadata: ["rpc.peer": "\(state.info.peer)"])
+                channel.close(promise: nil)
+                return
+            }
+        }
         if await withDeadline(drainTimeout, { await state.waitUntilIdle() }) == nil {
             let count = state.cancelAll()
             logger.warning("drain timeout: cancelled \(count) in-flight requests", metadata: ["rpc.peer": "\(state.info.peer)"])

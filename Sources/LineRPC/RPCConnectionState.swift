@@ -77,6 +77,13 @@ final class RPCConnectionState: Sendable {
         return handles.count
     }
 
+    /// In-flight requests other than those that run until cancelled.
+    var finiteInFlightCount: Int {
+        state.withLock { state in
+            state.byID.values.count { !$0.endsOnShutdown } + state.anonymous.values.count { !$0.endsOnShutdown }
+        }
+    }
+
     /// Cancels every in-flight request (drain timeout).
     func cancelAll() -> Int {
         let handles = state.withLock { Array($0.byID.values) + Array($0.anonymous.values) }

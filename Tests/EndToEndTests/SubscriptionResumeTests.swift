@@ -57,4 +57,31 @@ import WireJSON
         _ = await subscription.result
         try await stopping.value
     }
+
+    /// A subscriber that stopped reading cannot hold the shutdown either: its connection is
+    /// closed once the other requests are done (it resumes from its stored cursor).
+    @Test func aStalledSubscriberDoesNotHoldTheShutdown() async throws {
+        let server = try await TestServer.start {
+            $0.drainTimeout = .seconds(60)
+            $0.subscriberTimeout = .seconds(120)
+        }
+        let client = try await Self.book(server, events: 3_000)
+        let stalled = try RawSocket(path: server.socketPath)
+        defer { stalled.close() }
+        stalled.send(#"{"jsonrpc":"2.0","id":1,"method":"events.subscribe","params":{"after":0}}"#)
+        // Its socket fills and the stream waits for it to read.
+        #expect(await waitUntil(seconds: 30) {
+            let cursors = server.app.engine.subscribers.deliveredCursors
+            return cursors.count == 1 && cursors[0] > 0
+        })
+        try await Task.sleep(for: .milliseconds(200))
+        try await client.close()
+        let stopped = Mutex(false)
+        let stopping = Task {
+            try await server.stop()
+            stopped.withLock { $0 = true }
+        }
+        #expect(await waitUntil(seconds: 30) { stopped.withLock { $0 } }, "the shutdown ended long before the 60 s drain")
+        try await stopping.value
+    }
 }
