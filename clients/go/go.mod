@@ -1,0 +1,3 @@
+module github.com/segmentd/segmentd/clients/go
+
+go 1.19
