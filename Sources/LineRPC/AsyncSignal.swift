@@ -1,3 +1,4 @@
+import NIOCore
 import Synchronization
 
 /// A one-shot event many tasks can wait for (the server's "shutdown has begun").
@@ -52,6 +53,19 @@ final class AsyncSignal: Sendable {
 
 /// Runs `operation`, giving up after `timeout`: returns its value, or `nil` on timeout (the
 /// operation's task is then cancelled and awaited).
+/// Flushes what is queued on `channel`, then closes it. A peer that reads nothing gets
+/// `within` to take it: then the close fails the pending writes, which ends the wait. (A
+/// future's `get()` does not answer task cancellation, so ``withDeadline(_:_:)`` around it
+/// would wait for ever.)
+func flushAndClose(_ channel: any Channel, within: Duration) async {
+    let closer = channel.eventLoop.scheduleTask(in: TimeAmount(within)) { channel.close(promise: nil) }
+    _ = try? await channel.writeAndFlush(ByteBuffer()).get()
+    closer.cancel()
+    channel.close(promise: nil)
+}
+
+/// Runs `operation`, returning nil if `timeout` passes first. The operation is cancelled
+/// then, and this returns only once it has ended: it must answer cancellation.
 func withDeadline<T: Sendable>(
     _ timeout: Duration,
     _ operation: @escaping @Sendable () async -> T

@@ -186,8 +186,6 @@ struct RPCConnection: Sendable {
                 logger.error("requests ignored cancellation; closing anyway", metadata: ["rpc.peer": "\(state.info.peer)"])
             }
         }
-        let channel = self.channel
-        _ = await withDeadline(.seconds(2)) { try? await channel.writeAndFlush(ByteBuffer()).get() }
-        channel.close(promise: nil)
+        await flushAndClose(channel, within: .seconds(2))
     }
 }

@@ -203,8 +203,7 @@ public final class RPCServer: Service, Sendable {
                     logger.warning("refusing connection: \(limit) connections open")
                     metrics.error("overloaded")
                     _ = try? await writer.write(RPCEnvelope.failure(id: nil, error: .overloaded("too many connections (max \(limit))")))
-                    let channel = child.channel
-                    _ = await withDeadline(.seconds(1)) { try? await channel.writeAndFlush(ByteBuffer()).get() }
+                    await flushAndClose(child.channel, within: .seconds(1))
                     return
                 }
                 defer { metrics.connectionClosed() }

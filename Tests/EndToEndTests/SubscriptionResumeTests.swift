@@ -81,7 +81,30 @@ import WireJSON
             try await server.stop()
             stopped.withLock { $0 = true }
         }
-        #expect(await waitUntil(seconds: 30) { stopped.withLock { $0 } }, "the shutdown ended long before the 60 s drain")
-        try await stopping.value
+        let ended = await waitUntil(seconds: 30) { stopped.withLock { $0 } }
+        #expect(ended, "the shutdown ended long before the 60 s drain")
+        if ended { try await stopping.value }
+    }
+
+    /// A stream whose client stopped reading is cancelled when the drain runs out, and the
+    /// connection closed: the shutdown ends (it used to wait for ever on a flush that could
+    /// not complete).
+    @Test func aStalledStreamDoesNotHoldTheShutdownForever() async throws {
+        let server = try await TestServer.start { $0.drainTimeout = .seconds(1) }
+        let client = try await Self.book(server, events: 3_000)
+        let stalled = try RawSocket(path: server.socketPath)
+        defer { stalled.close() }
+        stalled.send(#"{"jsonrpc":"2.0","id":1,"method":"segments.resolve","params":{"id":1,"batch_size":1}}"#)
+        try await Task.sleep(for: .milliseconds(500))
+        try await client.close()
+        let stopped = Mutex(false)
+        let stopping = Task {
+            try await server.stop()
+            stopped.withLock { $0 = true }
+        }
+        // Drain (1 s), cancellation's grace (5 s) and the flush (2 s): well within a minute.
+        let ended = await waitUntil(seconds: 60) { stopped.withLock { $0 } }
+        #expect(ended, "the shutdown ended")
+        if ended { try await stopping.value }  // (else it hangs: the failure is reported, not waited for)
     }
 }
