@@ -4,16 +4,11 @@ import TestThreads
 import Testing
 import WireJSON
 
-/// The client programs of proto-docs are shown verbatim and run against a live server: each
-/// gets a real audience, and each ends with exit status 1 (never a hang) on an error reply.
-/// Python and Node always run; Go runs when `go` is on the PATH and is reported as skipped
-/// otherwise.
+/// The example programs of proto-docs/streams.md, one per client library
+/// (`clients/<language>/examples/`), are shown verbatim and run against a live server: each
+/// writes a real audience, and each ends with exit status 2 (never a hang) on an error reply.
 @Suite(.ownThreads) struct ClientExampleTests {
-    static let clients = packageRoot.appendingPathComponent("proto-docs/clients")
-
-    /// The first `go` executable on the PATH, if any.
-    static let go: String? = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
-        .map { String($0) + "/go" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    static let clients = packageRoot.appendingPathComponent("clients")
 
     static let vip: JSONValue = [["dimension": "label", "op": "contains", "value": "vip"]]
 
@@ -40,11 +35,12 @@ import WireJSON
         let final = try JSONParser.parse(good.err.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(final["rows"] == 100 && final["complete"] == true, sourceLocation: sourceLocation)
 
-        // An error reply instead of any row: reported, exit 1, well within the deadline.
+        // An error reply instead of any row: reported with its code, type and message, exit 2,
+        // well within the deadline.
         let started = Date()
         let bad = try await runProcess(command[0], Array(command.dropFirst()) + [server.socketPath, #"{"id": 404}"#], timeout: 30)
-        #expect(bad.status == 1, "\(command) on an error reply: status \(bad.status), \(bad.err)", sourceLocation: sourceLocation)
-        #expect(bad.err.contains("-32001") && bad.err.contains("segments.resolve"), "\(command): \(bad.err)", sourceLocation: sourceLocation)
+        #expect(bad.status == 2, "\(command) on an error reply: status \(bad.status), \(bad.err)", sourceLocation: sourceLocation)
+        #expect(bad.err.contains("error -32001 not_found") && bad.err.contains("404"), "\(command): \(bad.err)", sourceLocation: sourceLocation)
         #expect(Date().timeIntervalSince(started) < 25, sourceLocation: sourceLocation)
         #expect(bad.out.isEmpty, sourceLocation: sourceLocation)
     }
@@ -56,30 +52,30 @@ import WireJSON
         #expect(doc.contains("\n" + source + "```\n"), "proto-docs/streams.md must show clients/\(file) verbatim", sourceLocation: sourceLocation)
     }
 
-    @Test func pythonGzipClient() async throws {
-        try Self.shownVerbatim("resolve_gzip.py")
+    @Test func python() async throws {
+        let example = "python/examples/resolve_gzip.py"
+        try Self.shownVerbatim(example)
         let server = try await TestServer.start()
         try await Self.seed(server)
-        try await Self.check(["/usr/bin/env", "python3", Self.clients.appendingPathComponent("resolve_gzip.py").path], server)
+        try await Self.check(["/usr/bin/env", "python3", Self.clients.appendingPathComponent(example).path], server)
         try await server.stop()
     }
 
-    @Test func nodeGzipClient() async throws {
-        try Self.shownVerbatim("resolve_gzip.js")
+    @Test func node() async throws {
+        let example = "node/examples/resolve_gzip.js"
+        try Self.shownVerbatim(example)
         let server = try await TestServer.start()
         try await Self.seed(server)
-        try await Self.check(["/usr/bin/env", "node", Self.clients.appendingPathComponent("resolve_gzip.js").path], server)
+        try await Self.check(["/usr/bin/env", "node", Self.clients.appendingPathComponent(example).path], server)
         try await server.stop()
     }
 
-    @Test(.enabled(if: go != nil, "go is not on the PATH: the Go client example is not compiled or run"))
-    func goGzipClient() async throws {
-        try Self.shownVerbatim("resolve_gzip.go")
-        let go = try #require(Self.go)
+    @Test func go() async throws {
+        try Self.shownVerbatim("go/examples/resolve_gzip/main.go")
         let directory = try TestServer.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let built = try await runProcess(go, ["build", "-o", directory + "/resolve_gzip", Self.clients.appendingPathComponent("resolve_gzip.go").path],
-                                         cwd: directory, timeout: 300)
+        let built = try await runProcess("/usr/bin/env", ["go", "build", "-o", directory + "/resolve_gzip", "./examples/resolve_gzip"],
+                                         cwd: Self.clients.appendingPathComponent("go").path, environment: ClientLibraryTests.goEnvironment(), timeout: 300)
         try #require(built.status == 0, "go build failed: \(built.err)")
         let server = try await TestServer.start()
         try await Self.seed(server)
@@ -98,6 +94,23 @@ import WireJSON
         let run = try await runProcess("/usr/bin/env", ["python3", script], cwd: server.directory, timeout: 30)
         #expect(run.status == 0, "\(run.err)")
         #expect(run.out == "segmentd\nerror: -32001 not_found no segment with id 404\n", "\(run.out)")
+        try await server.stop()
+    }
+
+    /// clients.md's Python example prints what the page says it prints.
+    @Test func clientsPagePythonExampleRunsAsShown() async throws {
+        let doc = try String(contentsOf: packageRoot.appendingPathComponent("proto-docs/clients.md"), encoding: .utf8)
+        let section = try #require(doc.components(separatedBy: "## In Python").dropFirst().first)
+        let code = try #require(section.components(separatedBy: "```python\n").dropFirst().first?.components(separatedBy: "```").first)
+        let printed = try #require(section.components(separatedBy: "```text\n").dropFirst().first?.components(separatedBy: "```").first)
+        let server = try await TestServer.start()
+        let script = server.directory + "/example.py"
+        try code.write(toFile: script, atomically: true, encoding: .utf8)
+        var environment = ProcessInfo.processInfo.environment
+        environment["PYTHONPATH"] = Self.clients.appendingPathComponent("python").path
+        let run = try await runProcess("/usr/bin/env", ["python3", script], cwd: server.directory, environment: environment, timeout: 60)
+        #expect(run.status == 0, "\(run.err)")
+        #expect(run.out == printed, "\(run.out)")
         try await server.stop()
     }
 }

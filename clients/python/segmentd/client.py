@@ -1,0 +1,1023 @@
+"""The synchronous segmentd client: :class:`Client`, :class:`Stream`, :class:`Subscription`.
+
+One :class:`Client` holds one connection (opened on first use, and again after it broke)
+and may be shared by threads: requests from several threads are in flight at once and
+replies are matched by id. There is no background thread: whichever caller waits for a
+message reads the socket and hands out what it reads to the others, so nothing is read
+that nobody waits for, and the server's backpressure reaches a slow stream consumer.
+"""
+import collections
+import errno
+import itertools
+import os
+import select
+import socket
+import threading
+import time
+from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
+
+from . import _protocol as P
+from .errors import (Cancelled, ConnectionClosed, CursorRefused, Error, Overloaded, ProtocolError, SegmentdError,
+                     ShuttingDown, Timeout, TransportError, error_from_reply)
+
+__all__ = ["Client", "Stream", "Subscription"]
+
+_READ_SLICE = 1.0  # seconds a reader blocks in select() before it looks at its deadline again
+# Endings of a subscription being cancelled that are not worth raising: it ended anyway.
+_ENDED_ANYWAY = (Cancelled, Overloaded, ShuttingDown)
+
+
+class _Pending:
+    """One request in flight: its messages, in order, until (and including) the final reply."""
+    __slots__ = ("id", "method", "stream", "queue", "done", "discard")
+
+    def __init__(self, rid: int, method: str, stream: bool):
+        self.id = rid
+        self.method = method
+        self.stream = stream
+        self.queue: Deque[Tuple[str, Any]] = collections.deque()
+        self.done = False
+        self.discard = False
+
+
+class _Connection:
+    """One socket, its requests in flight and the cooperative reader (see module docs)."""
+
+    def __init__(self, sock: socket.socket, address: P.Address, send_timeout: Optional[float]):
+        self.address = address
+        self.sock = sock
+        sock.setblocking(False)
+        self.send_timeout = send_timeout
+        self.limits: Dict[str, Any] = dict(P.DEFAULT_LIMITS)
+        self.hello: Optional[Dict[str, Any]] = None
+        self._send_lock = threading.Lock()
+        self._cv = threading.Condition(threading.Lock())
+        self._reading = False
+        self._buf = bytearray()
+        self._pending: Dict[int, _Pending] = {}
+        self._ids = itertools.count(1)
+        self._dead: Optional[BaseException] = None
+        self._null_error: Optional[SegmentdError] = None
+        self._close_fd = False
+        self.last_activity = time.monotonic()
+
+    # state --------------------------------------------------------------------------------
+    @property
+    def dead(self) -> bool:
+        return self._dead is not None
+
+    def idle_expired(self) -> bool:
+        """True when this idle connection should not be used for a new request: the server
+        may have closed it for idleness, or it did close it (restart, idle timeout), which
+        nobody has read yet -- a peek shows the end of the stream."""
+        if self._pending or self._reading:
+            return False
+        idle_ms = self.limits.get("idle_timeout_ms") or 0
+        if idle_ms and time.monotonic() - self.last_activity > max(idle_ms / 1000.0 - 5.0, idle_ms / 2000.0):
+            return True
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+            return bool(readable) and self.sock.recv(1, socket.MSG_PEEK) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except (OSError, ValueError):
+            return True
+
+    def _dead_error(self) -> BaseException:
+        cause = self._dead
+        if isinstance(cause, SegmentdError):
+            err: BaseException = type(cause)(cause.code, cause.message, cause.data, cause.method)
+        elif isinstance(cause, Error):
+            err = type(cause)(*cause.args)
+        else:
+            err = ConnectionClosed(str(cause))
+        err.__cause__ = cause
+        return err
+
+    def fail(self, error: BaseException) -> None:
+        """Marks the connection dead: every waiter gets ``error`` once its queue is empty."""
+        with self._cv:
+            if self._dead is None:
+                if isinstance(error, ConnectionClosed) and self._null_error is not None:
+                    error = self._null_error  # e.g. -32004 "too many connections", then closed
+                self._dead = error
+            self._cv.notify_all()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        with self._cv:
+            if self._reading:
+                self._close_fd = True  # the reader closes it when it leaves select()
+                return
+        self.sock.close()
+
+    def close(self) -> None:
+        self.fail(ConnectionClosed("the client closed the connection"))
+
+    # sending ------------------------------------------------------------------------------
+    def _send(self, data: bytes, blocking: bool = True) -> None:
+        deadline = None if self.send_timeout is None else time.monotonic() + self.send_timeout
+        if not self._send_lock.acquire(blocking):
+            return  # from a finalizer while another send runs: skip rather than risk a deadlock
+        try:
+            if self._dead is not None:
+                raise self._dead_error()
+            view = memoryview(data)
+            try:
+                while view:
+                    try:
+                        n = self.sock.send(view)
+                        view = view[n:]
+                        continue
+                    except (BlockingIOError, InterruptedError):
+                        pass
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        # Part of a line may be out: the connection cannot be trusted any more.
+                        error: TransportError = Timeout(f"could not send to {P.describe(self.address)} within "
+                                        f"{self.send_timeout} s (the server is not reading)")
+                        self.fail(error)
+                        raise error
+                    select.select([], [self.sock], [], min(_READ_SLICE, remaining) if remaining else _READ_SLICE)
+            except OSError as e:
+                if isinstance(e, Error):
+                    raise
+                error = ConnectionClosed(f"sending to {P.describe(self.address)} failed: {e}")
+                self.fail(error)
+                raise error from e
+        finally:
+            self._send_lock.release()
+        self.last_activity = time.monotonic()
+
+    def start(self, method: str, params: Optional[Dict[str, Any]], stream: bool = False) -> _Pending:
+        """Sends a request and returns its pending entry."""
+        rid = next(self._ids)
+        data = P.encode(P.request(method, params, rid), self.limits.get("max_line_bytes"))
+        pending = _Pending(rid, method, stream)
+        with self._cv:
+            if self._dead is not None:
+                raise self._dead_error()
+            self._pending[rid] = pending
+        try:
+            self._send(data)
+        except BaseException:
+            with self._cv:
+                self._pending.pop(rid, None)
+            raise
+        return pending
+
+    def notify(self, method: str, params: Optional[Dict[str, Any]]) -> None:
+        self._send(P.encode(P.request(method, params), self.limits.get("max_line_bytes")))
+
+    def cancel_nowait(self, pending: _Pending, blocking: bool = True) -> None:
+        """Sends ``rpc.cancel`` for ``pending`` and drops whatever else arrives for it.
+        ``blocking=False`` (finalizers) never waits for a lock held elsewhere."""
+        if not self._cv.acquire(blocking):
+            pending.discard = True
+            return
+        try:
+            pending.discard = True
+            pending.queue.clear()
+            if pending.done or self._dead is not None:
+                return
+        finally:
+            self._cv.release()
+        try:
+            self._send(P.encode(P.request("rpc.cancel", {"id": pending.id}), None), blocking)
+        except (Error, OSError):
+            pass
+
+    def call(self, method: str, params: Optional[Dict[str, Any]], timeout: Optional[float]) -> Any:
+        pending = self.start(method, params)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                entry = self.wait(pending, remaining)
+            except BaseException:
+                self.cancel_nowait(pending)
+                raise
+            if entry is None:
+                self.cancel_nowait(pending)
+                raise Timeout(f"{method}: no reply within {timeout} s (rpc.cancel sent)")
+            if entry[0] == "final":
+                break  # notifications of a streaming method called with call() are dropped
+        result, error = P.final_parts(entry[1])
+        if error is not None:
+            raise error_from_reply(error, method)
+        return result
+
+    # receiving ----------------------------------------------------------------------------
+    def wait(self, pending: _Pending, timeout: Optional[float]) -> Optional[Tuple[str, Any]]:
+        """The next message for ``pending``: ``("note", (method, params))`` or
+        ``("final", reply)``; ``None`` once ``timeout`` seconds passed without one.
+        Raises the connection's error when it died and nothing is left for ``pending``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._cv:
+                while True:
+                    if pending.queue:
+                        return pending.queue.popleft()
+                    if self._dead is not None:
+                        raise self._dead_error()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return None
+                    if not self._reading:
+                        self._reading = True
+                        break
+                    self._cv.wait(remaining)
+            messages: List[Any] = []
+            error: Optional[BaseException] = None
+            try:
+                messages = self._read(remaining)
+            except Error as e:
+                error = e
+            except (OSError, ValueError) as e:
+                error = ConnectionClosed(f"reading from {P.describe(self.address)} failed: {e}")
+            finally:  # hand the reader role on whatever happened (even KeyboardInterrupt)
+                with self._cv:
+                    self._reading = False
+                    for message in messages:
+                        self._dispatch(message)
+                    close_fd = self._close_fd
+                    self._cv.notify_all()
+            if close_fd:
+                self.sock.close()
+            if error is not None:
+                self.fail(error)
+
+    def _read(self, timeout: Optional[float]) -> List[Any]:
+        """Reads what is there (waiting at most one slice); returns the complete messages."""
+        wait = _READ_SLICE if timeout is None else max(0.0, min(timeout, _READ_SLICE))
+        if self._close_fd:
+            raise ConnectionClosed("the client closed the connection")
+        readable, _, _ = select.select([self.sock], [], [], wait)
+        if not readable:
+            return []
+        try:
+            chunk = self.sock.recv(1 << 18)
+        except (BlockingIOError, InterruptedError):
+            return []
+        if not chunk:
+            raise ConnectionClosed(f"the server closed the connection ({P.describe(self.address)})")
+        self.last_activity = time.monotonic()
+        self._buf += chunk
+        if b"\n" not in chunk:
+            return []
+        *lines, rest = bytes(self._buf).split(b"\n")
+        self._buf = bytearray(rest)
+        return [P.parse_line(line) for line in lines if line.strip()]
+
+    def _dispatch(self, message: Any) -> None:
+        """Hands one message to its request (called with the lock held)."""
+        if isinstance(message, list):  # a batch reply: its elements are ordinary replies
+            for element in message:
+                self._dispatch(element)
+            return
+        if not isinstance(message, dict):
+            return
+        if "method" in message and "id" not in message:
+            params = message.get("params")
+            rid = params.get("id") if isinstance(params, dict) else None
+            pending = self._pending.get(rid) if isinstance(rid, int) else None
+            if pending is not None and not pending.discard:
+                pending.queue.append(("note", (message["method"], params)))
+            return
+        rid = message.get("id")
+        pending = self._pending.pop(rid, None) if isinstance(rid, int) else None
+        if pending is not None:
+            pending.done = True
+            if not pending.discard:
+                pending.queue.append(("final", message))
+        elif rid is None and isinstance(message.get("error"), dict):
+            self._null_error = error_from_reply(message["error"])
+
+
+def _open_socket(address: P.Address, timeout: Optional[float]) -> socket.socket:
+    kind, where = address
+    try:
+        if kind == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(where)  # type: ignore[arg-type]
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection(where, timeout=timeout)  # type: ignore[arg-type]
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except socket.timeout as e:
+        raise Timeout(f"cannot connect to {P.describe(address)}: timed out") from e
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        if kind == "unix" and e.errno in (errno.ENOENT, errno.ECONNREFUSED):
+            reason += " (is segmentd running with this --socket?)"
+        raise TransportError(f"cannot connect to {P.describe(address)}: {reason}") from e
+    return sock
+
+
+class Client:
+    """A segmentd client over a Unix socket or TCP.
+
+    ``Client("segmentd.sock")``, ``Client("/run/segmentd.sock")`` or
+    ``Client("127.0.0.1:7070", token="...")`` (TCP needs a token: it is sent in ``rpc.hello``
+    on every (re)connect; ``$SEGMENTD_TOKEN`` is used when none is given).
+
+    Args:
+        address: socket path or ``host:port`` (see :func:`segmentd._protocol.parse_address`);
+            ``socket_path=`` or ``host=``/``port=`` are the explicit forms.
+        token: TCP token for ``rpc.hello`` (ignored by the server on the Unix socket).
+        book: default book for every book-scoped call (``None``: the server's ``default``);
+            each call may override it with ``book=``.
+        timeout: seconds to wait for a reply (and between two messages of a stream);
+            ``None`` waits as long as the connection lives. Per call: ``timeout=``.
+        connect_timeout: seconds to open the connection (and to get ``rpc.hello``'s answer).
+        client_name: sent in ``rpc.hello`` as ``client`` (shows in server logs).
+
+    The connection opens on first use. If it breaks, requests in flight raise
+    :class:`~segmentd.TransportError` and the next call opens a new one; calls are never
+    retried by themselves (only :meth:`subscribe` resumes, because cursors make that safe).
+    The client is thread-safe; use it as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, address: Any = None, *, token: Optional[str] = None, book: Optional[str] = None,
+                 timeout: Optional[float] = 60.0, connect_timeout: Optional[float] = 10.0,
+                 client_name: Optional[str] = "segmentd-python", socket_path: Any = None,
+                 host: Optional[str] = None, port: Optional[int] = None):
+        self.address = P.parse_address(address, socket_path, host, port)
+        if token is None and self.address[0] == "tcp":
+            token = os.environ.get("SEGMENTD_TOKEN")
+        self.token = token
+        self.book = book
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.client_name = client_name
+        self._conn: Optional[_Connection] = None
+        self._conn_lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Client({P.describe(self.address)!r}, book={self.book!r})"
+
+    # connection ---------------------------------------------------------------------------
+    def connect(self) -> "Client":
+        """Opens the connection now (otherwise the first call does). Returns the client."""
+        self._connection()
+        return self
+
+    def _connection(self) -> _Connection:
+        if self._closed:
+            raise ConnectionClosed("the client is closed")
+        with self._conn_lock:
+            conn = self._conn
+            if conn is not None and (conn.dead or conn.idle_expired()):
+                conn.close()
+                conn = self._conn = None
+            if conn is None:
+                conn = self._open()
+                self._conn = conn
+            return conn
+
+    def _open(self) -> _Connection:
+        sock = _open_socket(self.address, self.connect_timeout)
+        conn = _Connection(sock, self.address, self.timeout if self.timeout is not None else 60.0)
+        if self.address[0] == "tcp" or self.token is not None:
+            params: Dict[str, Any] = {}
+            if self.token is not None:
+                params["token"] = self.token
+            if self.client_name:
+                params["client"] = self.client_name
+            try:
+                hello = conn.call("rpc.hello", params, self.connect_timeout)
+            except BaseException:
+                conn.close()
+                raise
+            conn.hello = hello
+            if isinstance(hello, dict) and isinstance(hello.get("limits"), dict):
+                conn.limits.update(hello["limits"])
+        return conn
+
+    @property
+    def connected(self) -> bool:
+        conn = self._conn
+        return conn is not None and not conn.dead
+
+    def close(self) -> None:
+        """Closes the connection (the server cancels whatever is still in flight on it)."""
+        self._closed = True
+        with self._conn_lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _timeout(self, timeout: Any) -> Optional[float]:
+        return self.timeout if timeout is P.DEFAULT else timeout
+
+    # calls --------------------------------------------------------------------------------
+    def call(self, method: str, params: Optional[Dict[str, Any]] = None, *, book: Optional[str] = None,
+             timeout: Any = P.DEFAULT) -> Any:
+        """Calls ``method`` and returns its result.
+
+        ``book`` (or the client's default book) is added to the params of book-scoped
+        methods. An error reply raises the matching :class:`~segmentd.SegmentdError`
+        subclass; no reply within ``timeout`` raises :class:`~segmentd.Timeout` (after
+        sending ``rpc.cancel``); a broken connection raises
+        :class:`~segmentd.TransportError`. For streaming methods use :meth:`stream`.
+        """
+        conn = self._connection()
+        return conn.call(method, P.build_params(method, params, book, self.book), self._timeout(timeout))
+
+    def notify(self, method: str, params: Optional[Dict[str, Any]] = None, *, book: Optional[str] = None) -> None:
+        """Sends a notification (no reply, not even an error)."""
+        self._connection().notify(method, P.build_params(method, params, book, self.book))
+
+    def hello(self) -> Dict[str, Any]:
+        """``rpc.hello``: server name, version, limits, dimensions, books (and the token's grant)."""
+        conn = self._connection()
+        params: Dict[str, Any] = {}
+        if self.token is not None:
+            params["token"] = self.token
+        if self.client_name:
+            params["client"] = self.client_name
+        hello = conn.call("rpc.hello", params, self._timeout(P.DEFAULT))
+        conn.hello = hello
+        if isinstance(hello, dict) and isinstance(hello.get("limits"), dict):
+            conn.limits.update(hello["limits"])
+        return hello
+
+    def ping(self, timeout: Any = P.DEFAULT) -> bool:
+        """``rpc.ping``; True when the server answered."""
+        return bool(self.call("rpc.ping", timeout=timeout).get("pong"))
+
+    # streams ------------------------------------------------------------------------------
+    def stream(self, method: str, params: Optional[Dict[str, Any]] = None, *, book: Optional[str] = None,
+               timeout: Any = P.DEFAULT) -> "Stream":
+        """Any streaming method as a :class:`Stream` (sent when iteration starts)."""
+        return Stream(self, method, P.build_params(method, params, book, self.book), self._timeout(timeout))
+
+    def resolve(self, params: Optional[Dict[str, Any]] = None, *, book: Optional[str] = None,
+                timeout: Any = P.DEFAULT, **more: Any) -> "Stream":
+        """``segments.resolve`` as a :class:`Stream` of rows.
+
+        ``params`` (and keyword arguments, merged in): ``id`` or ``filters``, ``audience``,
+        ``columns``, ``format`` (``ndjson``: dict rows; ``csv``: one string per record),
+        ``compress`` (``"gzip"``: decoded inside, same rows), ``batch_size``.
+        After iteration, ``stream.result`` holds the final reply.
+        """
+        return self.stream("segments.resolve", dict(params or {}, **more), book=book, timeout=timeout)
+
+    def export(self, params: Optional[Dict[str, Any]] = None, *, book: Optional[str] = None,
+               timeout: Any = P.DEFAULT, **more: Any) -> "Stream":
+        """``segments.export`` as a :class:`Stream` (like :meth:`resolve`). With ``path`` the
+        server writes the file itself: the stream yields nothing and ``result`` has
+        ``path``, ``rows``, ``bytes`` and ``sha256``."""
+        return self.stream("segments.export", dict(params or {}, **more), book=book, timeout=timeout)
+
+    def subscribe(self, after: Optional[int] = None, *, triggers: Optional[List[int]] = None,
+                  book: Optional[str] = None, backoff: Optional[P.Backoff] = None, heartbeat: float = 15.0,
+                  timeout: Any = P.DEFAULT) -> "Subscription":
+        """``events.subscribe`` that survives reconnects: see :class:`Subscription`.
+
+        ``after``: the last cursor already handled (``0``: the whole log; ``None``: only
+        events from now on, i.e. after ``events.read``'s ``newest_cursor``, read when the
+        subscription starts; ``last_cursor`` then says where it started, and it resumes
+        exactly like any other). ``triggers``: only these trigger ids. ``backoff``: a
+        :class:`~segmentd.Backoff` for reconnects. ``heartbeat``: seconds without any event
+        after which the connection is checked with ``rpc.ping``.
+        """
+        return Subscription(self, after, triggers=triggers, book=book, backoff=backoff, heartbeat=heartbeat,
+                            timeout=self._timeout(timeout))
+
+
+class Stream:
+    """A streaming request (``segments.resolve``, streaming ``segments.export``, ...).
+
+    Iterate it for the rows (see :meth:`Client.resolve`), or use :meth:`iter_bytes` /
+    :meth:`write_to` for the file the stream carries. The request is sent on first use.
+    ``result`` is the final reply once the stream ended. An error reply raises its
+    :class:`~segmentd.SegmentdError` from the iteration, before or after rows.
+
+    Leaving a ``with`` block, :meth:`close` or :meth:`cancel` sends ``rpc.cancel`` for an
+    unfinished stream; :meth:`cancel` waits for the server's final reply and returns it
+    (``complete: false`` and the rows sent). Dropping an unfinished stream sends
+    ``rpc.cancel`` too. Only one thread should consume a stream.
+    """
+
+    def __init__(self, client: Client, method: str, params: Dict[str, Any], timeout: Optional[float]):
+        self.client = client
+        self.method = method
+        self.params = params
+        self.timeout = timeout
+        #: The final reply's result, once the stream ended (``None`` before, or after an error).
+        self.result: Optional[Dict[str, Any]] = None
+        #: The error the stream ended with, if any.
+        self.error: Optional[BaseException] = None
+        #: Notifications received so far.
+        self.messages = 0
+        self._conn: Optional[_Connection] = None
+        self._pending: Optional[_Pending] = None
+        self._decoder = P.PayloadDecoder(params)
+        self._items: Deque[Any] = collections.deque()
+        self._finished = False
+        self._mode: Optional[str] = None
+
+    def __repr__(self) -> str:
+        state = "finished" if self._finished else ("running" if self._pending else "not started")
+        return f"<Stream {self.method} {state}>"
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def start(self) -> "Stream":
+        """Sends the request now (iteration does it otherwise)."""
+        if self._pending is None and not self._finished:
+            conn = self.client._connection()
+            self._pending = conn.start(self.method, self.params, stream=True)
+            self._conn = conn
+        return self
+
+    def __enter__(self) -> "Stream":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __iter__(self) -> "Stream":
+        return self
+
+    def __next__(self) -> Any:
+        self._use("rows")
+        while not self._items:
+            if self._finished:
+                raise StopIteration
+            entry = self._next_entry()
+            if entry is None:
+                continue
+            kind, payload = entry
+            if kind == "note":
+                self._items.extend(self._decoder.feed(*payload))
+            else:
+                self._items.extend(self._end(payload, lambda complete: self._decoder.finish(complete)))
+        return self._items.popleft()
+
+    def iter_bytes(self, decompress: bool = True) -> Iterator[bytes]:
+        """The bytes of the file the stream describes: CSV text or NDJSON lines (UTF-8).
+        With gzip and ``decompress=False``: the gzip file itself, as sent (write it to
+        ``audience.csv.gz``)."""
+        self._use("bytes")
+        while not self._finished:
+            entry = self._next_entry()
+            if entry is None:
+                continue
+            kind, payload = entry
+            if kind == "note":
+                data = self._decoder.feed_bytes(payload[0], payload[1], decompress)
+            else:
+                tail = self._end(payload, lambda complete: [self._decoder.finish_bytes(complete, decompress)])
+                data = tail[0] if tail else b""
+            if data:
+                yield data
+
+    def write_to(self, fileobj: Any, decompress: bool = True) -> Optional[Dict[str, Any]]:
+        """Writes :meth:`iter_bytes` to a binary file object; returns the final result."""
+        for data in self.iter_bytes(decompress):
+            fileobj.write(data)
+        return self.result
+
+    def _use(self, mode: str) -> None:
+        if self._mode is None:
+            self._mode = mode
+        elif self._mode != mode:
+            raise RuntimeError("a stream is consumed either as rows or as bytes, not both")
+        if self._pending is None and not self._finished:
+            self.start()
+
+    def _next_entry(self) -> Optional[Tuple[str, Any]]:
+        assert self._conn is not None and self._pending is not None
+        try:
+            entry = self._conn.wait(self._pending, self.timeout)
+        except BaseException as e:
+            self._finished = True
+            self.error = e
+            if not isinstance(e, Error):
+                self._conn.cancel_nowait(self._pending)
+            raise
+        if entry is None:
+            self._finished = True
+            self._conn.cancel_nowait(self._pending)
+            self.error = Timeout(f"{self.method}: no message within {self.timeout} s (rpc.cancel sent)")
+            raise self.error
+        if entry[0] == "note":
+            self.messages += 1
+        return entry
+
+    def _end(self, reply: Dict[str, Any], finish: Any) -> List[Any]:
+        self._finished = True
+        result, error = P.final_parts(reply)
+        if error is not None:
+            self.error = error_from_reply(error, self.method)
+            raise self.error
+        self.result = result
+        complete = not (isinstance(result, dict) and result.get("complete") is False)
+        try:
+            return finish(complete)
+        except ProtocolError as e:
+            self.error = e
+            raise
+
+    def cancel(self, timeout: Any = P.DEFAULT) -> Optional[Dict[str, Any]]:
+        """Sends ``rpc.cancel`` and waits for the final reply; returns its result
+        (``complete: false`` for a stream cut short; ``None`` if the server answered
+        -32800 because the stream had not started). Rows still in transit are dropped."""
+        if self._finished or self._pending is None or self._conn is None:
+            self._finished = True
+            return self.result
+        wait = self.timeout if timeout is P.DEFAULT else timeout
+        conn, pending = self._conn, self._pending
+        conn.notify("rpc.cancel", {"id": pending.id})
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            entry = conn.wait(pending, remaining)
+            if entry is None:
+                self._finished = True
+                conn.cancel_nowait(pending)
+                raise Timeout(f"{self.method}: no final reply within {wait} s of rpc.cancel")
+            if entry[0] == "final":
+                self._finished = True
+                self._items.clear()
+                result, error = P.final_parts(entry[1])
+                if error is not None:
+                    err = error_from_reply(error, self.method)
+                    if isinstance(err, Cancelled):
+                        return None
+                    self.error = err
+                    raise err
+                self.result = result
+                return result
+
+    def close(self) -> None:
+        """Ends the stream: ``rpc.cancel`` if it is unfinished (waiting briefly for the final
+        reply so that the connection is clean). Never raises."""
+        if self._finished or self._pending is None:
+            self._finished = True
+            return
+        try:
+            self.cancel(timeout=min(self.timeout or 5.0, 5.0))
+        except (Error, OSError):
+            pass
+
+    def __del__(self) -> None:
+        try:
+            if not self._finished and self._pending is not None and self._conn is not None:
+                self._conn.cancel_nowait(self._pending, blocking=False)
+        except Exception:
+            pass
+
+
+class Subscription:
+    """An ``events.subscribe`` that resumes by itself: an iterator of events, each delivered
+    exactly once, in cursor order, across reconnects and server restarts.
+
+    It remembers the cursor of the last event it received and, when the connection breaks,
+    the server restarts, the subscription ends with ``-32004`` (subscriber timeout),
+    ``-32006`` (shutting down), ``-32007`` (book loading) or a cancel it did not ask for,
+    subscribes again with ``after`` = that cursor, after an exponential backoff with jitter
+    (:class:`~segmentd.Backoff`). Events at or before that cursor are never delivered twice.
+
+    Errors that cannot be resumed without loss or at all raise from the iteration:
+    :class:`~segmentd.EventsPruned` (retention removed unread events; its ``resume_after``
+    says where one could go on, skipping them), :class:`~segmentd.CursorRefused` (an
+    ``InvalidParams``: a cursor older than retention, with ``resume_after``, or from the
+    future, with ``newest_cursor``), :class:`~segmentd.NotFound` (book),
+    :class:`~segmentd.Unauthorized`.
+
+    A graceful shutdown of the server (SIGTERM) ends the subscription at once with
+    ``{"ended": "cancelled", "last_cursor": N}``: it resumes on the restarted server.
+
+    ``last_cursor`` is the cursor of the last event delivered: store it after handling an
+    event and pass it as ``after`` next time. ``reconnects`` counts resumptions.
+
+    Leaving a ``with`` block, :meth:`close` or :meth:`cancel` (from any thread) sends
+    ``rpc.cancel``; iteration then ends. :meth:`get` waits for one event with a timeout.
+    """
+
+    def __init__(self, client: Client, after: Optional[int], *, triggers: Optional[List[int]] = None,
+                 book: Optional[str] = None, backoff: Optional[P.Backoff] = None, heartbeat: float = 15.0,
+                 timeout: Optional[float] = 60.0):
+        if after is not None and (not isinstance(after, int) or after < 0):
+            raise ValueError("after must be a cursor (an int >= 0) or None")
+        self.client = client
+        self.triggers = list(triggers) if triggers is not None else None
+        self.book = book if book is not None else client.book
+        self.backoff = backoff or P.Backoff()
+        self.heartbeat = heartbeat
+        self.timeout = timeout
+        #: Cursor of the last event delivered (``None`` until known).
+        self.last_cursor: Optional[int] = after
+        #: How many times the subscription was resumed after it ended or broke.
+        self.reconnects = 0
+        #: Events delivered.
+        self.delivered = 0
+        #: The last reason the subscription had to resume (an exception), if any.
+        self.last_error: Optional[BaseException] = None
+        #: The final result once cancelled (``{"ended": "cancelled", "last_cursor": N}``).
+        self.result: Optional[Dict[str, Any]] = None
+        self._received = after            # newest cursor received: resume after it
+        self._buffer: Deque[Dict[str, Any]] = collections.deque()
+        self._conn: Optional[_Connection] = None
+        self._pending: Optional[_Pending] = None
+        self._failures = 0
+        self._failing_since: Optional[float] = None
+        self._retry_at = 0.0
+        self._last_heard = time.monotonic()
+        self._ever_started = False
+        self._closed = False
+        self._cancelling = False
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"<Subscription after={self.last_cursor} delivered={self.delivered} reconnects={self.reconnects}>"
+
+    def __iter__(self) -> "Subscription":
+        return self
+
+    def __next__(self) -> Dict[str, Any]:
+        event = self._next(None)
+        if event is None:
+            raise StopIteration
+        return event
+
+    def get(self, timeout: Optional[float] = None) -> Optional[Dict[str, Any]]:
+        """The next event, or ``None`` if none arrived within ``timeout`` seconds (the
+        subscription goes on). Raises ``StopIteration`` once the subscription was closed."""
+        event = self._next(None if timeout is None else time.monotonic() + timeout)
+        if event is None:
+            if self._closed:
+                raise StopIteration
+            return None
+        return event
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # the loop -----------------------------------------------------------------------------
+    def _next(self, deadline: Optional[float]) -> Optional[Dict[str, Any]]:
+        with self._lock:
+            while True:
+                if self._closed:
+                    return None
+                if self._cancelling:
+                    self._finish_cancel(deadline)
+                    return None
+                if self._buffer:
+                    return self._deliver(self._buffer.popleft())
+                if self._pending is None:
+                    if not self._establish(deadline):
+                        return None  # deadline reached while waiting to retry
+                    continue
+                assert self._conn is not None
+                now = time.monotonic()
+                wait = max(0.0, self._last_heard + self.heartbeat - now)
+                if deadline is not None:
+                    if deadline <= now:
+                        return None
+                    wait = min(wait, deadline - now)
+                try:
+                    entry = self._conn.wait(self._pending, wait)
+                except TransportError as e:
+                    self._lost(e)
+                    continue
+                if entry is None:
+                    if time.monotonic() - self._last_heard >= self.heartbeat:
+                        self._check_alive()
+                    continue
+                self._last_heard = time.monotonic()
+                kind, payload = entry
+                if self._cancelling:
+                    if kind == "final":
+                        self._pending = None
+                        self._closed = True
+                        self._store_cancel_final(payload)
+                        return None
+                    continue  # the loop's top drains to the final reply
+                if kind == "note":
+                    method, params = payload
+                    if method != "events.event":
+                        continue
+                    event = {k: v for k, v in params.items() if k != "id"}
+                    cursor = event.get("cursor")
+                    if not isinstance(cursor, int) or (self._received is not None and cursor <= self._received):
+                        continue  # already delivered before a reconnect
+                    self._received = cursor
+                    self._failures, self._failing_since = 0, None
+                    return self._deliver(event)
+                self._pending = None
+                self._ended(payload)
+
+    def _deliver(self, event: Dict[str, Any]) -> Dict[str, Any]:
+        self.last_cursor = event.get("cursor", self.last_cursor)
+        self.delivered += 1
+        return event
+
+    def _ended(self, reply: Dict[str, Any]) -> None:
+        """The subscription's final reply arrived without our cancel: resume or raise."""
+        result, error = P.final_parts(reply)
+        if error is None:
+            # Ended by the server (shutdown, books.drop): resume; a dropped book then fails.
+            self._failed(ConnectionClosed(f"the server ended the subscription: {result}"))
+            return
+        err = error_from_reply(error, "events.subscribe")
+        if err.type in P.RESUMABLE_TYPES or err.code in (-32004, -32006, -32007, -32800):
+            self._failed(err)
+            return
+        self._closed = True
+        raise err
+
+    def _lost(self, error: BaseException) -> None:
+        self._pending = None
+        self._conn = None
+        self._failed(error)
+
+    def _failed(self, error: BaseException) -> None:
+        self.last_error = error
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        give_up = self.backoff.give_up_after
+        if give_up is not None and now - self._failing_since > give_up:
+            self._closed = True
+            raise error
+        self._retry_at = now + self.backoff.delay(self._failures)
+        self._failures += 1
+
+    def _check_alive(self) -> None:
+        """Nothing heard for ``heartbeat`` s: ping on the same connection; no pong -> resume."""
+        conn = self._conn
+        assert conn is not None
+        try:
+            conn.call("rpc.ping", None, self.timeout if self.timeout is not None else 30.0)
+            self._last_heard = time.monotonic()
+            self._failures, self._failing_since = 0, None
+        except SegmentdError:
+            self._last_heard = time.monotonic()  # the server answers: the connection is alive
+        except TransportError as e:
+            conn.fail(e)  # the connection is gone for every user of it
+            self._lost(e)
+
+    def _establish(self, deadline: Optional[float]) -> bool:
+        """Sends ``events.subscribe`` (after the backoff); False if ``deadline`` came first."""
+        while not self._closed and not self._cancelling:
+            if self.client._closed:  # closing the client ends its subscriptions
+                self._closed = True
+                return True
+            now = time.monotonic()
+            if now < self._retry_at:
+                until = self._retry_at if deadline is None else min(self._retry_at, deadline)
+                self._wake.wait(max(0.0, until - now))
+                if self._wake.is_set():
+                    self._wake.clear()
+                    continue
+                if deadline is not None and time.monotonic() >= deadline and time.monotonic() < self._retry_at:
+                    return False
+                continue
+            try:
+                conn = self.client._connection()
+                if self._received is None:
+                    self._learn_newest(conn)
+                params: Dict[str, Any] = {"after": self._received}
+                if self.triggers is not None:
+                    params["triggers"] = self.triggers
+                if self.book is not None:
+                    params["book"] = self.book
+                self._pending = conn.start("events.subscribe", params, stream=True)
+                self._conn = conn
+                self._last_heard = time.monotonic()
+                if self._ever_started:
+                    self.reconnects += 1
+                self._ever_started = True
+                return True
+            except TransportError as e:
+                self._conn = None
+                self._failed(e)
+            except SegmentdError as e:
+                if e.type in ("overloaded", "shutting_down", "unavailable", "cancelled"):
+                    self._failed(e)
+                else:
+                    self._closed = True
+                    raise
+            except ProtocolError:
+                self._closed = True
+                raise
+        return True
+
+    def _learn_newest(self, conn: _Connection) -> None:
+        """``after=None``: starts after the newest cursor, read with ``events.read``
+        (``newest_cursor``), so that even this subscription resumes exactly. A log pruned
+        past 0 refuses ``after: 0`` with ``data.resume_after``: read from there instead."""
+        wait = self.timeout if self.timeout is not None else 30.0
+        after = 0
+        for _ in range(P.NEWEST_CURSOR_TRIES):
+            try:
+                page = conn.call("events.read", P.newest_cursor_read(self.book, after), wait)
+            except CursorRefused as e:
+                if isinstance(e.resume_after, int) and e.resume_after > after:
+                    after = e.resume_after
+                    continue
+                raise
+            self._received = P.newest_cursor_of(page)
+            if self.last_cursor is None:
+                self.last_cursor = self._received
+            return
+        raise ProtocolError("events.read: could not learn the newest cursor (the log was pruned on every try)")
+
+    # ending -------------------------------------------------------------------------------
+    def cancel(self, timeout: Any = P.DEFAULT) -> Optional[Dict[str, Any]]:
+        """Sends ``rpc.cancel`` and waits (from any thread) for the final reply; returns it
+        (``{"ended": "cancelled", "last_cursor": N}``), ``None`` if there was no running
+        subscription. Events still in transit are not delivered: resume after
+        ``last_cursor`` (the last delivered) to get them later."""
+        if self._closed:
+            return self.result
+        self._cancelling = True
+        self._wake.set()
+        pending, conn = self._pending, self._conn
+        if pending is not None and conn is not None:
+            try:
+                conn.notify("rpc.cancel", {"id": pending.id})
+            except (Error, OSError):
+                pass
+        wait = self.timeout if timeout is P.DEFAULT else timeout
+        deadline = None if wait is None else time.monotonic() + wait
+        if not self._lock.acquire(timeout=-1 if wait is None else wait):
+            raise Timeout("the subscription's consumer did not let go within the timeout")
+        try:
+            self._finish_cancel(deadline)
+        finally:
+            self._lock.release()
+        return self.result
+
+    def _finish_cancel(self, deadline: Optional[float]) -> None:
+        pending, conn = self._pending, self._conn
+        self._pending = None
+        self._closed = True
+        self._buffer.clear()
+        if pending is None or conn is None:
+            return
+        try:  # again: the subscription may have started after cancel() looked
+            conn.notify("rpc.cancel", {"id": pending.id})
+        except (Error, OSError):
+            return
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                entry = conn.wait(pending, remaining)
+            except TransportError:
+                return
+            if entry is None:
+                conn.cancel_nowait(pending)
+                raise Timeout("events.subscribe: no final reply after rpc.cancel")
+            if entry[0] == "final":
+                self._store_cancel_final(entry[1])
+                return
+
+    def _store_cancel_final(self, reply: Dict[str, Any]) -> None:
+        result, error = P.final_parts(reply)
+        self.result = result
+        if error is not None:
+            err = error_from_reply(error, "events.subscribe")
+            if not isinstance(err, _ENDED_ANYWAY):
+                raise err
+
+    def close(self) -> None:
+        """Ends the subscription (``rpc.cancel``). Never raises."""
+        try:
+            self.cancel(timeout=min(self.timeout or 5.0, 5.0))
+        except (Error, OSError):
+            self._closed = True
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed and self._pending is not None and self._conn is not None:
+                self._conn.cancel_nowait(self._pending, blocking=False)
+        except Exception:
+            pass
+
