@@ -111,6 +111,40 @@ import WireJSON
         try await server.stop()
     }
 
+    /// `rpc.cancel` stops a stream of small messages read by a fast client, every time. (The
+    /// event loop, kept busy by the stream's writes, used to read the cancel only after the
+    /// whole stream, now and then: see ReplyWriter's pacing.)
+    @Test func cancelStopsAFastStreamEveryTime() async throws {
+        let server = try await TestServer.start()
+        let client = try await server.client()
+        for batch in 0..<4 {
+            let contacts: [JSONValue] = (0..<5_000).map { ["email": .string("f\(batch)_\($0)@example.com"), "labels": ["a"]] }
+            _ = try await client.call("contacts.upsert", ["contacts": .array(contacts)])
+        }
+        let segment = try await client.call("segments.create", ["name": "a", "filters": [["dimension": "label", "op": "contains", "value": "a"]]])
+        let id = try #require(segment["id"]?.intValue)
+        let raw = try RawSocket(path: server.socketPath)
+        defer { raw.close() }
+        for trial in 1...5 {
+            raw.send(#"{"jsonrpc":"2.0","id":\#(trial),"method":"segments.resolve","params":{"id":\#(id),"batch_size":1,"columns":["email"]}}"#)
+            _ = raw.readLine()
+            raw.send(#"{"jsonrpc":"2.0","method":"rpc.cancel","params":{"id":\#(trial)}}"#)
+            var final: JSONValue?
+            for _ in 0..<20_001 {
+                guard let line = raw.readLine() else { break }
+                let message = try JSONParser.parse(line)
+                if message["id"]?.intValue == Int64(trial) {
+                    final = message["result"]
+                    break
+                }
+            }
+            let result = try #require(final, "trial \(trial): a final reply")
+            #expect(result["complete"] == false, "trial \(trial): the cancel took effect (\(result["rows"] ?? .null) of 20000 rows sent)")
+        }
+        try await client.close()
+        try await server.stop()
+    }
+
     @Test func badRequestsFailBeforeAnyRow() async throws {
         let server = try await TestServer.start()
         try await Self.seed(server.app.engine)
