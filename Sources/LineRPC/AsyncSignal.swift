@@ -51,8 +51,6 @@ final class AsyncSignal: Sendable {
     }
 }
 
-/// Runs `operation`, giving up after `timeout`: returns its value, or `nil` on timeout (the
-/// operation's task is then cancelled and awaited).
 /// Flushes what is queued on `channel`, then closes it. A peer that reads nothing gets
 /// `within` to take it: then the close fails the pending writes, which ends the wait. (A
 /// future's `get()` does not answer task cancellation, so ``withDeadline(_:_:)`` around it
@@ -64,8 +62,8 @@ func flushAndClose(_ channel: any Channel, within: Duration) async {
     channel.close(promise: nil)
 }
 
-/// Runs `operation`, returning nil if `timeout` passes first. The operation is cancelled
-/// then, and this returns only once it has ended: it must answer cancellation.
+/// Runs `operation`, giving up after `timeout`: returns its value, or `nil` on timeout (the
+/// operation's task is then cancelled and awaited, so it must answer cancellation).
 func withDeadline<T: Sendable>(
     _ timeout: Duration,
     _ operation: @escaping @Sendable () async -> T

@@ -156,30 +156,28 @@ struct RPCConnection: Sendable {
         }
     }
 
-    /// Ends the requests that would run until cancelled (subscriptions) at once, lets the
-    /// other in-flight requests finish within the drain timeout, cancels the rest (each still
-    /// replies), flushes, then closes. New requests meanwhile get `-32006`.
+    /// Ends the requests that run until cancelled (subscriptions) at once, lets the others
+    /// finish within the drain timeout, cancels the rest (each still replies), flushes, then
+    /// closes. New requests meanwhile get `-32006`.
+    ///
+    /// A client that stopped reading cannot take its subscription's final reply: once only
+    /// such replies are left, and the connection cannot take more bytes, it is closed rather
+    /// than waited for (the client resumes from the last event it handled).
     private func drain() async {
         let state = self.state
-        let drainTimeout = dispatcher.configuration.drainTimeout
-        let ended = state.cancelEndless()
-        if ended > 0 {
-            logger.debug("shutdown: ended \(ended) subscriptions")
-            // Their final replies go out with the other requests' — unless the client stopped
-            // reading: then they would hold the drain. Wait for the other requests only
-            // (bounded by the drain), then give the final replies a moment to flush.
-            let started = ContinuousClock.now
-            while state.finiteInFlightCount > 0, ContinuousClock.now - started < drainTimeout {
-                try? await Task.sleep(for: .milliseconds(20))
-            }
-            _ = await withDeadline(.seconds(1)) { await state.waitUntilIdle() }
-            if state.inFlightCount > 0, state.finiteInFlightCount == 0 {
-                logger.notice("closing a connection whose subscription's final reply it did not read", metadata: ["rpc.peer": "\(state.info.peer)"])
+        let deadline = ContinuousClock.now + dispatcher.configuration.drainTimeout
+        let ended = state.beginDraining()
+        if ended > 0 { logger.debug("shutdown: ended \(ended) subscriptions") }
+        var idle = false
+        while !idle, ContinuousClock.now < deadline, !Task.isCancelled {
+            idle = await withDeadline(min(.milliseconds(250), max(.zero, deadline - .now)), { await state.waitUntilIdle() }) != nil
+            if !idle, state.finiteInFlightCount == 0, !channel.isWritable {
+                logger.notice("closing a connection that does not read its subscription's final reply", metadata: ["rpc.peer": "\(state.info.peer)"])
                 channel.close(promise: nil)
                 return
             }
         }
-        if await withDeadline(drainTimeout, { await state.waitUntilIdle() }) == nil {
+        if !idle, state.inFlightCount > 0 {
             let count = state.cancelAll()
             logger.warning("drain timeout: cancelled \(count) in-flight requests", metadata: ["rpc.peer": "\(state.info.peer)"])
             if await withDeadline(.seconds(5), { await state.waitUntilIdle() }) == nil {

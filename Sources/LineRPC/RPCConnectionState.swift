@@ -23,6 +23,11 @@ final class RPCConnectionState: Sendable {
         var lastActivity = ContinuousClock.now
         var nextWaiter = 0
         var idleWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        /// Shutdown has ended the requests that run until cancelled: one admitted now is
+        /// cancelled at once.
+        var draining = false
+
+        var handles: [RequestHandle] { Array(byID.values) + Array(anonymous.values) }
     }
 
     let info: RPCConnectionInfo
@@ -44,6 +49,7 @@ final class RPCConnectionState: Sendable {
             if let id, state.byID[id] != nil { return .duplicateID }
             guard state.inFlight < limit else { return .overloaded }
             let handle = RequestHandle(endsOnShutdown: endsOnShutdown)
+            if endsOnShutdown, state.draining { handle.cancel() }
             if let id { state.byID[id] = handle } else { state.anonymous[ObjectIdentifier(handle)] = handle }
             state.inFlight += 1
             return .admitted(handle)
@@ -70,23 +76,23 @@ final class RPCConnectionState: Sendable {
         return true
     }
 
-    /// Cancels the in-flight requests that run until cancelled (shutdown starting); returns how many.
-    func cancelEndless() -> Int {
-        let handles = state.withLock { state in (Array(state.byID.values) + Array(state.anonymous.values)).filter(\.endsOnShutdown) }
+    /// Shutdown begins: cancels the in-flight requests that run until cancelled, and any
+    /// admitted from now on; returns how many were running.
+    func beginDraining() -> Int {
+        let handles = state.withLock { state in
+            state.draining = true
+            return state.handles.filter(\.endsOnShutdown)
+        }
         for handle in handles { handle.cancel() }
         return handles.count
     }
 
     /// In-flight requests other than those that run until cancelled.
-    var finiteInFlightCount: Int {
-        state.withLock { state in
-            state.byID.values.count { !$0.endsOnShutdown } + state.anonymous.values.count { !$0.endsOnShutdown }
-        }
-    }
+    var finiteInFlightCount: Int { state.withLock { $0.handles.count { !$0.endsOnShutdown } } }
 
     /// Cancels every in-flight request (drain timeout).
     func cancelAll() -> Int {
-        let handles = state.withLock { Array($0.byID.values) + Array($0.anonymous.values) }
+        let handles = state.withLock { $0.handles }
         for handle in handles { handle.cancel() }
         return handles.count
     }

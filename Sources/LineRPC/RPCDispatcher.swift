@@ -61,12 +61,12 @@ final class RPCDispatcher: Sendable {
         let envelope: RPCEnvelope
         switch RPCEnvelope.parse(message) {
         case .failure(let rejection):
-            metrics.error(rejection.error.type)
             logger.debug("rejected request", metadata: [
                 "rpc.id": "\(rejection.id ?? .null)", "rpc.connection": "\(connection.info.id)", "outcome": "\(rejection.error.type)",
             ])
             // Spelled out: `JSONValue` is nil-literal convertible, so a bare `nil` here would be JSON null.
             guard rejection.reply else { return .reply(.none) }
+            metrics.error(rejection.error.type)
             return .reply(.some(RPCEnvelope.failure(id: rejection.id, error: rejection.error)))
         case .success(let parsed):
             envelope = parsed
@@ -153,10 +153,10 @@ final class RPCDispatcher: Sendable {
     /// threshold (streams excepted: they last as long as the client reads).
     func log(
         _ method: String, id: JSONValue?, params: JSONValue, connection: RPCConnectionInfo, since started: ContinuousClock.Instant,
-        error: RPCError?, streaming: Bool
+        error: RPCError?, streaming: Bool, ran: Bool = true
     ) {
         let elapsed = ContinuousClock.now - started
-        metrics.request(method, outcome: error?.type ?? "ok", duration: elapsed)
+        metrics.request(method, outcome: error?.type ?? "ok", duration: ran ? elapsed : nil)
         let slow = !streaming && configuration.slowRequestThreshold.map { elapsed > $0 } ?? false
         let level: Logger.Level = slow ? .warning : .debug
         guard logger.logLevel <= level else { return }
@@ -173,7 +173,7 @@ final class RPCDispatcher: Sendable {
         // A name the server does not know is logged as such, never as the client wrote it
         // (it could be a megabyte, or forge log lines).
         let known = BuiltinMethod(rawValue: envelope.method) != nil || methods[envelope.method] != nil
-        log(known ? envelope.method : "(unknown)", id: envelope.id, params: envelope.params, connection: connection, since: .now, error: error, streaming: false)
+        log(known ? envelope.method : "(unknown)", id: envelope.id, params: envelope.params, connection: connection, since: .now, error: error, streaming: false, ran: false)
         guard let id = envelope.id else { return .reply(.none) }
         metrics.error(error.type)
         return .reply(RPCEnvelope.failure(id: id, error: error))

@@ -7,7 +7,7 @@ import Synchronization
 /// | metric | type | labels |
 /// |---|---|---|
 /// | `segmentd_rpc_requests_total` | counter | `method`, `outcome` (`ok` or the error's `data.type`) |
-/// | `segmentd_rpc_request_duration_seconds` | histogram (timer) | `method` |
+/// | `segmentd_rpc_request_duration_seconds` | histogram (timer) | `method`: requests that ran (not those refused before running) |
 /// | `segmentd_rpc_errors_total` | counter | `type`: every error reply, also those answering no request (parse errors, oversized lines, refused connections) |
 /// | `segmentd_rpc_connections_open`, `segmentd_rpc_requests_in_flight` | gauge | |
 /// | `segmentd_rpc_connections_total`, `segmentd_rpc_connections_refused_total` | counter | |
@@ -66,11 +66,13 @@ final class RPCMetrics: Sendable {
         connectionsOpen.decrement()
     }
 
-    /// One answered (or run) request: its method, `ok` or its error type, and how long it took.
-    func request(_ method: String, outcome: String, duration: Duration) {
+    /// One answered (or run) request: its method, `ok` or its error type, and how long it ran
+    /// (nil for one refused before it ran, which the latency histogram leaves out).
+    func request(_ method: String, outcome: String, duration: Duration?) {
         requests.handle(method + "\u{0}" + outcome) {
             Counter(label: "segmentd_rpc_requests_total", dimensions: [("method", method), ("outcome", outcome)], factory: factory)
         }.increment()
+        guard let duration else { return }
         let timer = durations.handle(method) {
             Timer(label: "segmentd_rpc_request_duration_seconds", dimensions: [("method", method)], factory: factory)
         }

@@ -22,9 +22,20 @@ public struct EventFeed: AsyncSequence, Sendable {
     let engine: Engine
     let after: Int64
     let triggers: Set<Int64>?
+    /// Told how far the subscriber has caught up when there is nothing left to hand out
+    /// (with a trigger filter, past the events it skipped).
+    var progress: SubscriberRegistry.Handle?
 
     public func makeAsyncIterator() -> Iterator {
-        Iterator(engine: engine, after: after, triggers: triggers)
+        Iterator(engine: engine, after: after, triggers: triggers, progress: progress)
+    }
+
+    /// This feed, reporting to `handle` each time it has read the whole log (so a filtered
+    /// subscriber that is up to date shows no lag).
+    public func reporting(to handle: SubscriberRegistry.Handle) -> EventFeed {
+        var feed = self
+        feed.progress = handle
+        return feed
     }
 
     public struct Iterator: AsyncIteratorProtocol {
@@ -38,10 +49,12 @@ public struct EventFeed: AsyncSequence, Sendable {
         var scanned: Int64
         var page: [TriggerEvent] = []
         var index = 0
+        let progress: SubscriberRegistry.Handle?
 
-        init(engine: Engine, after: Int64, triggers: Set<Int64>?) {
+        init(engine: Engine, after: Int64, triggers: Set<Int64>?, progress: SubscriberRegistry.Handle?) {
             self.engine = engine
             self.triggers = triggers
+            self.progress = progress
             self.pageSize = Swift.max(1, engine.configuration.subscriberPageSize)
             self.last = after
             self.scanned = after
@@ -61,6 +74,8 @@ public struct EventFeed: AsyncSequence, Sendable {
                 index = 0
                 scanned = read.through
                 if page.isEmpty && read.atEnd {
+                    // Everything handed out was taken before this call: caught up through `scanned`.
+                    progress?.delivered(through: scanned)
                     await engine.hub.wait(beyond: scanned)
                 }
             }

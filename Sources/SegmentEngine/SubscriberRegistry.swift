@@ -21,8 +21,13 @@ public final class SubscriberRegistry: Sendable {
             self.id = id
         }
 
-        /// Every event through `cursor` has been written to the subscriber.
-        public func delivered(through cursor: Int64) { registry.state.withLock { $0.delivered[id] = cursor } }
+        /// Every event through `cursor` that the subscriber wants has been written to it.
+        public func delivered(through cursor: Int64) {
+            registry.state.withLock { state in
+                guard let known = state.delivered[id] else { return }  // closed
+                state.delivered[id] = max(known, cursor)
+            }
+        }
 
         public func close() { _ = registry.state.withLock { $0.delivered.removeValue(forKey: id) } }
     }

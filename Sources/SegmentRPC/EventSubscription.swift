@@ -60,7 +60,7 @@ struct EventSubscription {
     func run(after: Int64) async throws -> JSONValue {
         let progress = Progress(after: after, handle: subscribers.open(after: after))
         defer { progress.handle.close() }
-        let feed = self.feed, request = self.request, timeout = self.timeout, delivered = self.delivered
+        let feed = self.feed.reporting(to: progress.handle), request = self.request, timeout = self.timeout, delivered = self.delivered
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {

@@ -1,9 +1,9 @@
 import CoreMetrics
 
 /// `segmentd_stream_rows_total` by `method`: contacts `segments.resolve` and
-/// `segments.export` sent (an export to a file counts its rows when written), and events
-/// `events.subscribe` delivered. The bytes of the streams are LineRPC's
-/// (`segmentd_stream_bytes_total`).
+/// `segments.export` sent (an export to a file counts its rows when written); and
+/// `segmentd_events_delivered_total`, events `events.subscribe` sent. The bytes of the
+/// streams are LineRPC's (`segmentd_stream_bytes_total`).
 struct StreamMetrics: Sendable {
     let resolvedRows: Counter
     let exportedRows: Counter
@@ -15,6 +15,6 @@ struct StreamMetrics: Sendable {
         }
         resolvedRows = rows("segments.resolve")
         exportedRows = rows("segments.export")
-        deliveredEvents = rows("events.subscribe")
+        deliveredEvents = Counter(label: "segmentd_events_delivered_total", factory: factory)
     }
 }

@@ -75,6 +75,7 @@ public struct SegmentdApplication: Sendable {
         let metricsEndpoint = try config.metrics.map { text throws(SegmentError) in
             try AppConfiguration.parseAddress(text, option: "metrics", example: "127.0.0.1:9464")
         }
+        if let endpoint = metricsEndpoint { try MetricsEndpoint.checkAvailable(host: endpoint.host, port: endpoint.port) }
         let layout = BookCatalog.Layout(dataDirectory: config.dataDirectory, defaultDatabase: config.databasePath)
         raiseOpenFileLimit(logger: logger)
         // Tokens first: a wrong token file stops start-up before any book is opened.

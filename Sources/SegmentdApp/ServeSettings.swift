@@ -177,6 +177,24 @@ public struct ServeSettings: Sendable {
         config.token = string("token")
         config.tokenFile = string("token_file")
         config.metrics = string("metrics")
+        // What start-up would refuse, refused here too (so `config check` catches it).
+        if let tcp = config.tcp {
+            do {
+                _ = try AppConfiguration.parseTCP(tcp)
+            } catch {
+                throw SegmentError.invalidParams(path: "tcp", "\(origin("tcp")): \(error.message)")
+            }
+            guard config.token != nil || config.tokenFile != nil else {
+                throw SegmentError.invalidParams(path: "tcp", "\(origin("tcp")) needs a token: set token (better: SEGMENTD_TOKEN) or token_file")
+            }
+        }
+        if let metrics = config.metrics {
+            do {
+                _ = try AppConfiguration.parseAddress(metrics, option: "metrics", example: "127.0.0.1:9464")
+            } catch {
+                throw SegmentError.invalidParams(path: "metrics", "\(origin("metrics")): \(error.message)")
+            }
+        }
         config.bookLoadWait = .milliseconds(Int64((double("book_load_wait") * 1_000).rounded(.up)))
         let zoneName = string("time_zone") ?? "UTC"
         guard let zone = TimeZone(identifier: zoneName) else {
@@ -215,7 +233,7 @@ public struct ServeSettings: Sendable {
     }
 
     /// The effective configuration as TOML, every setting with where its value came from;
-    /// secrets are masked. What `segmentd config check` prints.
+    /// a secret is only said to be set, in a comment. What `segmentd config check` prints.
     public func rendered() -> String {
         var lines: [String] = ["# segmentd serve: effective configuration (flags > SEGMENTD_* > file > defaults)"]
         if let file { lines.append("# file: \(file)") }
@@ -226,7 +244,9 @@ public struct ServeSettings: Sendable {
             }
             let shown: String
             if spec.secret {
-                shown = "\"***\""
+                // A comment, not a value: saved as a config file, this must not become the token.
+                lines.append("# \(spec.key) is set (masked)  # \(source.rawValue)")
+                continue
             } else {
                 switch value {
                 case .string(let text): shown = Self.quoted(text)

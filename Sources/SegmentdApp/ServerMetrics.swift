@@ -73,7 +73,7 @@ public final class ServerMetrics: Sendable {
                 gauges.removeValue(forKey: name)
             }
         }
-        for state in ["ready", "loading", "unloaded", "failed"] {
+        for state in ["ready", "loading", "failed"] {
             CoreMetrics.Gauge(label: "segmentd_books", dimensions: [("state", state)], factory: factory).record(counts[state, default: 0])
         }
     }

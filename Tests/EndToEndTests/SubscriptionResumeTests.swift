@@ -75,6 +75,8 @@ import WireJSON
             return cursors.count == 1 && cursors[0] > 0
         })
         try await Task.sleep(for: .milliseconds(200))
+        let sent = server.app.engine.subscribers.deliveredCursors.first ?? 0
+        #expect(sent < 3_000, "the subscriber stalled (\(sent) of 3000 events written)")
         try await client.close()
         let stopped = Mutex(false)
         let stopping = Task {
