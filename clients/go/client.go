@@ -428,25 +428,9 @@ func (m *muxConn) write(ctx context.Context, line []byte) error {
 	if err := m.deadErr(); err != nil {
 		return err
 	}
-	var fired chan bool
 	if ctx.Done() != nil {
-		stop := make(chan struct{})
-		fired = make(chan bool, 1)
-		go func() {
-			select {
-			case <-ctx.Done():
-				_ = m.nc.SetWriteDeadline(time.Unix(1, 0))
-				fired <- true
-			case <-stop:
-				fired <- false
-			}
-		}()
-		defer func() {
-			close(stop)
-			if <-fired {
-				_ = m.nc.SetWriteDeadline(time.Time{})
-			}
-		}()
+		stop := interruptOnDone(ctx, m.nc.SetWriteDeadline)
+		defer stop()
 	}
 	n, err := m.nc.Write(line)
 	if err == nil {

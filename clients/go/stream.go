@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -118,34 +116,20 @@ type StreamSummary struct {
 // the server's final reply (Summary().Complete false) or after the cancel grace.
 // Next, Row, Line and friends are for one goroutine; Close may be called from any.
 type Stream struct {
-	method string
-	cfg    *config
-	parent context.Context
-	ctx    context.Context
-	cancel context.CancelFunc
-	rc     *rawConn
-	id     int64
-	csv    bool
-	gzip   bool
+	ending      // ctx, Close and Err
+	soloRequest // the request on the stream's connection
+	method      string
+	csv         bool
+	gzip        bool
 
-	closing     atomic.Bool
-	cancelOnce  sync.Once
-	finished    chan struct{}
-	watcherDone chan struct{}
-
-	readMu  sync.Mutex // held by Next and Close
-	mu      sync.Mutex // guards err and summary for Err and Summary
 	rows    []json.RawMessage
 	src     *chunkSource
 	text    *bufio.Reader
 	row     json.RawMessage
 	line    []byte
 	n       int64
-	final   bool
-	summary *StreamSummary
+	summary *StreamSummary // guarded by mu, for Summary
 	srvErr  *Error
-	err     error
-	done    bool
 }
 
 // Resolve streams the rows of a segment (segments.resolve). The error is for what fails
@@ -175,29 +159,16 @@ func (c *Client) stream(ctx context.Context, method string, params StreamParams,
 		return nil, err
 	}
 	s := &Stream{
+		soloRequest: soloRequest{cfg: &c.cfg, rc: rc, id: 1},
 		method:      method,
-		cfg:         &c.cfg,
-		parent:      ctx,
-		rc:          rc,
-		id:          1,
 		csv:         strings.EqualFold(params.Format, "csv"),
 		gzip:        strings.EqualFold(params.Compress, "gzip"),
-		finished:    make(chan struct{}),
-		watcherDone: make(chan struct{}),
 	}
-	s.ctx, s.cancel = context.WithCancel(ctx)
-	line := encodeRequest(s.id, method, raw)
-	if err := checkLine(method, line, rc.hello); err != nil {
-		rc.nc.Close()
+	s.begin(ctx)
+	if err := s.send(s.ctx, method, raw); err != nil {
 		s.cancel()
 		return nil, err
 	}
-	if _, err := rc.nc.Write(line); err != nil {
-		rc.nc.Close()
-		s.cancel()
-		return nil, &ConnError{Op: "write", Addr: c.cfg.address, Err: err}
-	}
-	go s.watch()
 	return s, nil
 }
 
@@ -205,25 +176,6 @@ func (c *Client) isClosed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closed
-}
-
-// watch sends rpc.cancel when the context is cancelled (or Close is called), and bounds
-// how long the stream then waits for its final reply.
-func (s *Stream) watch() {
-	defer close(s.watcherDone)
-	select {
-	case <-s.ctx.Done():
-		s.sendCancel()
-	case <-s.finished:
-	}
-}
-
-func (s *Stream) sendCancel() {
-	s.cancelOnce.Do(func() {
-		_ = s.rc.nc.SetWriteDeadline(time.Now().Add(s.cfg.cancelGrace))
-		_, _ = s.rc.nc.Write(cancelLine(s.id))
-		_ = s.rc.nc.SetReadDeadline(time.Now().Add(s.cfg.cancelGrace))
-	})
 }
 
 // Next advances to the next row and reports whether there is one. It returns false at
@@ -285,11 +237,7 @@ func (s *Stream) Record() ([]string, error) {
 // Err returns the error that ended the stream: nil at a normal end (and after Close), an
 // *Error for an error reply, a *ConnError when the connection failed, ctx.Err() when the
 // context was cancelled, or a decoding error (a truncated gzip stream).
-func (s *Stream) Err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
+func (s *Stream) Err() error { return s.loadErr() }
 
 // Summary returns the final reply, or nil if it has not been received (yet). After a
 // cancellation it says how many rows were sent, with Complete false.
@@ -302,16 +250,7 @@ func (s *Stream) Summary() *StreamSummary {
 // Close ends the stream: if it is still running it sends rpc.cancel and waits (at most
 // the cancel grace) for the final reply, then closes the stream's connection. It may be
 // called from another goroutine to stop a Next that waits, and more than once.
-func (s *Stream) Close() error {
-	s.closing.Store(true)
-	s.cancel()
-	s.readMu.Lock()
-	defer s.readMu.Unlock()
-	if !s.done {
-		s.finish(nil)
-	}
-	return nil
-}
+func (s *Stream) Close() error { return s.close(s.finish) }
 
 // WriteTo writes the remaining rows as text, exactly as the server encoded them: CSV
 // records ending in CRLF, or NDJSON lines ending in "\n" (the decompressed content when
@@ -353,12 +292,9 @@ type rowsPayload struct {
 // final reply is read (s.final, s.summary); an error reply is returned as its *Error.
 func (s *Stream) readPayload() (*rowsPayload, error) {
 	for {
-		m, err := readMessage(s.rc.br)
+		m, err := s.read()
 		if err != nil {
-			if err == io.EOF {
-				err = errEarlyEOF
-			}
-			return nil, &ConnError{Op: "read", Addr: s.cfg.address, Err: err}
+			return nil, err
 		}
 		if m.Method != "" {
 			if m.Method != "segments.rows" {
@@ -558,18 +494,10 @@ func (s *Stream) checkCount() error {
 // finish ends the stream: it records why, lets the server finish (rpc.cancel, then the
 // final reply, bounded by the cancel grace) and closes the connection.
 func (s *Stream) finish(err error) {
-	s.done = true
-	switch {
-	case s.parent.Err() != nil:
-		err = s.parent.Err()
-	case s.closing.Load():
-		err = nil
-	case s.srvErr != nil:
-		err = s.srvErr
+	if s.srvErr != nil {
+		err = s.srvErr // the reason, unless the context was cancelled or Close called
 	}
-	s.mu.Lock()
-	s.err = err
-	s.mu.Unlock()
+	err = s.setDone(err)
 	if !s.final {
 		var ce *ConnError
 		if !errors.As(err, &ce) {
@@ -581,8 +509,7 @@ func (s *Stream) finish(err error) {
 			}
 		}
 	}
-	close(s.finished)
-	<-s.watcherDone
+	s.stopWatching()
 	s.cancel()
 	s.rc.nc.Close()
 	s.rows, s.text, s.src = nil, nil, nil

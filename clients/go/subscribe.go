@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"math/rand"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -145,23 +144,16 @@ type Event struct {
 // Cancelling the context or calling Close ends it (sending rpc.cancel). Next and Event
 // are for one goroutine; Close, Cursor and Resumes may be called from any.
 type Subscription struct {
+	ending // ctx, Close and Err
 	cfg    *config
 	book   string
 	opts   SubscribeOptions
-	parent context.Context
-	ctx    context.Context
-	cancel context.CancelFunc
 
-	closing atomic.Bool
-	opened  atomic.Int64 // attempts that got a connection and sent the request
-	cursor  atomic.Int64 // the last event delivered
+	opened atomic.Int64 // attempts that got a connection and sent the request
+	cursor atomic.Int64 // the last event delivered
 
-	readMu       sync.Mutex // held by Next and Close
-	mu           sync.Mutex // guards err for Err
 	att          *subAttempt
 	ev           Event
-	err          error
-	done         bool
 	failures     int
 	failingSince time.Time
 	lastErr      error
@@ -183,13 +175,12 @@ func (c *Client) Subscribe(ctx context.Context, opts SubscribeOptions) (*Subscri
 	}
 	opts.Backoff = opts.Backoff.withDefaults()
 	s := &Subscription{
-		cfg:    &c.cfg,
-		book:   book,
-		opts:   opts,
-		parent: ctx,
-		rnd:    rand.New(rand.NewSource(time.Now().UnixNano())),
+		cfg:  &c.cfg,
+		book: book,
+		opts: opts,
+		rnd:  rand.New(rand.NewSource(time.Now().UnixNano())),
 	}
-	s.ctx, s.cancel = context.WithCancel(ctx)
+	s.begin(ctx)
 	s.cursor.Store(opts.After)
 	return s, nil
 }
@@ -215,25 +206,12 @@ func (s *Subscription) Resumes() int {
 
 // Err returns why the subscription ended: nil after Close, ctx.Err() after the context
 // was cancelled, else an error that cannot be resumed without loss (see Subscription).
-func (s *Subscription) Err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
+func (s *Subscription) Err() error { return s.loadErr() }
 
 // Close ends the subscription (rpc.cancel, then at most the cancel grace for the final
 // reply) and closes its connection. It may be called from another goroutine to stop a
 // Next that waits, and more than once.
-func (s *Subscription) Close() error {
-	s.closing.Store(true)
-	s.cancel()
-	s.readMu.Lock()
-	defer s.readMu.Unlock()
-	if !s.done {
-		s.end(nil)
-	}
-	return nil
-}
+func (s *Subscription) Close() error { return s.close(s.end) }
 
 // Next waits for the next event and reports whether there is one; false means the
 // subscription ended (see Err).
@@ -348,16 +326,7 @@ func (s *Subscription) failed(a *subAttempt, err error) {
 
 // end ends the subscription; err is the reason unless the consumer ended it.
 func (s *Subscription) end(err error) {
-	s.done = true
-	switch {
-	case s.parent.Err() != nil:
-		err = s.parent.Err()
-	case s.closing.Load():
-		err = nil
-	}
-	s.mu.Lock()
-	s.err = err
-	s.mu.Unlock()
+	s.setDone(err)
 	if s.att != nil {
 		s.att.close(true)
 		s.att = nil
@@ -367,14 +336,8 @@ func (s *Subscription) end(err error) {
 
 // subAttempt is one events.subscribe request on a connection of its own.
 type subAttempt struct {
-	cfg         *config
-	rc          *rawConn
-	id          int64
-	started     time.Time
-	final       bool
-	cancelOnce  sync.Once
-	finished    chan struct{}
-	watcherDone chan struct{}
+	soloRequest
+	started time.Time
 }
 
 func (s *Subscription) open() (*subAttempt, error) {
@@ -409,47 +372,21 @@ func (s *Subscription) open() (*subAttempt, error) {
 		rc.nc.Close()
 		return nil, err
 	}
-	a := &subAttempt{cfg: s.cfg, rc: rc, id: id, started: time.Now(),
-		finished: make(chan struct{}), watcherDone: make(chan struct{})}
-	line := encodeRequest(a.id, "events.subscribe", raw)
-	if err := checkLine("events.subscribe", line, rc.hello); err != nil {
-		rc.nc.Close()
+	a := &subAttempt{soloRequest: soloRequest{cfg: s.cfg, rc: rc, id: id}, started: time.Now()}
+	if err := a.send(s.ctx, "events.subscribe", raw); err != nil {
 		return nil, err
 	}
-	if _, err := rc.nc.Write(line); err != nil {
-		rc.nc.Close()
-		return nil, &ConnError{Op: "write", Addr: s.cfg.address, Err: err}
-	}
 	s.opened.Add(1)
-	go func() {
-		defer close(a.watcherDone)
-		select {
-		case <-s.ctx.Done():
-			a.sendCancel()
-		case <-a.finished:
-		}
-	}()
 	return a, nil
-}
-
-func (a *subAttempt) sendCancel() {
-	a.cancelOnce.Do(func() {
-		_ = a.rc.nc.SetWriteDeadline(time.Now().Add(a.cfg.cancelGrace))
-		_, _ = a.rc.nc.Write(cancelLine(a.id))
-		_ = a.rc.nc.SetReadDeadline(time.Now().Add(a.cfg.cancelGrace))
-	})
 }
 
 // next returns the next event; an ended subscription is an error (an *Error, a
 // *ConnError, or *errEnded for a result).
 func (a *subAttempt) next() (*Event, error) {
 	for {
-		m, err := readMessage(a.rc.br)
+		m, err := a.read()
 		if err != nil {
-			if err == io.EOF {
-				err = errEarlyEOF
-			}
-			return nil, &ConnError{Op: "read", Addr: a.cfg.address, Err: err}
+			return nil, err
 		}
 		if m.Method == "events.event" {
 			if id, ok := notificationID(m.Params); !ok || id != a.id {
@@ -478,8 +415,7 @@ func (a *subAttempt) next() (*Event, error) {
 // close ends the attempt; graceful sends rpc.cancel first and waits (at most the cancel
 // grace) for the final reply, so the server ends the subscription cleanly.
 func (a *subAttempt) close(graceful bool) {
-	close(a.finished)
-	<-a.watcherDone
+	a.stopWatching()
 	if graceful && !a.final {
 		a.sendCancel()
 		for !a.final {
@@ -539,23 +475,8 @@ func roundTrip(ctx context.Context, rc *rawConn, cfg *config, id int64, method s
 	if err := checkLine(method, line, rc.hello); err != nil {
 		return nil, err
 	}
-	stop := make(chan struct{})
-	fired := make(chan bool, 1)
-	go func() {
-		select {
-		case <-ctx.Done():
-			_ = rc.nc.SetDeadline(time.Unix(1, 0))
-			fired <- true
-		case <-stop:
-			fired <- false
-		}
-	}()
-	defer func() {
-		close(stop)
-		if <-fired {
-			_ = rc.nc.SetDeadline(time.Time{})
-		}
-	}()
+	stop := interruptOnDone(ctx, rc.nc.SetDeadline)
+	defer stop()
 	connErr := func(op string, err error) error {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)

@@ -255,6 +255,29 @@ func parseAddress(addr string) (network, address string, err error) {
 	return network, address, nil
 }
 
+// interruptOnDone makes the connection's blocked I/O return when ctx ends, by setting a
+// deadline in the past with setDeadline (a net.Conn's SetDeadline, SetWriteDeadline, ...).
+// Calling the stop it returns ends the watch and clears that deadline if it was set.
+func interruptOnDone(ctx context.Context, setDeadline func(time.Time) error) (stop func()) {
+	stopped := make(chan struct{})
+	fired := make(chan bool, 1)
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = setDeadline(time.Unix(1, 0))
+			fired <- true
+		case <-stopped:
+			fired <- false
+		}
+	}()
+	return func() {
+		close(stopped)
+		if <-fired {
+			_ = setDeadline(time.Time{})
+		}
+	}
+}
+
 // rawConn is one connection after its rpc.hello, before anyone reads from it.
 type rawConn struct {
 	nc    net.Conn

@@ -20,8 +20,7 @@ import time
 from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Tuple
 
 from . import _protocol as P
-from .errors import (Cancelled, ConnectionClosed, CursorRefused, Error, Overloaded, ProtocolError, SegmentdError,
-                     ShuttingDown, Timeout, TransportError, error_from_reply)
+from .errors import ConnectionClosed, CursorRefused, Error, ProtocolError, SegmentdError, Timeout, TransportError
 
 __all__ = ["AsyncClient", "AsyncStream", "AsyncSubscription", "HIGH_WATER", "LOW_WATER"]
 
@@ -31,7 +30,6 @@ HIGH_WATER = 1 << 20
 LOW_WATER = 1 << 18
 #: Longest line the client accepts from the server.
 MAX_LINE = 1 << 28
-_ENDED_ANYWAY = (Cancelled, Overloaded, ShuttingDown)
 
 # asyncio.wait_for is avoided on purpose: up to Python 3.11 it can swallow a cancellation
 # that arrives as the awaited thing completes, and a task the user cancelled must stop (and
@@ -219,15 +217,7 @@ class _Connection:
         return time.monotonic() - self.last_activity > max(idle_ms / 1000.0 - 5.0, idle_ms / 2000.0)
 
     def _dead_error(self) -> BaseException:
-        cause = self._dead
-        if isinstance(cause, SegmentdError):
-            err: BaseException = type(cause)(cause.code, cause.message, cause.data, cause.method)
-        elif isinstance(cause, Error):
-            err = type(cause)(*cause.args)
-        else:
-            err = ConnectionClosed(str(cause))
-        err.__cause__ = cause
-        return err
+        return P.copy_error(self._dead)
 
     def fail(self, error: BaseException) -> None:
         """Marks the connection dead; every waiter gets ``error`` once its queue is empty."""
@@ -373,10 +363,7 @@ class _Connection:
                 raise Timeout(f"{method}: no reply within {timeout} s (rpc.cancel sent)")
             if entry[0] == "final":
                 break  # notifications of a streaming method called with call() are dropped
-        result, error = P.final_parts(entry[1])
-        if error is not None:
-            raise error_from_reply(error, method)
-        return result
+        return P.result_of(entry[1], method)
 
     # receiving ----------------------------------------------------------------------------
     async def wait(self, pending: _Pending, timeout: Optional[float]) -> Optional[Tuple[str, Any]]:
@@ -409,34 +396,29 @@ class _Connection:
                     timer.cancel()
 
     def _dispatch(self, message: Any, size: int) -> None:
-        if isinstance(message, list):  # a batch reply: its elements are ordinary replies
-            for element in message:
-                self._dispatch(element, 0)
-            return
-        if not isinstance(message, dict):
-            return
-        if "method" in message and "id" not in message:
-            params = message.get("params")
-            rid = params.get("id") if isinstance(params, dict) else None
-            pending = self._pending.get(rid) if isinstance(rid, int) else None
-            if pending is not None and not pending.discard:
-                pending.queue.append(("note", (message["method"], params), size))
-                pending.nbytes += size
-                pending.wake()
-                if pending.nbytes >= HIGH_WATER:
+        """Hands one message (``size`` bytes of the line) to its request."""
+        if isinstance(message, list):
+            size = 0  # a batch reply: its elements are ordinary replies, of no size of their own
+        for kind, rid, payload in P.route(message):
+            if kind == "note":
+                pending = self._pending.get(rid)
+                if pending is not None and not pending.discard:
+                    pending.queue.append((kind, payload, size))
+                    pending.nbytes += size
+                    pending.wake()
+                    if pending.nbytes >= HIGH_WATER:
+                        self._update_flow()
+            elif kind == "final":
+                pending = self._pending.pop(rid, None)
+                if pending is not None:
+                    pending.done = True
+                    self._release(pending)
+                    if not pending.discard:
+                        pending.queue.append((kind, payload, 0))
+                        pending.wake()
                     self._update_flow()
-            return
-        rid = message.get("id")
-        pending = self._pending.pop(rid, None) if isinstance(rid, int) else None
-        if pending is not None:
-            pending.done = True
-            self._release(pending)
-            if not pending.discard:
-                pending.queue.append(("final", message, 0))
-                pending.wake()
-            self._update_flow()
-        elif rid is None and isinstance(message.get("error"), dict):
-            self._null_error = error_from_reply(message["error"])
+            else:
+                self._null_error = payload
 
     def _update_flow(self) -> None:
         """Read unless every request in flight is a stream holding HIGH_WATER unread bytes."""
@@ -492,7 +474,7 @@ async def _open_connection(address: P.Address, timeout: Optional[float], send_ti
     return _Connection(protocol, address, send_timeout)
 
 
-class AsyncClient:
+class AsyncClient(P.ClientState):
     """The asyncio client; arguments and behaviour as :class:`segmentd.Client`.
 
     ::
@@ -504,25 +486,10 @@ class AsyncClient:
     ``max_in_flight`` are sent at once; the others wait for a slot). Use it from one event
     loop.
     """
+    _conn: Optional[_Connection]
 
-    def __init__(self, address: Any = None, *, token: Optional[str] = None, book: Optional[str] = None,
-                 timeout: Optional[float] = 60.0, connect_timeout: Optional[float] = 10.0,
-                 client_name: Optional[str] = "segmentd-python", socket_path: Any = None,
-                 host: Optional[str] = None, port: Optional[int] = None):
-        self.address = P.parse_address(address, socket_path, host, port)
-        if token is None and self.address[0] == "tcp":
-            token = os.environ.get("SEGMENTD_TOKEN")
-        self.token = token
-        self.book = book
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self.client_name = client_name
-        self._conn: Optional[_Connection] = None
-        self._conn_lock: Optional[asyncio.Lock] = None
-        self._closed = False
-
-    def __repr__(self) -> str:
-        return f"AsyncClient({P.describe(self.address)!r}, book={self.book!r})"
+    def _init_locks(self) -> None:
+        self._conn_lock: Optional[asyncio.Lock] = None  # made on first use, in the event loop
 
     async def connect(self) -> "AsyncClient":
         """Opens the connection now (otherwise the first call does)."""
@@ -561,19 +528,6 @@ class AsyncClient:
                 conn.set_limits(hello["limits"])
         return conn
 
-    def _hello_params(self) -> Dict[str, Any]:
-        params: Dict[str, Any] = {}
-        if self.token is not None:
-            params["token"] = self.token
-        if self.client_name:
-            params["client"] = self.client_name
-        return params
-
-    @property
-    def connected(self) -> bool:
-        conn = self._conn
-        return conn is not None and not conn.dead
-
     async def close(self) -> None:
         """Closes the connection (the server cancels whatever is still in flight on it)."""
         self._closed = True
@@ -586,9 +540,6 @@ class AsyncClient:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
-
-    def _timeout(self, timeout: Any) -> Optional[float]:
-        return self.timeout if timeout is P.DEFAULT else timeout
 
     async def call(self, method: str, params: Optional[Dict[str, Any]] = None, *, book: Optional[str] = None,
                    timeout: Any = P.DEFAULT) -> Any:
@@ -637,7 +588,7 @@ class AsyncClient:
                                  timeout=self._timeout(timeout))
 
 
-class AsyncStream:
+class AsyncStream(P.StreamState):
     """An async iterator over a streaming request; see :class:`segmentd.Stream`.
 
     ``async for row in client.resolve(...)``; ``stream.result`` afterwards. Breaking out of
@@ -645,29 +596,9 @@ class AsyncStream:
     ``rpc.cancel`` (a stream dropped unfinished does too, when it is garbage-collected).
     ``await stream.cancel()`` waits for the final reply and returns it.
     """
-
-    def __init__(self, client: AsyncClient, method: str, params: Dict[str, Any], timeout: Optional[float]):
-        self.client = client
-        self.method = method
-        self.params = params
-        self.timeout = timeout
-        self.result: Optional[Dict[str, Any]] = None
-        self.error: Optional[BaseException] = None
-        self.messages = 0
-        self._conn: Optional[_Connection] = None
-        self._pending: Optional[_Pending] = None
-        self._decoder = P.PayloadDecoder(params)
-        self._items: Deque[Any] = collections.deque()
-        self._finished = False
-        self._mode: Optional[str] = None
-
-    def __repr__(self) -> str:
-        state = "finished" if self._finished else ("running" if self._pending else "not started")
-        return f"<AsyncStream {self.method} {state}>"
-
-    @property
-    def finished(self) -> bool:
-        return self._finished
+    client: AsyncClient
+    _conn: Optional[_Connection]
+    _pending: Optional[_Pending]
 
     async def start(self) -> "AsyncStream":
         if self._pending is None and not self._finished:
@@ -690,29 +621,14 @@ class AsyncStream:
         while not self._items:
             if self._finished:
                 raise StopAsyncIteration
-            entry = await self._next_entry()
-            if entry is None:
-                continue
-            kind, payload = entry
-            if kind == "note":
-                self._items.extend(self._decoder.feed(*payload))
-            else:
-                self._items.extend(self._end(payload, lambda complete: self._decoder.finish(complete)))
+            self._take_rows(await self._next_entry())
         return self._items.popleft()
 
     async def iter_bytes(self, decompress: bool = True) -> AsyncIterator[bytes]:
         """The bytes of the file the stream carries (see :meth:`segmentd.Stream.iter_bytes`)."""
         await self._use("bytes")
         while not self._finished:
-            entry = await self._next_entry()
-            if entry is None:
-                continue
-            kind, payload = entry
-            if kind == "note":
-                data = self._decoder.feed_bytes(payload[0], payload[1], decompress)
-            else:
-                tail = self._end(payload, lambda complete: [self._decoder.finish_bytes(complete, decompress)])
-                data = tail[0] if tail else b""
+            data = self._take_bytes(await self._next_entry(), decompress)
             if data:
                 yield data
 
@@ -723,52 +639,31 @@ class AsyncStream:
         return self.result
 
     async def _use(self, mode: str) -> None:
-        if self._mode is None:
-            self._mode = mode
-        elif self._mode != mode:
-            raise RuntimeError("a stream is consumed either as rows or as bytes, not both")
+        self._set_mode(mode)
         if self._pending is None and not self._finished:
             await self.start()
 
-    async def _next_entry(self) -> Optional[Tuple[str, Any]]:
+    async def _next_entry(self) -> Tuple[str, Any]:
         assert self._conn is not None and self._pending is not None
         try:
             entry = await self._conn.wait(self._pending, self.timeout)
         except BaseException as e:
-            self._finished = True
-            self.error = e
+            self._ended_with(e)
             if not isinstance(e, Error):  # the task was cancelled (or worse)
                 self._conn.cancel_nowait(self._pending)
             raise
         if entry is None:
-            self._finished = True
+            error = self._no_message()
             self._conn.cancel_nowait(self._pending)
-            self.error = Timeout(f"{self.method}: no message within {self.timeout} s (rpc.cancel sent)")
-            raise self.error
-        if entry[0] == "note":
-            self.messages += 1
-        return entry
-
-    def _end(self, reply: Dict[str, Any], finish: Any) -> List[Any]:
-        self._finished = True
-        result, error = P.final_parts(reply)
-        if error is not None:
-            self.error = error_from_reply(error, self.method)
-            raise self.error
-        self.result = result
-        complete = not (isinstance(result, dict) and result.get("complete") is False)
-        try:
-            return finish(complete)
-        except ProtocolError as e:
-            self.error = e
-            raise
+            raise error
+        return self._received(entry)
 
     async def cancel(self, timeout: Any = P.DEFAULT) -> Optional[Dict[str, Any]]:
         """Sends ``rpc.cancel``, waits for the final reply and returns its result (see
         :meth:`segmentd.Stream.cancel`)."""
-        if self._finished or self._pending is None or self._conn is None:
-            self._finished = True
+        if not self._running():
             return self.result
+        assert self._conn is not None and self._pending is not None
         wait = self.timeout if timeout is P.DEFAULT else timeout
         conn, pending = self._conn, self._pending
         loop = asyncio.get_running_loop()
@@ -782,17 +677,7 @@ class AsyncStream:
                     conn.cancel_nowait(pending)
                     raise Timeout(f"{self.method}: no final reply within {wait} s of rpc.cancel")
                 if entry[0] == "final":
-                    self._finished = True
-                    self._items.clear()
-                    result, error = P.final_parts(entry[1])
-                    if error is not None:
-                        err = error_from_reply(error, self.method)
-                        if isinstance(err, Cancelled):
-                            return None
-                        self.error = err
-                        raise err
-                    self.result = result
-                    return result
+                    return self._cancelled(entry[1])
         except asyncio.CancelledError:
             self._finished = True
             conn.cancel_nowait(pending)
@@ -800,8 +685,7 @@ class AsyncStream:
 
     async def aclose(self) -> None:
         """Ends the stream (``rpc.cancel`` if unfinished). Never raises a server error."""
-        if self._finished or self._pending is None:
-            self._finished = True
+        if not self._running():
             return
         try:
             await self.cancel(timeout=min(self.timeout or 5.0, 5.0))
@@ -816,7 +700,7 @@ class AsyncStream:
             pass
 
 
-class AsyncSubscription:
+class AsyncSubscription(P.SubscriptionState):
     """A resuming ``events.subscribe`` as an async iterator; see :class:`segmentd.Subscription`
     for the guarantees (every event once, in cursor order, across reconnects and restarts).
 
@@ -825,43 +709,14 @@ class AsyncSubscription:
     ``rpc.cancel``. ``await sub.get(timeout)`` waits for one event without ending the
     subscription on timeout (returns ``None``).
     """
+    client: AsyncClient
+    _conn: Optional[_Connection]
+    _pending: Optional[_Pending]
 
-    def __init__(self, client: AsyncClient, after: Optional[int], *, triggers: Optional[List[int]] = None,
-                 book: Optional[str] = None, backoff: Optional[P.Backoff] = None, heartbeat: float = 15.0,
-                 timeout: Optional[float] = 60.0):
-        if after is not None and (not isinstance(after, int) or after < 0):
-            raise ValueError("after must be a cursor (an int >= 0) or None")
-        self.client = client
-        self.triggers = list(triggers) if triggers is not None else None
-        self.book = book if book is not None else client.book
-        self.backoff = backoff or P.Backoff()
-        self.heartbeat = heartbeat
-        self.timeout = timeout
-        self.last_cursor: Optional[int] = after
-        self.reconnects = 0
-        self.delivered = 0
-        self.last_error: Optional[BaseException] = None
-        self.result: Optional[Dict[str, Any]] = None
-        self._received = after
-        self._buffer: Deque[Dict[str, Any]] = collections.deque()
-        self._conn: Optional[_Connection] = None
-        self._pending: Optional[_Pending] = None
-        self._failures = 0
-        self._failing_since: Optional[float] = None
-        self._retry_at = 0.0
-        self._last_heard = time.monotonic()
-        self._ever_started = False
-        self._closed = False
-        self._cancelling = False
+    def _init_locks(self) -> None:
+        # made on first use, in the event loop (_sync_primitives)
         self._lock: Optional[asyncio.Lock] = None
         self._wake: Optional[asyncio.Event] = None
-
-    def __repr__(self) -> str:
-        return f"<AsyncSubscription after={self.last_cursor} delivered={self.delivered} reconnects={self.reconnects}>"
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def __aiter__(self) -> "AsyncSubscription":
         return self
@@ -875,7 +730,7 @@ class AsyncSubscription:
     async def get(self, timeout: Optional[float] = None) -> Optional[Dict[str, Any]]:
         """The next event, or ``None`` if none came within ``timeout`` s. Raises
         ``StopAsyncIteration`` once the subscription was closed."""
-        event = await self._next(None if timeout is None else time.monotonic() + timeout)
+        event = await self._next(P.deadline_in(timeout))
         if event is None:
             if self._closed:
                 raise StopAsyncIteration
@@ -925,98 +780,38 @@ class AsyncSubscription:
                     return None
                 continue
             assert self._conn is not None
-            now = time.monotonic()
-            wait = max(0.0, self._last_heard + self.heartbeat - now)
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                wait = min(wait, left)
+            wait = self._wait_time(deadline)
+            if wait is None:
+                return None
             try:
                 entry = await self._conn.wait(self._pending, wait)
             except TransportError as e:
                 self._lost(e)
                 continue
             if entry is None:
-                if time.monotonic() - self._last_heard >= self.heartbeat:
+                if self._heartbeat_due():
                     await self._check_alive()
                 continue
-            self._last_heard = time.monotonic()
-            kind, payload = entry
-            if self._cancelling:
-                if kind == "final":
-                    self._pending = None
-                    self._closed = True
-                    self._store_cancel_final(payload)
-                    return None
-                continue
-            if kind == "note":
-                method, params = payload
-                if method != "events.event":
-                    continue
-                event = {k: v for k, v in params.items() if k != "id"}
-                cursor = event.get("cursor")
-                if not isinstance(cursor, int) or (self._received is not None and cursor <= self._received):
-                    continue
-                self._received = cursor
-                self._failures, self._failing_since = 0, None
-                return self._deliver(event)
-            self._pending = None
-            self._ended(payload)
-
-    def _deliver(self, event: Dict[str, Any]) -> Dict[str, Any]:
-        self.last_cursor = event.get("cursor", self.last_cursor)
-        self.delivered += 1
-        return event
-
-    def _ended(self, reply: Dict[str, Any]) -> None:
-        result, error = P.final_parts(reply)
-        if error is None:
-            self._failed(ConnectionClosed(f"the server ended the subscription: {result}"))
-            return
-        err = error_from_reply(error, "events.subscribe")
-        if err.type in P.RESUMABLE_TYPES or err.code in (-32004, -32006, -32007, -32800):
-            self._failed(err)
-            return
-        self._closed = True
-        raise err
-
-    def _lost(self, error: BaseException) -> None:
-        self._pending = None
-        self._conn = None
-        self._failed(error)
-
-    def _failed(self, error: BaseException) -> None:
-        self.last_error = error
-        now = time.monotonic()
-        if self._failing_since is None:
-            self._failing_since = now
-        give_up = self.backoff.give_up_after
-        if give_up is not None and now - self._failing_since > give_up:
-            self._closed = True
-            raise error
-        self._retry_at = now + self.backoff.delay(self._failures)
-        self._failures += 1
+            event = self._take(entry)
+            if event is not None:
+                return event
 
     async def _check_alive(self) -> None:
         conn = self._conn
         assert conn is not None
         try:
-            await conn.call("rpc.ping", None, self.timeout if self.timeout is not None else 30.0)
-            self._last_heard = time.monotonic()
-            self._failures, self._failing_since = 0, None
+            await conn.call("rpc.ping", None, self._call_timeout())
+            self._heard()
+            self._succeeded()
         except SegmentdError:
-            self._last_heard = time.monotonic()
+            self._heard()
         except TransportError as e:
             conn.fail(e)
             self._lost(e)
 
     async def _establish(self, deadline: Optional[float]) -> bool:
         assert self._wake is not None
-        while not self._closed and not self._cancelling:
-            if self.client._closed:  # closing the client ends its subscriptions
-                self._closed = True
-                return True
+        while self._should_subscribe():
             now = time.monotonic()
             if now < self._retry_at:
                 pause = self._retry_at - now
@@ -1032,50 +827,27 @@ class AsyncSubscription:
                 conn = await self.client._connection()
                 if self._received is None:
                     await self._learn_newest(conn)
-                params: Dict[str, Any] = {"after": self._received}
-                if self.triggers is not None:
-                    params["triggers"] = self.triggers
-                if self.book is not None:
-                    params["book"] = self.book
-                self._pending = await conn.start("events.subscribe", params, stream=True, timeout=self.timeout)
-                self._conn = conn
-                self._last_heard = time.monotonic()
-                if self._ever_started:
-                    self.reconnects += 1
-                self._ever_started = True
+                pending = await conn.start("events.subscribe", self._subscribe_params(), stream=True,
+                                           timeout=self.timeout)
+                self._started(conn, pending)
                 return True
-            except TransportError as e:
-                self._conn = None
-                self._failed(e)
-            except SegmentdError as e:
-                if e.type in ("overloaded", "shutting_down", "unavailable", "cancelled"):
-                    self._failed(e)
-                else:
-                    self._closed = True
-                    raise
-            except ProtocolError:
-                self._closed = True
-                raise
+            except (TransportError, SegmentdError, ProtocolError) as e:
+                self._start_failed(e)
         return True
 
     async def _learn_newest(self, conn: _Connection) -> None:
         """``after=None``: starts after ``events.read``'s ``newest_cursor`` (see
         :meth:`segmentd.Subscription._learn_newest`)."""
-        wait = self.timeout if self.timeout is not None else 30.0
         after = 0
         for _ in range(P.NEWEST_CURSOR_TRIES):
             try:
-                page = await conn.call("events.read", P.newest_cursor_read(self.book, after), wait)
+                page = await conn.call("events.read", P.newest_cursor_read(self.book, after), self._call_timeout())
             except CursorRefused as e:
-                if isinstance(e.resume_after, int) and e.resume_after > after:
-                    after = e.resume_after
-                    continue
-                raise
-            self._received = P.newest_cursor_of(page)
-            if self.last_cursor is None:
-                self.last_cursor = self._received
+                after = P.read_again_after(e, after)
+                continue
+            self._start_after(P.newest_cursor_of(page))
             return
-        raise ProtocolError("events.read: could not learn the newest cursor (the log was pruned on every try)")
+        raise P.newest_cursor_unknown()
 
     async def cancel(self, timeout: Any = P.DEFAULT) -> Optional[Dict[str, Any]]:
         """Sends ``rpc.cancel`` and waits for the final reply (from any task); returns it."""
@@ -1092,7 +864,7 @@ class AsyncSubscription:
             except (Error, OSError):
                 pass
         wait = self.timeout if timeout is P.DEFAULT else timeout
-        deadline = None if wait is None else time.monotonic() + wait
+        deadline = P.deadline_in(wait)
         if not await _acquire(self._lock, wait):
             raise Timeout("the subscription's consumer did not let go within the timeout")
         try:
@@ -1105,20 +877,17 @@ class AsyncSubscription:
         return self.result
 
     async def _finish_cancel(self, deadline: Optional[float]) -> None:
-        pending, conn = self._pending, self._conn
-        self._pending = None
-        self._closed = True
-        self._buffer.clear()
-        if pending is None or conn is None:
+        running = self._close_running()
+        if running is None:
             return
+        pending, conn = running
         try:
             conn.notify_nowait("rpc.cancel", {"id": pending.id})
         except (Error, OSError):
             return
         while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                entry = await conn.wait(pending, remaining)
+                entry = await conn.wait(pending, P.time_left(deadline))
             except TransportError:
                 return
             if entry is None:
@@ -1127,14 +896,6 @@ class AsyncSubscription:
             if entry[0] == "final":
                 self._store_cancel_final(entry[1])
                 return
-
-    def _store_cancel_final(self, reply: Dict[str, Any]) -> None:
-        result, error = P.final_parts(reply)
-        self.result = result
-        if error is not None:
-            err = error_from_reply(error, "events.subscribe")
-            if not isinstance(err, _ENDED_ANYWAY):
-                raise err
 
     async def aclose(self) -> None:
         """Ends the subscription (``rpc.cancel``). Never raises a server error."""

@@ -17,14 +17,11 @@ import time
 from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
 
 from . import _protocol as P
-from .errors import (Cancelled, ConnectionClosed, CursorRefused, Error, Overloaded, ProtocolError, SegmentdError,
-                     ShuttingDown, Timeout, TransportError, error_from_reply)
+from .errors import ConnectionClosed, CursorRefused, Error, ProtocolError, SegmentdError, Timeout, TransportError
 
 __all__ = ["Client", "Stream", "Subscription"]
 
 _READ_SLICE = 1.0  # seconds a reader blocks in select() before it looks at its deadline again
-# Endings of a subscription being cancelled that are not worth raising: it ended anyway.
-_ENDED_ANYWAY = (Cancelled, Overloaded, ShuttingDown)
 
 
 class _Pending:
@@ -84,15 +81,7 @@ class _Connection:
             return True
 
     def _dead_error(self) -> BaseException:
-        cause = self._dead
-        if isinstance(cause, SegmentdError):
-            err: BaseException = type(cause)(cause.code, cause.message, cause.data, cause.method)
-        elif isinstance(cause, Error):
-            err = type(cause)(*cause.args)
-        else:
-            err = ConnectionClosed(str(cause))
-        err.__cause__ = cause
-        return err
+        return P.copy_error(self._dead)
 
     def fail(self, error: BaseException) -> None:
         """Marks the connection dead: every waiter gets ``error`` once its queue is empty."""
@@ -117,7 +106,7 @@ class _Connection:
 
     # sending ------------------------------------------------------------------------------
     def _send(self, data: bytes, blocking: bool = True) -> None:
-        deadline = None if self.send_timeout is None else time.monotonic() + self.send_timeout
+        deadline = P.deadline_in(self.send_timeout)
         if not self._send_lock.acquire(blocking):
             return  # from a finalizer while another send runs: skip rather than risk a deadlock
         try:
@@ -190,11 +179,10 @@ class _Connection:
 
     def call(self, method: str, params: Optional[Dict[str, Any]], timeout: Optional[float]) -> Any:
         pending = self.start(method, params)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = P.deadline_in(timeout)
         while True:
             try:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                entry = self.wait(pending, remaining)
+                entry = self.wait(pending, P.time_left(deadline))
             except BaseException:
                 self.cancel_nowait(pending)
                 raise
@@ -203,17 +191,14 @@ class _Connection:
                 raise Timeout(f"{method}: no reply within {timeout} s (rpc.cancel sent)")
             if entry[0] == "final":
                 break  # notifications of a streaming method called with call() are dropped
-        result, error = P.final_parts(entry[1])
-        if error is not None:
-            raise error_from_reply(error, method)
-        return result
+        return P.result_of(entry[1], method)
 
     # receiving ----------------------------------------------------------------------------
     def wait(self, pending: _Pending, timeout: Optional[float]) -> Optional[Tuple[str, Any]]:
         """The next message for ``pending``: ``("note", (method, params))`` or
         ``("final", reply)``; ``None`` once ``timeout`` seconds passed without one.
         Raises the connection's error when it died and nothing is left for ``pending``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = P.deadline_in(timeout)
         while True:
             with self._cv:
                 while True:
@@ -272,27 +257,19 @@ class _Connection:
 
     def _dispatch(self, message: Any) -> None:
         """Hands one message to its request (called with the lock held)."""
-        if isinstance(message, list):  # a batch reply: its elements are ordinary replies
-            for element in message:
-                self._dispatch(element)
-            return
-        if not isinstance(message, dict):
-            return
-        if "method" in message and "id" not in message:
-            params = message.get("params")
-            rid = params.get("id") if isinstance(params, dict) else None
-            pending = self._pending.get(rid) if isinstance(rid, int) else None
-            if pending is not None and not pending.discard:
-                pending.queue.append(("note", (message["method"], params)))
-            return
-        rid = message.get("id")
-        pending = self._pending.pop(rid, None) if isinstance(rid, int) else None
-        if pending is not None:
-            pending.done = True
-            if not pending.discard:
-                pending.queue.append(("final", message))
-        elif rid is None and isinstance(message.get("error"), dict):
-            self._null_error = error_from_reply(message["error"])
+        for kind, rid, payload in P.route(message):
+            if kind == "note":
+                pending = self._pending.get(rid)
+                if pending is not None and not pending.discard:
+                    pending.queue.append((kind, payload))
+            elif kind == "final":
+                pending = self._pending.pop(rid, None)
+                if pending is not None:
+                    pending.done = True
+                    if not pending.discard:
+                        pending.queue.append((kind, payload))
+            else:
+                self._null_error = payload
 
 
 def _open_socket(address: P.Address, timeout: Optional[float]) -> socket.socket:
@@ -319,7 +296,7 @@ def _open_socket(address: P.Address, timeout: Optional[float]) -> socket.socket:
     return sock
 
 
-class Client:
+class Client(P.ClientState):
     """A segmentd client over a Unix socket or TCP.
 
     ``Client("segmentd.sock")``, ``Client("/run/segmentd.sock")`` or
@@ -342,25 +319,10 @@ class Client:
     retried by themselves (only :meth:`subscribe` resumes, because cursors make that safe).
     The client is thread-safe; use it as a context manager or call :meth:`close`.
     """
+    _conn: Optional[_Connection]
 
-    def __init__(self, address: Any = None, *, token: Optional[str] = None, book: Optional[str] = None,
-                 timeout: Optional[float] = 60.0, connect_timeout: Optional[float] = 10.0,
-                 client_name: Optional[str] = "segmentd-python", socket_path: Any = None,
-                 host: Optional[str] = None, port: Optional[int] = None):
-        self.address = P.parse_address(address, socket_path, host, port)
-        if token is None and self.address[0] == "tcp":
-            token = os.environ.get("SEGMENTD_TOKEN")
-        self.token = token
-        self.book = book
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self.client_name = client_name
-        self._conn: Optional[_Connection] = None
+    def _init_locks(self) -> None:
         self._conn_lock = threading.Lock()
-        self._closed = False
-
-    def __repr__(self) -> str:
-        return f"Client({P.describe(self.address)!r}, book={self.book!r})"
 
     # connection ---------------------------------------------------------------------------
     def connect(self) -> "Client":
@@ -385,13 +347,8 @@ class Client:
         sock = _open_socket(self.address, self.connect_timeout)
         conn = _Connection(sock, self.address, self.timeout if self.timeout is not None else 60.0)
         if self.address[0] == "tcp" or self.token is not None:
-            params: Dict[str, Any] = {}
-            if self.token is not None:
-                params["token"] = self.token
-            if self.client_name:
-                params["client"] = self.client_name
             try:
-                hello = conn.call("rpc.hello", params, self.connect_timeout)
+                hello = conn.call("rpc.hello", self._hello_params(), self.connect_timeout)
             except BaseException:
                 conn.close()
                 raise
@@ -399,11 +356,6 @@ class Client:
             if isinstance(hello, dict) and isinstance(hello.get("limits"), dict):
                 conn.limits.update(hello["limits"])
         return conn
-
-    @property
-    def connected(self) -> bool:
-        conn = self._conn
-        return conn is not None and not conn.dead
 
     def close(self) -> None:
         """Closes the connection (the server cancels whatever is still in flight on it)."""
@@ -418,9 +370,6 @@ class Client:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-    def _timeout(self, timeout: Any) -> Optional[float]:
-        return self.timeout if timeout is P.DEFAULT else timeout
 
     # calls --------------------------------------------------------------------------------
     def call(self, method: str, params: Optional[Dict[str, Any]] = None, *, book: Optional[str] = None,
@@ -443,12 +392,7 @@ class Client:
     def hello(self) -> Dict[str, Any]:
         """``rpc.hello``: server name, version, limits, dimensions, books (and the token's grant)."""
         conn = self._connection()
-        params: Dict[str, Any] = {}
-        if self.token is not None:
-            params["token"] = self.token
-        if self.client_name:
-            params["client"] = self.client_name
-        hello = conn.call("rpc.hello", params, self._timeout(P.DEFAULT))
+        hello = conn.call("rpc.hello", self._hello_params(), self._timeout(P.DEFAULT))
         conn.hello = hello
         if isinstance(hello, dict) and isinstance(hello.get("limits"), dict):
             conn.limits.update(hello["limits"])
@@ -498,7 +442,7 @@ class Client:
                             timeout=self._timeout(timeout))
 
 
-class Stream:
+class Stream(P.StreamState):
     """A streaming request (``segments.resolve``, streaming ``segments.export``, ...).
 
     Iterate it for the rows (see :meth:`Client.resolve`), or use :meth:`iter_bytes` /
@@ -511,32 +455,9 @@ class Stream:
     (``complete: false`` and the rows sent). Dropping an unfinished stream sends
     ``rpc.cancel`` too. Only one thread should consume a stream.
     """
-
-    def __init__(self, client: Client, method: str, params: Dict[str, Any], timeout: Optional[float]):
-        self.client = client
-        self.method = method
-        self.params = params
-        self.timeout = timeout
-        #: The final reply's result, once the stream ended (``None`` before, or after an error).
-        self.result: Optional[Dict[str, Any]] = None
-        #: The error the stream ended with, if any.
-        self.error: Optional[BaseException] = None
-        #: Notifications received so far.
-        self.messages = 0
-        self._conn: Optional[_Connection] = None
-        self._pending: Optional[_Pending] = None
-        self._decoder = P.PayloadDecoder(params)
-        self._items: Deque[Any] = collections.deque()
-        self._finished = False
-        self._mode: Optional[str] = None
-
-    def __repr__(self) -> str:
-        state = "finished" if self._finished else ("running" if self._pending else "not started")
-        return f"<Stream {self.method} {state}>"
-
-    @property
-    def finished(self) -> bool:
-        return self._finished
+    client: Client
+    _conn: Optional[_Connection]
+    _pending: Optional[_Pending]
 
     def start(self) -> "Stream":
         """Sends the request now (iteration does it otherwise)."""
@@ -560,14 +481,7 @@ class Stream:
         while not self._items:
             if self._finished:
                 raise StopIteration
-            entry = self._next_entry()
-            if entry is None:
-                continue
-            kind, payload = entry
-            if kind == "note":
-                self._items.extend(self._decoder.feed(*payload))
-            else:
-                self._items.extend(self._end(payload, lambda complete: self._decoder.finish(complete)))
+            self._take_rows(self._next_entry())
         return self._items.popleft()
 
     def iter_bytes(self, decompress: bool = True) -> Iterator[bytes]:
@@ -576,15 +490,7 @@ class Stream:
         ``audience.csv.gz``)."""
         self._use("bytes")
         while not self._finished:
-            entry = self._next_entry()
-            if entry is None:
-                continue
-            kind, payload = entry
-            if kind == "note":
-                data = self._decoder.feed_bytes(payload[0], payload[1], decompress)
-            else:
-                tail = self._end(payload, lambda complete: [self._decoder.finish_bytes(complete, decompress)])
-                data = tail[0] if tail else b""
+            data = self._take_bytes(self._next_entry(), decompress)
             if data:
                 yield data
 
@@ -595,82 +501,49 @@ class Stream:
         return self.result
 
     def _use(self, mode: str) -> None:
-        if self._mode is None:
-            self._mode = mode
-        elif self._mode != mode:
-            raise RuntimeError("a stream is consumed either as rows or as bytes, not both")
+        self._set_mode(mode)
         if self._pending is None and not self._finished:
             self.start()
 
-    def _next_entry(self) -> Optional[Tuple[str, Any]]:
+    def _next_entry(self) -> Tuple[str, Any]:
         assert self._conn is not None and self._pending is not None
         try:
             entry = self._conn.wait(self._pending, self.timeout)
         except BaseException as e:
-            self._finished = True
-            self.error = e
-            if not isinstance(e, Error):
+            self._ended_with(e)
+            if not isinstance(e, Error):  # interrupted (KeyboardInterrupt...): cancel it
                 self._conn.cancel_nowait(self._pending)
             raise
         if entry is None:
-            self._finished = True
+            error = self._no_message()
             self._conn.cancel_nowait(self._pending)
-            self.error = Timeout(f"{self.method}: no message within {self.timeout} s (rpc.cancel sent)")
-            raise self.error
-        if entry[0] == "note":
-            self.messages += 1
-        return entry
-
-    def _end(self, reply: Dict[str, Any], finish: Any) -> List[Any]:
-        self._finished = True
-        result, error = P.final_parts(reply)
-        if error is not None:
-            self.error = error_from_reply(error, self.method)
-            raise self.error
-        self.result = result
-        complete = not (isinstance(result, dict) and result.get("complete") is False)
-        try:
-            return finish(complete)
-        except ProtocolError as e:
-            self.error = e
-            raise
+            raise error
+        return self._received(entry)
 
     def cancel(self, timeout: Any = P.DEFAULT) -> Optional[Dict[str, Any]]:
         """Sends ``rpc.cancel`` and waits for the final reply; returns its result
         (``complete: false`` for a stream cut short; ``None`` if the server answered
         -32800 because the stream had not started). Rows still in transit are dropped."""
-        if self._finished or self._pending is None or self._conn is None:
-            self._finished = True
+        if not self._running():
             return self.result
+        assert self._conn is not None and self._pending is not None
         wait = self.timeout if timeout is P.DEFAULT else timeout
         conn, pending = self._conn, self._pending
         conn.notify("rpc.cancel", {"id": pending.id})
-        deadline = None if wait is None else time.monotonic() + wait
+        deadline = P.deadline_in(wait)
         while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            entry = conn.wait(pending, remaining)
+            entry = conn.wait(pending, P.time_left(deadline))
             if entry is None:
                 self._finished = True
                 conn.cancel_nowait(pending)
                 raise Timeout(f"{self.method}: no final reply within {wait} s of rpc.cancel")
             if entry[0] == "final":
-                self._finished = True
-                self._items.clear()
-                result, error = P.final_parts(entry[1])
-                if error is not None:
-                    err = error_from_reply(error, self.method)
-                    if isinstance(err, Cancelled):
-                        return None
-                    self.error = err
-                    raise err
-                self.result = result
-                return result
+                return self._cancelled(entry[1])
 
     def close(self) -> None:
         """Ends the stream: ``rpc.cancel`` if it is unfinished (waiting briefly for the final
         reply so that the connection is clean). Never raises."""
-        if self._finished or self._pending is None:
-            self._finished = True
+        if not self._running():
             return
         try:
             self.cancel(timeout=min(self.timeout or 5.0, 5.0))
@@ -685,7 +558,7 @@ class Stream:
             pass
 
 
-class Subscription:
+class Subscription(P.SubscriptionState):
     """An ``events.subscribe`` that resumes by itself: an iterator of events, each delivered
     exactly once, in cursor order, across reconnects and server restarts.
 
@@ -712,43 +585,13 @@ class Subscription:
     ``rpc.cancel``; iteration then ends. :meth:`get` waits for one event with a timeout.
     """
 
-    def __init__(self, client: Client, after: Optional[int], *, triggers: Optional[List[int]] = None,
-                 book: Optional[str] = None, backoff: Optional[P.Backoff] = None, heartbeat: float = 15.0,
-                 timeout: Optional[float] = 60.0):
-        if after is not None and (not isinstance(after, int) or after < 0):
-            raise ValueError("after must be a cursor (an int >= 0) or None")
-        self.client = client
-        self.triggers = list(triggers) if triggers is not None else None
-        self.book = book if book is not None else client.book
-        self.backoff = backoff or P.Backoff()
-        self.heartbeat = heartbeat
-        self.timeout = timeout
-        #: Cursor of the last event delivered (``None`` until known).
-        self.last_cursor: Optional[int] = after
-        #: How many times the subscription was resumed after it ended or broke.
-        self.reconnects = 0
-        #: Events delivered.
-        self.delivered = 0
-        #: The last reason the subscription had to resume (an exception), if any.
-        self.last_error: Optional[BaseException] = None
-        #: The final result once cancelled (``{"ended": "cancelled", "last_cursor": N}``).
-        self.result: Optional[Dict[str, Any]] = None
-        self._received = after            # newest cursor received: resume after it
-        self._buffer: Deque[Dict[str, Any]] = collections.deque()
-        self._conn: Optional[_Connection] = None
-        self._pending: Optional[_Pending] = None
-        self._failures = 0
-        self._failing_since: Optional[float] = None
-        self._retry_at = 0.0
-        self._last_heard = time.monotonic()
-        self._ever_started = False
-        self._closed = False
-        self._cancelling = False
-        self._lock = threading.RLock()
-        self._wake = threading.Event()
+    client: Client
+    _conn: Optional[_Connection]
+    _pending: Optional[_Pending]
 
-    def __repr__(self) -> str:
-        return f"<Subscription after={self.last_cursor} delivered={self.delivered} reconnects={self.reconnects}>"
+    def _init_locks(self) -> None:
+        self._lock = threading.RLock()    # held by the consumer; cancel() takes it too
+        self._wake = threading.Event()    # cuts a backoff sleep short
 
     def __iter__(self) -> "Subscription":
         return self
@@ -762,7 +605,7 @@ class Subscription:
     def get(self, timeout: Optional[float] = None) -> Optional[Dict[str, Any]]:
         """The next event, or ``None`` if none arrived within ``timeout`` seconds (the
         subscription goes on). Raises ``StopIteration`` once the subscription was closed."""
-        event = self._next(None if timeout is None else time.monotonic() + timeout)
+        event = self._next(P.deadline_in(timeout))
         if event is None:
             if self._closed:
                 raise StopIteration
@@ -774,10 +617,6 @@ class Subscription:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     # the loop -----------------------------------------------------------------------------
     def _next(self, deadline: Optional[float]) -> Optional[Dict[str, Any]]:
@@ -795,100 +634,39 @@ class Subscription:
                         return None  # deadline reached while waiting to retry
                     continue
                 assert self._conn is not None
-                now = time.monotonic()
-                wait = max(0.0, self._last_heard + self.heartbeat - now)
-                if deadline is not None:
-                    if deadline <= now:
-                        return None
-                    wait = min(wait, deadline - now)
+                wait = self._wait_time(deadline)
+                if wait is None:
+                    return None
                 try:
                     entry = self._conn.wait(self._pending, wait)
                 except TransportError as e:
                     self._lost(e)
                     continue
                 if entry is None:
-                    if time.monotonic() - self._last_heard >= self.heartbeat:
+                    if self._heartbeat_due():
                         self._check_alive()
                     continue
-                self._last_heard = time.monotonic()
-                kind, payload = entry
-                if self._cancelling:
-                    if kind == "final":
-                        self._pending = None
-                        self._closed = True
-                        self._store_cancel_final(payload)
-                        return None
-                    continue  # the loop's top drains to the final reply
-                if kind == "note":
-                    method, params = payload
-                    if method != "events.event":
-                        continue
-                    event = {k: v for k, v in params.items() if k != "id"}
-                    cursor = event.get("cursor")
-                    if not isinstance(cursor, int) or (self._received is not None and cursor <= self._received):
-                        continue  # already delivered before a reconnect
-                    self._received = cursor
-                    self._failures, self._failing_since = 0, None
-                    return self._deliver(event)
-                self._pending = None
-                self._ended(payload)
-
-    def _deliver(self, event: Dict[str, Any]) -> Dict[str, Any]:
-        self.last_cursor = event.get("cursor", self.last_cursor)
-        self.delivered += 1
-        return event
-
-    def _ended(self, reply: Dict[str, Any]) -> None:
-        """The subscription's final reply arrived without our cancel: resume or raise."""
-        result, error = P.final_parts(reply)
-        if error is None:
-            # Ended by the server (shutdown, books.drop): resume; a dropped book then fails.
-            self._failed(ConnectionClosed(f"the server ended the subscription: {result}"))
-            return
-        err = error_from_reply(error, "events.subscribe")
-        if err.type in P.RESUMABLE_TYPES or err.code in (-32004, -32006, -32007, -32800):
-            self._failed(err)
-            return
-        self._closed = True
-        raise err
-
-    def _lost(self, error: BaseException) -> None:
-        self._pending = None
-        self._conn = None
-        self._failed(error)
-
-    def _failed(self, error: BaseException) -> None:
-        self.last_error = error
-        now = time.monotonic()
-        if self._failing_since is None:
-            self._failing_since = now
-        give_up = self.backoff.give_up_after
-        if give_up is not None and now - self._failing_since > give_up:
-            self._closed = True
-            raise error
-        self._retry_at = now + self.backoff.delay(self._failures)
-        self._failures += 1
+                event = self._take(entry)
+                if event is not None:
+                    return event
 
     def _check_alive(self) -> None:
         """Nothing heard for ``heartbeat`` s: ping on the same connection; no pong -> resume."""
         conn = self._conn
         assert conn is not None
         try:
-            conn.call("rpc.ping", None, self.timeout if self.timeout is not None else 30.0)
-            self._last_heard = time.monotonic()
-            self._failures, self._failing_since = 0, None
+            conn.call("rpc.ping", None, self._call_timeout())
+            self._heard()
+            self._succeeded()
         except SegmentdError:
-            self._last_heard = time.monotonic()  # the server answers: the connection is alive
+            self._heard()  # the server answers: the connection is alive
         except TransportError as e:
             conn.fail(e)  # the connection is gone for every user of it
             self._lost(e)
 
     def _establish(self, deadline: Optional[float]) -> bool:
         """Sends ``events.subscribe`` (after the backoff); False if ``deadline`` came first."""
-        while not self._closed and not self._cancelling:
-            if self.client._closed:  # closing the client ends its subscriptions
-                self._closed = True
-                return True
+        while self._should_subscribe():
             now = time.monotonic()
             if now < self._retry_at:
                 until = self._retry_at if deadline is None else min(self._retry_at, deadline)
@@ -903,51 +681,27 @@ class Subscription:
                 conn = self.client._connection()
                 if self._received is None:
                     self._learn_newest(conn)
-                params: Dict[str, Any] = {"after": self._received}
-                if self.triggers is not None:
-                    params["triggers"] = self.triggers
-                if self.book is not None:
-                    params["book"] = self.book
-                self._pending = conn.start("events.subscribe", params, stream=True)
-                self._conn = conn
-                self._last_heard = time.monotonic()
-                if self._ever_started:
-                    self.reconnects += 1
-                self._ever_started = True
+                pending = conn.start("events.subscribe", self._subscribe_params(), stream=True)
+                self._started(conn, pending)
                 return True
-            except TransportError as e:
-                self._conn = None
-                self._failed(e)
-            except SegmentdError as e:
-                if e.type in ("overloaded", "shutting_down", "unavailable", "cancelled"):
-                    self._failed(e)
-                else:
-                    self._closed = True
-                    raise
-            except ProtocolError:
-                self._closed = True
-                raise
+            except (TransportError, SegmentdError, ProtocolError) as e:
+                self._start_failed(e)
         return True
 
     def _learn_newest(self, conn: _Connection) -> None:
         """``after=None``: starts after the newest cursor, read with ``events.read``
         (``newest_cursor``), so that even this subscription resumes exactly. A log pruned
         past 0 refuses ``after: 0`` with ``data.resume_after``: read from there instead."""
-        wait = self.timeout if self.timeout is not None else 30.0
         after = 0
         for _ in range(P.NEWEST_CURSOR_TRIES):
             try:
-                page = conn.call("events.read", P.newest_cursor_read(self.book, after), wait)
+                page = conn.call("events.read", P.newest_cursor_read(self.book, after), self._call_timeout())
             except CursorRefused as e:
-                if isinstance(e.resume_after, int) and e.resume_after > after:
-                    after = e.resume_after
-                    continue
-                raise
-            self._received = P.newest_cursor_of(page)
-            if self.last_cursor is None:
-                self.last_cursor = self._received
+                after = P.read_again_after(e, after)
+                continue
+            self._start_after(P.newest_cursor_of(page))
             return
-        raise ProtocolError("events.read: could not learn the newest cursor (the log was pruned on every try)")
+        raise P.newest_cursor_unknown()
 
     # ending -------------------------------------------------------------------------------
     def cancel(self, timeout: Any = P.DEFAULT) -> Optional[Dict[str, Any]]:
@@ -966,7 +720,7 @@ class Subscription:
             except (Error, OSError):
                 pass
         wait = self.timeout if timeout is P.DEFAULT else timeout
-        deadline = None if wait is None else time.monotonic() + wait
+        deadline = P.deadline_in(wait)
         if not self._lock.acquire(timeout=-1 if wait is None else wait):
             raise Timeout("the subscription's consumer did not let go within the timeout")
         try:
@@ -976,20 +730,17 @@ class Subscription:
         return self.result
 
     def _finish_cancel(self, deadline: Optional[float]) -> None:
-        pending, conn = self._pending, self._conn
-        self._pending = None
-        self._closed = True
-        self._buffer.clear()
-        if pending is None or conn is None:
+        running = self._close_running()
+        if running is None:
             return
+        pending, conn = running
         try:  # again: the subscription may have started after cancel() looked
             conn.notify("rpc.cancel", {"id": pending.id})
         except (Error, OSError):
             return
         while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                entry = conn.wait(pending, remaining)
+                entry = conn.wait(pending, P.time_left(deadline))
             except TransportError:
                 return
             if entry is None:
@@ -998,14 +749,6 @@ class Subscription:
             if entry[0] == "final":
                 self._store_cancel_final(entry[1])
                 return
-
-    def _store_cancel_final(self, reply: Dict[str, Any]) -> None:
-        result, error = P.final_parts(reply)
-        self.result = result
-        if error is not None:
-            err = error_from_reply(error, "events.subscribe")
-            if not isinstance(err, _ENDED_ANYWAY):
-                raise err
 
     def close(self) -> None:
         """Ends the subscription (``rpc.cancel``). Never raises."""
@@ -1020,4 +763,3 @@ class Subscription:
                 self._conn.cancel_nowait(self._pending, blocking=False)
         except Exception:
             pass
-

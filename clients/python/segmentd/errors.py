@@ -95,7 +95,17 @@ class InvalidParams(SegmentdError):
     CODE, TYPE = -32602, "invalid_params"
 
 
-class CursorRefused(InvalidParams):
+class _ResumeAfter(SegmentdError):
+    """An error that may say where a subscriber could go on: ``resume_after``, the newest
+    cursor retention pruned (``None`` when the reply names none). Resuming there skips
+    the pruned events, which is the caller's decision."""
+
+    @property
+    def resume_after(self) -> Optional[int]:
+        return self.data.get("resume_after")
+
+
+class CursorRefused(InvalidParams, _ResumeAfter):
     """-32602 from ``events.read`` / ``events.subscribe``: the ``after`` cursor is refused.
 
     From the future: ``newest_cursor`` is the newest event's cursor. Older than the oldest
@@ -108,10 +118,6 @@ class CursorRefused(InvalidParams):
     def newest_cursor(self) -> Optional[int]:
         return self.data.get("newest_cursor")
 
-    @property
-    def resume_after(self) -> Optional[int]:
-        return self.data.get("resume_after")
-
 
 class InternalError(SegmentdError):
     """-32603 ``internal``: a failure inside the server (details in the server log)."""
@@ -123,17 +129,13 @@ class NotFound(SegmentdError):
     CODE, TYPE = -32001, "not_found"
 
 
-class EventsPruned(NotFound):
+class EventsPruned(NotFound, _ResumeAfter):
     """-32001 from ``events.subscribe``: retention removed events the subscriber had not read.
 
     ``data`` has ``last_cursor`` (last event delivered), ``oldest_cursor`` (oldest kept, or
     ``None``) and ``resume_after``. Resuming there skips the pruned events, which is the
     caller's decision: :class:`segmentd.Subscription` never does it by itself.
     """
-
-    @property
-    def resume_after(self) -> Optional[int]:
-        return self.data.get("resume_after")
 
     @property
     def oldest_cursor(self) -> Optional[int]:
