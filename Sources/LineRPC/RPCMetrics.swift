@@ -33,12 +33,12 @@ final class RPCMetrics: Sendable {
 
     init(factory: any MetricsFactory) {
         self.factory = factory
-        connectionsOpen = Meter(label: "segmentd_rpc_connections_open", factory: factory)
-        connectionsTotal = Counter(label: "segmentd_rpc_connections_total", factory: factory)
-        connectionsRefused = Counter(label: "segmentd_rpc_connections_refused_total", factory: factory)
-        inFlight = Meter(label: "segmentd_rpc_requests_in_flight", factory: factory)
-        received = Counter(label: "segmentd_rpc_received_bytes_total", factory: factory)
-        sent = Counter(label: "segmentd_rpc_sent_bytes_total", factory: factory)
+        connectionsOpen = Meter(label: RPCMetricName.connectionsOpen, factory: factory)
+        connectionsTotal = Counter(label: RPCMetricName.connectionsTotal, factory: factory)
+        connectionsRefused = Counter(label: RPCMetricName.connectionsRefused, factory: factory)
+        inFlight = Meter(label: RPCMetricName.requestsInFlight, factory: factory)
+        received = Counter(label: RPCMetricName.receivedBytes, factory: factory)
+        sent = Counter(label: RPCMetricName.sentBytes, factory: factory)
         // Zero series exist from the start, so a scrape before the first request sees them.
         connectionsOpen.set(0)
         inFlight.set(0)
@@ -70,29 +70,44 @@ final class RPCMetrics: Sendable {
     /// (nil for one refused before it ran, which the latency histogram leaves out).
     func request(_ method: String, outcome: String, duration: Duration?) {
         requests.handle(method + "\u{0}" + outcome) {
-            Counter(label: "segmentd_rpc_requests_total", dimensions: [("method", method), ("outcome", outcome)], factory: factory)
+            Counter(label: RPCMetricName.requests, dimensions: [("method", method), ("outcome", outcome)], factory: factory)
         }.increment()
         guard let duration else { return }
         let timer = durations.handle(method) {
-            Timer(label: "segmentd_rpc_request_duration_seconds", dimensions: [("method", method)], factory: factory)
+            Timer(label: RPCMetricName.requestDuration, dimensions: [("method", method)], factory: factory)
         }
         timer.recordNanoseconds(duration.nanoseconds)
     }
 
     /// An error reply of `type` was sent.
     func error(_ type: String) {
-        errors.handle(type) { Counter(label: "segmentd_rpc_errors_total", dimensions: [("type", type)], factory: factory) }.increment()
+        errors.handle(type) { Counter(label: RPCMetricName.errors, dimensions: [("type", type)], factory: factory) }.increment()
     }
 
     /// The counter of the bytes a streaming method's notifications take.
     func streamBytes(_ method: String) -> Counter {
-        streams.handle(method) { Counter(label: "segmentd_stream_bytes_total", dimensions: [("method", method)], factory: factory) }
+        streams.handle(method) { Counter(label: RPCMetricName.streamBytes, dimensions: [("method", method)], factory: factory) }
     }
 
     func bytesIn(_ count: Int) { received.increment(by: count) }
     func bytesOut(_ count: Int) { sent.increment(by: count) }
     func started() { inFlight.increment() }
     func finished() { inFlight.decrement() }
+}
+
+/// The names of the metrics ``RPCServer`` records (see `RPCMetrics`), for whoever reads them
+/// back (`server.stats`, tests).
+public enum RPCMetricName {
+    public static let requests = "segmentd_rpc_requests_total"
+    public static let requestDuration = "segmentd_rpc_request_duration_seconds"
+    public static let errors = "segmentd_rpc_errors_total"
+    public static let connectionsOpen = "segmentd_rpc_connections_open"
+    public static let connectionsTotal = "segmentd_rpc_connections_total"
+    public static let connectionsRefused = "segmentd_rpc_connections_refused_total"
+    public static let requestsInFlight = "segmentd_rpc_requests_in_flight"
+    public static let receivedBytes = "segmentd_rpc_received_bytes_total"
+    public static let sentBytes = "segmentd_rpc_sent_bytes_total"
+    public static let streamBytes = "segmentd_stream_bytes_total"
 }
 
 /// Metric handles by their label values, made on first use.

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import LineRPC
 import Prometheus
 import SegmentEngine
 import Synchronization
@@ -26,7 +27,7 @@ public final class ServerMetrics: Sendable {
         registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         // Requests take from tens of microseconds (counts) to seconds (large writes, streams).
-        factory.durationHistogramBuckets["segmentd_rpc_request_duration_seconds"] = [
+        factory.durationHistogramBuckets[RPCMetricName.requestDuration] = [
             .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2_500) / 1_000,
             .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
             .milliseconds(500), .seconds(1), .milliseconds(2_500), .seconds(5), .seconds(10), .seconds(30),
@@ -220,14 +221,14 @@ public struct RPCFigures: Sendable, Equatable {
 
     init(_ snapshot: MetricsSnapshot) {
         func int(_ name: String) -> Int { Int(snapshot.value(name)) }
-        connectionsOpen = int("segmentd_rpc_connections_open")
-        connectionsTotal = int("segmentd_rpc_connections_total")
-        connectionsRefused = int("segmentd_rpc_connections_refused_total")
-        requestsInFlight = int("segmentd_rpc_requests_in_flight")
-        requestsByMethod = snapshot.sum("segmentd_rpc_requests_total", by: "method").mapValues { Int($0) }
-        errorsByType = snapshot.sum("segmentd_rpc_errors_total", by: "type").mapValues { Int($0) }
-        bytesIn = int("segmentd_rpc_received_bytes_total")
-        bytesOut = int("segmentd_rpc_sent_bytes_total")
+        connectionsOpen = int(RPCMetricName.connectionsOpen)
+        connectionsTotal = int(RPCMetricName.connectionsTotal)
+        connectionsRefused = int(RPCMetricName.connectionsRefused)
+        requestsInFlight = int(RPCMetricName.requestsInFlight)
+        requestsByMethod = snapshot.sum(RPCMetricName.requests, by: "method").mapValues { Int($0) }
+        errorsByType = snapshot.sum(RPCMetricName.errors, by: "type").mapValues { Int($0) }
+        bytesIn = int(RPCMetricName.receivedBytes)
+        bytesOut = int(RPCMetricName.sentBytes)
     }
 
     /// The JSON form (for `server.stats`).

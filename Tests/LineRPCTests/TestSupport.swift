@@ -185,15 +185,15 @@ struct RecordedFigures {
 
     init(_ metrics: TestMetrics) {
         func gauge(_ label: String) -> Int { Int(metrics.meters(label: label).first?.lastValue ?? 0) }
-        connectionsOpen = gauge("segmentd_rpc_connections_open")
-        requestsInFlight = gauge("segmentd_rpc_requests_in_flight")
-        connectionsTotal = Int(metrics.counterTotal(label: "segmentd_rpc_connections_total"))
-        connectionsRefused = Int(metrics.counterTotal(label: "segmentd_rpc_connections_refused_total"))
-        for counter in metrics.counters(label: "segmentd_rpc_errors_total") {
+        connectionsOpen = gauge(RPCMetricName.connectionsOpen)
+        requestsInFlight = gauge(RPCMetricName.requestsInFlight)
+        connectionsTotal = Int(metrics.counterTotal(label: RPCMetricName.connectionsTotal))
+        connectionsRefused = Int(metrics.counterTotal(label: RPCMetricName.connectionsRefused))
+        for counter in metrics.counters(label: RPCMetricName.errors) {
             let type = counter.dimensions.first { $0.0 == "type" }?.1 ?? "?"
             errorsByType[type, default: 0] += Int(counter.totalValue)
         }
-        for counter in metrics.counters(label: "segmentd_rpc_requests_total") {
+        for counter in metrics.counters(label: RPCMetricName.requests) {
             let labels = Dictionary(counter.dimensions, uniquingKeysWith: { a, _ in a })
             requestsByOutcome["\(labels["method"] ?? "?") \(labels["outcome"] ?? "?")", default: 0] += Int(counter.totalValue)
         }
