@@ -33,6 +33,14 @@ import WireJSON
         #expect(counts[2]?["sendable"] == 1)
         let list = try JSONParser.parse(outputs[commands.firstIndex(of: "segmentd call segments.list")!])
         #expect(list["segments"]?.arrayValue?.count == 5)
+        // The Python lines after it print what their comment says.
+        let python = try #require(block.components(separatedBy: "```python\n").dropFirst().first?.components(separatedBy: "```").first)
+        try python.write(toFile: server.directory + "/count.py", atomically: true, encoding: .utf8)
+        let run = try await runProcess(
+            "/usr/bin/env", ["python3", "count.py"], cwd: server.directory,
+            environment: ["PATH": "/usr/bin:/bin", "PYTHONPATH": packageRoot.appendingPathComponent("clients/python").path], timeout: 60)
+        let promised = try #require(python.components(separatedBy: "# ").last?.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(run.status == 0 && run.out == promised + "\n", "\(run.out)\(run.err)")
         try await server.stop()
     }
 
