@@ -25,6 +25,7 @@ struct RPCConnection: Sendable {
                 for try await frame in inbound {
                     state.touch()
                     defer { state.frames.frameHandled() }
+                    await state.waitForReplyRoom(limit: limits.maxInFlightPerConnection)
                     try await handle(frame, group: &group)
                     if state.isCloseRequested { break }
                 }
@@ -80,10 +81,12 @@ struct RPCConnection: Sendable {
             break
         case .run(let job):
             group.addTask {
-                if let reply = await dispatcher.execute(job) {
+                let reply = await dispatcher.execute(job)
+                state.finish(id: job.request.id, handle: job.handle, replyPending: reply != nil)
+                if let reply {
                     _ = try? await writer.write(reply)
+                    state.replyWritten()
                 }
-                state.finish(id: job.request.id, handle: job.handle)
             }
         }
     }
@@ -130,8 +133,14 @@ struct RPCConnection: Sendable {
                 for await (index, reply) in runs { replies[index] = reply }
             }
             let present = replies.compactMap { $0 }
-            if !present.isEmpty { _ = try? await writer.write(.array(present)) }
-            for (_, job) in jobs { state.finish(id: job.request.id, handle: job.handle) }
+            for (offset, (_, job)) in jobs.enumerated() {
+                // One pending reply (the batch's line) is carried by the first job.
+                state.finish(id: job.request.id, handle: job.handle, replyPending: offset == 0 && !present.isEmpty)
+            }
+            if !present.isEmpty {
+                _ = try? await writer.write(.array(present))
+                state.replyWritten()
+            }
         }
     }
 

@@ -15,6 +15,10 @@ final class RPCConnectionState: Sendable {
         var byID: [JSONValue: RequestHandle] = [:]
         var anonymous: [ObjectIdentifier: RequestHandle] = [:]
         var inFlight = 0
+        /// Replies whose request has released its slot and that are being written.
+        var replying = 0
+        var replyRoomWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var isIdle: Bool { inFlight == 0 && replying == 0 }
         var authenticated: Bool
         /// What the authenticator returned for this connection's token (TCP only).
         var credential: (any Sendable)?
@@ -56,17 +60,63 @@ final class RPCConnectionState: Sendable {
         }
     }
 
-    /// Releases the slot taken by ``admit(id:limit:)`` once the reply is written.
-    func finish(id: JSONValue?, handle: RequestHandle) {
+    /// Releases the slot taken by ``admit(id:limit:)``. With `replyPending`, a reply is about to
+    /// be written: the slot is free before the client can read the reply (so a client that
+    /// sends its next request as soon as it reads one never finds the slot still taken), and
+    /// the connection counts as busy until ``replyWritten()``.
+    func finish(id: JSONValue?, handle: RequestHandle, replyPending: Bool = false) {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             if let id { state.byID[id] = nil } else { state.anonymous[ObjectIdentifier(handle)] = nil }
             state.inFlight -= 1
+            if replyPending { state.replying += 1 }
             state.lastActivity = .now
-            guard state.inFlight == 0 else { return [] }
-            defer { state.idleWaiters = [:] }
-            return Array(state.idleWaiters.values)
+            return Self.takeIdleWaiters(&state)
         }
         for waiter in waiters { waiter.resume() }
+    }
+
+    /// A reply announced to ``finish(id:handle:replyPending:)`` is written (or failed).
+    func replyWritten() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.replying -= 1
+            state.lastActivity = .now
+            let room = Array(state.replyRoomWaiters.values)
+            state.replyRoomWaiters = [:]
+            return room + Self.takeIdleWaiters(&state)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private static func takeIdleWaiters(_ state: inout State) -> [CheckedContinuation<Void, Never>] {
+        guard state.isIdle else { return [] }
+        defer { state.idleWaiters = [:] }
+        return Array(state.idleWaiters.values)
+    }
+
+    /// Returns once fewer than `limit` replies are being written, or when cancelled: a client
+    /// that does not read its replies is not read from either (its requests wait in its
+    /// socket), so that replies cannot pile up in memory.
+    func waitForReplyRoom(limit: Int) async {
+        while true {
+            let id = state.withLock { state -> Int? in
+                guard state.replying >= limit else { return nil }
+                state.nextWaiter += 1
+                return state.nextWaiter
+            }
+            guard let id, !Task.isCancelled else { return }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    let resumeNow = state.withLock { state -> Bool in
+                        if state.replying < limit || Task.isCancelled { return true }
+                        state.replyRoomWaiters[id] = continuation
+                        return false
+                    }
+                    if resumeNow { continuation.resume() }
+                }
+            } onCancel: {
+                state.withLock { $0.replyRoomWaiters.removeValue(forKey: id) }?.resume()
+            }
+        }
     }
 
     /// Cancels the in-flight request `id`; returns whether there was one.
@@ -108,7 +158,7 @@ final class RPCConnectionState: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let resumeNow = state.withLock { state -> Bool in
-                    if state.inFlight == 0 || Task.isCancelled { return true }
+                    if state.isIdle || Task.isCancelled { return true }
                     state.idleWaiters[id] = continuation
                     return false
                 }
@@ -128,7 +178,7 @@ final class RPCConnectionState: Sendable {
     /// longer than the timeout, and must not be dropped for it).
     func idleDeadline(timeout: Duration) -> ContinuousClock.Instant? {
         if frames.hasUnhandledFrames { return nil }
-        return state.withLock { $0.inFlight > 0 ? nil : $0.lastActivity + timeout }
+        return state.withLock { $0.isIdle ? $0.lastActivity + timeout : nil }
     }
 
     // MARK: Authentication and closing

@@ -38,6 +38,32 @@ import WireJSON
         try await server.stop()
     }
 
+    /// A client that keeps at most `max_in_flight` requests out, and sends the next as soon as
+    /// a reply arrives, is never refused: the slot is free before the reply can be read.
+    @Test func aClientWithinTheLimitIsNeverRefused() async throws {
+        let server = try await TestServer { $0.limits.maxInFlightPerConnection = 2 }
+        let client = try await server.client()
+        let refused = try await withThrowingTaskGroup(of: Int.self) { group in
+            for worker in 0..<2 {
+                group.addTask {
+                    var refused = 0
+                    for i in 0..<3_000 {
+                        do {
+                            _ = try await client.call("test.echo", ["w": .int(Int64(worker)), "i": .int(Int64(i))])
+                        } catch let error as RPCError where error.type == "overloaded" {
+                            refused += 1
+                        }
+                    }
+                    return refused
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(refused == 0, "requests within max_in_flight were refused")
+        try await client.close()
+        try await server.stop()
+    }
+
     @Test func repliesMayOvertakeEachOther() async throws {
         let server = try await TestServer()
         let client = try await server.client()
