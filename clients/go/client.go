@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 )
@@ -23,7 +24,7 @@ import (
 // Streams ([Client.Resolve], [Client.Export]) and subscriptions ([Client.Subscribe]) dial a
 // connection of their own with the same settings.
 type Client struct {
-	cfg config
+	cfg *config // a pointer: printing a Client (%+v) shows no token
 
 	mu      sync.Mutex
 	cur     *muxConn
@@ -35,6 +36,9 @@ type dialResult struct {
 	done chan struct{}
 	m    *muxConn
 	err  error
+	// abandoned: it failed because the context of the call that dialled ended (not the
+	// dial timeout, not the server): the calls waiting for it dial again.
+	abandoned bool
 }
 
 // Dial connects to the server at addr and says hello. addr is "unix:/path/to/segmentd.sock"
@@ -45,9 +49,9 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: config{network: network, address: address, dialTimeout: 10 * time.Second, cancelGrace: 5 * time.Second}}
+	c := &Client{cfg: &config{network: network, address: address, dialTimeout: 10 * time.Second, cancelGrace: 5 * time.Second}}
 	for _, o := range opts {
-		o(&c.cfg)
+		o(c.cfg)
 	}
 	if c.cfg.clientName == "" {
 		c.cfg.clientName = defaultClientName()
@@ -144,13 +148,29 @@ func (c *Client) Call(ctx context.Context, method string, params, result any, op
 	if err != nil {
 		return err
 	}
-	m, err := c.conn(ctx)
-	if err != nil {
-		return err
-	}
-	res, err := m.call(ctx, method, raw)
-	if err != nil {
-		return err
+	var res json.RawMessage
+	for attempt := 0; ; attempt++ {
+		m, err := c.conn(ctx)
+		if err != nil {
+			return err
+		}
+		if testHookBeforeCall != nil {
+			testHookBeforeCall(m)
+		}
+		res, err = m.call(ctx, method, raw)
+		var unsent *unsentError
+		if errors.As(err, &unsent) {
+			// The connection died (retired for idleness by another call, say) before
+			// anything of this request was written: nothing ran, so dial again, once.
+			if attempt == 0 && ctx.Err() == nil {
+				continue
+			}
+			err = unsent.err
+		}
+		if err != nil {
+			return err
+		}
+		break
 	}
 	if result == nil {
 		return nil
@@ -181,7 +201,7 @@ func (c *Client) conn(ctx context.Context) (*muxConn, error) {
 		c.mu.Unlock()
 		select {
 		case <-d.done:
-			if d.err != nil && ctx.Err() == nil && (errors.Is(d.err, context.Canceled) || errors.Is(d.err, context.DeadlineExceeded)) {
+			if d.abandoned && ctx.Err() == nil {
 				return c.conn(ctx) // that dial was given up by its caller, not by this one
 			}
 			return d.m, d.err
@@ -198,11 +218,14 @@ func (c *Client) conn(ctx context.Context) (*muxConn, error) {
 		old.fail(&ConnError{Op: "read", Addr: c.cfg.address, Err: errors.New("connection retired after being idle")})
 	}
 
-	rc, err := dialRaw(ctx, &c.cfg)
+	rc, err := dialRaw(ctx, c.cfg)
 	if err == nil {
-		d.m = newMuxConn(rc, &c.cfg)
+		d.m = newMuxConn(rc, c.cfg)
 	}
 	d.err = err
+	// A dial that timed out (WithDialTimeout) or was refused fails its waiters too:
+	// dialling again one after another would make the last wait for every timeout.
+	d.abandoned = err != nil && ctx.Err() != nil
 
 	c.mu.Lock()
 	c.dialing = nil
@@ -233,7 +256,6 @@ type muxConn struct {
 	nextID     int64
 	err        error // why it is dead
 	lastActive time.Time
-	nullErr    *Error // the last error reply with id null
 }
 
 type reply struct {
@@ -302,29 +324,24 @@ func (m *muxConn) readLoop(br *bufio.Reader) {
 			if err == io.EOF {
 				err = errEarlyEOF
 			}
-			m.mu.Lock()
-			if m.nullErr != nil {
-				err = fmt.Errorf("%w (before: %v)", err, m.nullErr)
-			}
-			m.mu.Unlock()
 			m.fail(&ConnError{Op: "read", Addr: m.cfg.address, Err: err})
 			return
 		}
 		if !msg.isReply() {
 			continue // a notification: no stream runs on this connection
 		}
+		if msg.isNullReply() {
+			// A reply to a line the server could not read: no call can be matched to it,
+			// so every call on the connection fails now rather than waiting forever.
+			m.fail(nullReplyErr(msg, m.cfg.address))
+			return
+		}
 		id, ok := msg.intID()
 		m.mu.Lock()
 		m.lastActive = time.Now()
 		if !ok {
-			// id null: a reply to a line the server could not read. The client checks
-			// line sizes and writes valid JSON, so this should not happen; kept for the
-			// error a lost connection reports.
-			if msg.Error != nil {
-				m.nullErr = msg.Error.toError("")
-			}
 			m.mu.Unlock()
-			continue
+			continue // not an id this client sent
 		}
 		ch, found := m.pending[id]
 		if found {
@@ -345,12 +362,15 @@ func (m *muxConn) readLoop(br *bufio.Reader) {
 
 // call sends one request and waits for its reply.
 func (m *muxConn) call(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
+	if err := ctx.Err(); err != nil { // a select would pick a free slot half the time
+		return nil, fmt.Errorf("segmentd: %s: %w", method, err)
+	}
 	select {
 	case m.slots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("segmentd: %s: %w", method, ctx.Err())
 	case <-m.done:
-		return nil, m.deadErr()
+		return nil, &unsentError{m.deadErr()}
 	}
 	ch := make(chan reply, 1)
 	m.mu.Lock()
@@ -358,7 +378,7 @@ func (m *muxConn) call(ctx context.Context, method string, params json.RawMessag
 		err := m.err
 		m.mu.Unlock()
 		<-m.slots
-		return nil, err
+		return nil, &unsentError{err}
 	}
 	id := m.nextID
 	m.nextID++
@@ -371,10 +391,21 @@ func (m *muxConn) call(ctx context.Context, method string, params json.RawMessag
 		m.forget(id)
 		return nil, err
 	}
-	if err := m.write(ctx, line); err != nil {
+	if sent, err := m.write(ctx, line); err != nil {
+		if sent {
+			// ctx ended while the line was being written, and it was finished: the
+			// request is on its way, so it is cancelled like one already sent (its reply
+			// frees the slot).
+			go m.sendCancel(id)
+			return nil, fmt.Errorf("segmentd: %s: %w", method, err)
+		}
 		m.forget(id)
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("segmentd: %s: %w", method, ctx.Err())
+		}
+		var dead *deadBeforeWrite
+		if errors.As(err, &dead) {
+			return nil, &unsentError{dead.err}
 		}
 		return nil, err
 	}
@@ -395,6 +426,22 @@ func (m *muxConn) call(ctx context.Context, method string, params json.RawMessag
 	}
 }
 
+// testHookBeforeCall, when set by a test, runs in Call between getting the connection and
+// using it.
+var testHookBeforeCall func(*muxConn)
+
+// unsentError is what call returns when its request was not written at all because the
+// connection was already dead; Call dials again once, and never returns it.
+type unsentError struct{ err error }
+
+func (e *unsentError) Error() string { return e.err.Error() }
+
+// deadBeforeWrite is what write returns when the connection was dead before it wrote
+// anything.
+type deadBeforeWrite struct{ err error }
+
+func (e *deadBeforeWrite) Error() string { return e.err.Error() }
+
 // Error makes *wireError an error so that it can travel in a reply.
 func (w *wireError) Error() string { return w.Message }
 
@@ -411,35 +458,71 @@ func (m *muxConn) forget(id int64) {
 func (m *muxConn) sendCancel(id int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.cancelGrace)
 	defer cancel()
-	_ = m.write(ctx, cancelLine(id))
+	_, _ = m.write(ctx, cancelLine(id))
 }
 
-// write writes one whole line. A write interrupted by ctx before anything was written
-// leaves the connection usable; one cut in the middle of a line ends the connection.
-func (m *muxConn) write(ctx context.Context, line []byte) error {
+// write writes one whole line and reports whether it was sent whole. A ctx that ends
+// before the first byte is written abandons the line (ctx.Err(), not sent) and leaves the
+// connection usable. Once a byte is out, the line is finished whatever ctx does (a line
+// cut short would break every call on the connection), bounded by the server's line
+// timeout; if ctx ended meanwhile, write returns ctx.Err() with sent true. A write that
+// fails otherwise ends the connection.
+func (m *muxConn) write(ctx context.Context, line []byte) (sent bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
 	select {
 	case m.wlock <- struct{}{}:
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	case <-m.done:
-		return m.deadErr()
+		return false, &deadBeforeWrite{m.deadErr()}
 	}
 	defer func() { <-m.wlock }()
 	if err := m.deadErr(); err != nil {
-		return err
+		return false, &deadBeforeWrite{err}
 	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	var n int
 	if ctx.Done() != nil {
 		stop := interruptOnDone(ctx, m.nc.SetWriteDeadline)
-		defer stop()
+		n, err = m.nc.Write(line)
+		stop() // clears the deadline if it was set
+	} else {
+		n, err = m.nc.Write(line)
 	}
-	n, err := m.nc.Write(line)
 	if err == nil {
-		return nil
+		return true, nil
 	}
-	if n == 0 && ctx.Err() != nil {
-		return ctx.Err()
+	if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		if n == 0 {
+			return false, ctxErr
+		}
+		// Part of the line is out: finish it, bounded by a limit of its own.
+		_ = m.nc.SetWriteDeadline(time.Now().Add(m.lineLimit()))
+		_, err = m.nc.Write(line[n:])
+		_ = m.nc.SetWriteDeadline(time.Time{})
+		if err == nil {
+			return true, ctxErr
+		}
 	}
 	cerr := &ConnError{Op: "write", Addr: m.cfg.address, Err: err}
 	m.fail(cerr)
-	return cerr
+	return false, cerr
+}
+
+// lineLimit bounds finishing a line whose caller gave up part-way: the server's
+// line_timeout_ms (it drops a connection whose line takes longer anyway), at least
+// 10 s, and 30 s when it announces none.
+func (m *muxConn) lineLimit() time.Duration {
+	d := time.Duration(m.hello.Limits.LineTimeoutMS) * time.Millisecond
+	if d <= 0 {
+		return 30 * time.Second
+	}
+	if d < 10*time.Second {
+		d = 10 * time.Second
+	}
+	return d
 }

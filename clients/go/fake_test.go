@@ -213,7 +213,7 @@ func TestAddressesAndBooks(t *testing.T) {
 	if _, _, err := parseAddress("tcp:nohost"); err == nil {
 		t.Error("tcp:nohost accepted")
 	}
-	c := &Client{cfg: config{book: "acme"}}
+	c := &Client{cfg: &config{book: "acme"}}
 	for _, tc := range []struct {
 		method, explicit string
 		opts             []CallOption

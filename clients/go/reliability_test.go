@@ -291,8 +291,8 @@ func TestSubscribeLiveOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sub.Cursor() != Newest {
-		t.Fatalf("Cursor() = %d before the start was read, want Newest", sub.Cursor())
+	if sub.Cursor() != 20 {
+		t.Fatalf("Cursor() = %d right after Subscribe, want 20 (the newest cursor then)", sub.Cursor())
 	}
 	done := make(chan struct{})
 	go func() {

@@ -150,16 +150,20 @@ func (c *Client) stream(ctx context.Context, method string, params StreamParams,
 		return nil, ErrClosed
 	}
 	book, byDefault := c.bookFor(method, params.Book, opts)
-	raw, err := marshalParams(params.object(), book, byDefault)
+	obj := params.object()
+	if params.Book != "" {
+		obj["book"] = params.Book // so that a different Book option is refused
+	}
+	raw, err := marshalParams(obj, book, byDefault)
 	if err != nil {
 		return nil, err
 	}
-	rc, err := dialRaw(ctx, &c.cfg)
+	rc, err := dialRaw(ctx, c.cfg)
 	if err != nil {
 		return nil, err
 	}
 	s := &Stream{
-		soloRequest: soloRequest{cfg: &c.cfg, rc: rc, id: 1},
+		soloRequest: soloRequest{cfg: c.cfg, rc: rc, id: 1},
 		method:      method,
 		csv:         strings.EqualFold(params.Format, "csv"),
 		gzip:        strings.EqualFold(params.Compress, "gzip"),
@@ -308,6 +312,9 @@ func (s *Stream) readPayload() (*rowsPayload, error) {
 				continue
 			}
 			return p, nil
+		}
+		if m.isNullReply() {
+			return nil, nullReplyErr(m, s.cfg.address)
 		}
 		if id, ok := m.intID(); !ok || id != s.id {
 			continue

@@ -38,10 +38,12 @@ type SubscribeOptions struct {
 }
 
 // Newest, as SubscribeOptions.After, subscribes live only: to the events that commit
-// from the moment the subscription starts. Its first attempt reads the book's newest
-// cursor (events.read's newest_cursor) and subscribes after it, so the subscription
-// knows where it started and resumes from there exactly, like any other cursor: an event
-// that commits while it reconnects is not lost. Until then Cursor returns Newest.
+// from the moment Subscribe is called. Subscribe reads the book's newest cursor
+// (events.read's newest_cursor) and the subscription starts after it, so it knows where it
+// started and resumes from there exactly, like any other cursor: an event that commits
+// before the first Next, or while it reconnects, is not lost. (Only if the server cannot
+// be reached when Subscribe is called does the first attempt read it, and Cursor return
+// Newest until then.)
 const Newest int64 = -1
 
 // Backoff is an exponential backoff with jitter: the n-th consecutive failure waits
@@ -161,7 +163,10 @@ type Subscription struct {
 }
 
 // Subscribe follows the event log of a book (events.subscribe) after opts.After (Newest:
-// live only). The connection is opened by the first Next; errors come from Err.
+// live only). The subscription's connection is opened by the first Next; errors come
+// from Err. With Newest, Subscribe itself reads the newest cursor (on the client's
+// connection), so the events that commit after Subscribe returns are delivered; an error
+// that cannot be resumed (an unknown book, a token without access) is returned here.
 func (c *Client) Subscribe(ctx context.Context, opts SubscribeOptions) (*Subscription, error) {
 	if c.isClosed() {
 		return nil, ErrClosed
@@ -175,13 +180,27 @@ func (c *Client) Subscribe(ctx context.Context, opts SubscribeOptions) (*Subscri
 	}
 	opts.Backoff = opts.Backoff.withDefaults()
 	s := &Subscription{
-		cfg:  &c.cfg,
+		cfg:  c.cfg,
 		book: book,
 		opts: opts,
 		rnd:  rand.New(rand.NewSource(time.Now().UnixNano())),
 	}
-	s.begin(ctx)
 	s.cursor.Store(opts.After)
+	if opts.After == Newest {
+		// Live only from now: where the log ends when Subscribe is called, so that an
+		// event committed before the first Next is delivered too. If the server cannot
+		// be reached now (a resumable failure), the first attempt reads it instead.
+		newest, err := c.NewestCursor(ctx, Book(book))
+		switch {
+		case err == nil:
+			s.cursor.Store(newest)
+		case ctx.Err() != nil:
+			return nil, err
+		case !resumable(err):
+			return nil, err
+		}
+	}
+	s.begin(ctx)
 	return s, nil
 }
 
@@ -189,9 +208,8 @@ func (c *Client) Subscribe(ctx context.Context, opts SubscribeOptions) (*Subscri
 func (s *Subscription) Event() Event { return s.ev }
 
 // Cursor returns the cursor of the last event delivered (opts.After before the first;
-// with Newest, the newest cursor when the subscription started, or Newest until the
-// first Next has read it): store it, and subscribe after it to continue where this one
-// stopped.
+// with Newest, the newest cursor when Subscribe was called): store it, and subscribe
+// after it to continue where this one stopped.
 func (s *Subscription) Cursor() int64 { return s.cursor.Load() }
 
 // Resumes returns how many times the subscription has subscribed again (after a lost
@@ -398,6 +416,9 @@ func (a *subAttempt) next() (*Event, error) {
 			}
 			return ev, nil
 		}
+		if m.isNullReply() {
+			return nil, nullReplyErr(m, a.cfg.address)
+		}
 		if !m.isReply() {
 			continue
 		}
@@ -493,6 +514,9 @@ func roundTrip(ctx context.Context, rc *rawConn, cfg *config, id int64, method s
 				err = errEarlyEOF
 			}
 			return nil, connErr("read", err)
+		}
+		if m.isNullReply() {
+			return nil, nullReplyErr(m, cfg.address)
 		}
 		if got, ok := m.intID(); !m.isReply() || !ok || got != id {
 			continue

@@ -31,6 +31,23 @@ type message struct {
 // isReply reports whether m is a reply (it has an "id" and no method).
 func (m *message) isReply() bool { return m.Method == "" && len(m.ID) > 0 }
 
+// isNullReply reports whether m is a reply with "id": null: the server's answer to a line
+// it could not read (not JSON, too long, an invalid envelope). Nobody can tell which
+// request it was, so it fails the whole connection (proto-docs/clients.md).
+func (m *message) isNullReply() bool {
+	return m.Method == "" && bytes.Equal(bytes.TrimSpace(m.ID), []byte("null"))
+}
+
+// nullReplyErr is the *ConnError a reply with id null fails a connection with; it wraps
+// the server's *Error (errors.As finds it).
+func nullReplyErr(m *message, addr string) error {
+	var cause error = errors.New("the server answered a line it could not read (id null)")
+	if m.Error != nil {
+		cause = fmt.Errorf("the server could not read a request line (a reply with id null): %w", m.Error.toError(""))
+	}
+	return &ConnError{Op: "read", Addr: addr, Err: cause}
+}
+
 // intID returns the reply's id as an integer (ok false for null, strings and the like).
 func (m *message) intID() (int64, bool) { return parseIntID(m.ID) }
 
@@ -117,15 +134,19 @@ func readMessage(br *bufio.Reader) (*message, error) {
 // own book is kept.
 func marshalParams(params any, book string, byDefault bool) (json.RawMessage, error) {
 	var raw []byte
+	var err error
 	switch p := params.(type) {
 	case nil:
 		raw = []byte("{}")
 	case json.RawMessage:
-		raw = p
+		if raw, err = compactRaw(p); err != nil {
+			return nil, err
+		}
 	case []byte:
-		raw = p
+		if raw, err = compactRaw(p); err != nil {
+			return nil, err
+		}
 	default:
-		var err error
 		if raw, err = json.Marshal(params); err != nil {
 			return nil, fmt.Errorf("segmentd: params: %w", err)
 		}
@@ -153,6 +174,24 @@ func marshalParams(params any, book string, byDefault bool) (json.RawMessage, er
 	}
 	obj["book"], _ = json.Marshal(book)
 	return json.Marshal(obj)
+}
+
+// compactRaw checks params given as raw JSON and compacts them: they become part of one
+// request line, so invalid JSON or a line break (json.MarshalIndent) would make the
+// server answer with id null.
+func compactRaw(raw []byte) ([]byte, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	if !json.Valid(raw) {
+		return nil, errors.New("segmentd: params: invalid JSON")
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return nil, fmt.Errorf("segmentd: params: %w", err)
+	}
+	return b.Bytes(), nil
 }
 
 // bookScoped reports whether a method takes the "book" param: every method but rpc.*,
@@ -203,6 +242,24 @@ type config struct {
 	clientName       string
 	dialTimeout      time.Duration
 	cancelGrace      time.Duration
+}
+
+// String describes the config without its token.
+func (c config) String() string {
+	token := ""
+	if c.token != "" {
+		token = "[redacted]"
+	}
+	return fmt.Sprintf("{network:%s address:%s token:%s book:%q clientName:%q dialTimeout:%v cancelGrace:%v}",
+		c.network, c.address, token, c.book, c.clientName, c.dialTimeout, c.cancelGrace)
+}
+
+// Format prints String for every verb (%v, %+v, %#v, %s), so the token never shows.
+func (c config) Format(f fmt.State, verb rune) { _, _ = io.WriteString(f, c.String()) }
+
+// String describes the client (its address and default book; never the token).
+func (c *Client) String() string {
+	return fmt.Sprintf("segmentd.Client(%s:%s book %q)", c.cfg.network, c.cfg.address, c.cfg.book)
 }
 
 // Option configures a Client (Dial, DialUnix, DialTCP).
@@ -330,25 +387,21 @@ func dialRaw(ctx context.Context, cfg *config) (*rawConn, error) {
 		return fail("hello", err)
 	}
 	br := bufio.NewReaderSize(nc, 64<<10)
-	var lineErr *Error // an error with id null: "too many connections" comes so
 	for {
 		m, err := readMessage(br)
 		if err != nil {
 			if err == io.EOF {
 				err = errEarlyEOF
 			}
-			if lineErr != nil {
-				err = fmt.Errorf("%w (then: %v)", lineErr, err)
-			}
 			return fail("hello", err)
 		}
 		if !m.isReply() {
 			continue
 		}
+		if m.isNullReply() { // "too many connections", or a hello the server could not read
+			return fail("hello", nullReplyErr(m, cfg.address).(*ConnError).Err)
+		}
 		if id, ok := m.intID(); !ok || id != 0 {
-			if m.Error != nil {
-				lineErr = m.Error.toError("")
-			}
 			continue
 		}
 		if m.Error != nil {

@@ -40,11 +40,15 @@ export declare class SegmentdError extends Error {
 export declare class SegmentdConnectionError extends Error {
   constructor(message: string, options?: { code?: string; cause?: unknown });
   readonly name: "SegmentdConnectionError";
-  /** `ECONNREFUSED`, `ENOENT`, `ECONNRESET`, …, or `CLOSED`, `CLIENT_CLOSED`, `CONNECT_TIMEOUT`, `PROTOCOL`, `HELLO_FAILED`. */
+  /**
+   * `ECONNREFUSED`, `ENOENT`, `ECONNRESET`, …, or `CLOSED`, `CLIENT_CLOSED`, `CONNECT_TIMEOUT` (connect or
+   * rpc.hello), `PROTOCOL` (a line that is not JSON), `UNATTRIBUTED` (a reply with `"id": null`; `cause` is
+   * its SegmentdError), `NO_RECONNECT` (closed, and `reconnect: false`), `HELLO_FAILED`.
+   */
   code: string;
 }
 
-/** The server sent something that cannot be decoded (corrupt or truncated gzip, bad NDJSON row). */
+/** A stream's payload cannot be decoded (corrupt or truncated gzip, bad NDJSON row). */
 export declare class SegmentdProtocolError extends Error {
   constructor(message: string, options?: { cause?: unknown });
   readonly name: "SegmentdProtocolError";
@@ -63,7 +67,7 @@ export interface ConnectOptions {
   book?: string;
   /** Sent in rpc.hello as `client`. */
   clientName?: string;
-  /** Default 10000. */
+  /** Bounds the socket connect, and then the rpc.hello reply. Default 10000. */
   connectTimeoutMs?: number;
   /** How long break/abort wait for a stream's final reply. Default 5000. */
   cancelTimeoutMs?: number;

@@ -68,7 +68,9 @@ export class SegmentdError extends Error {
  * The connection failed or closed before the reply arrived (server killed or restarted, socket
  * missing, connection refused, client closed). The request may or may not have run.
  * `code` is the system error code when there is one (`ECONNREFUSED`, `ENOENT`, `ECONNRESET`, …),
- * else `"CLOSED"`, `"CLIENT_CLOSED"` or `"CONNECT_TIMEOUT"`.
+ * else `"CLOSED"`, `"CLIENT_CLOSED"`, `"CONNECT_TIMEOUT"` (connect or rpc.hello), `"PROTOCOL"` (a line
+ * that is not JSON), `"UNATTRIBUTED"` (a reply with `"id": null`; `cause` is its {@link SegmentdError})
+ * or `"NO_RECONNECT"` (the connection closed and `reconnect: false`).
  */
 export class SegmentdConnectionError extends Error {
   /**
@@ -84,8 +86,9 @@ export class SegmentdConnectionError extends Error {
 }
 
 /**
- * The server sent something this client cannot decode (a line that is not JSON, a truncated or
- * corrupt gzip stream, an NDJSON row that is not JSON).
+ * A stream's payload cannot be decoded (a truncated or corrupt gzip stream, an NDJSON row that
+ * is not JSON). A line of the connection that is not JSON is a {@link SegmentdConnectionError}
+ * with code `"PROTOCOL"` instead: it closes the connection, and subscriptions resume after it.
  */
 export class SegmentdProtocolError extends Error {
   /**
@@ -131,6 +134,19 @@ function sleep(ms, signal) {
     }, ms);
     signal?.addEventListener("abort", onAbort, { once: true });
   });
+}
+
+/** `promise`, or a rejection with the signal's reason as soon as `signal` aborts. */
+function raceAbort(promise, signal) {
+  if (signal.aborted) return Promise.reject(abortError(signal));
+  let onAbort;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      onAbort = () => reject(abortError(signal));
+      signal.addEventListener("abort", onAbort, { once: true });
+    }),
+  ]).finally(() => signal.removeEventListener("abort", onAbort));
 }
 
 /** A promise that settles when `promise` does, or resolves after `ms` (never rejects). */
@@ -278,9 +294,14 @@ class Connection extends EventEmitter {
     }
     if (!("id" in message)) return;
     if (message.id === null) {
-      // An error the server could not tie to a request (parse error, oversized line). This client
-      // checks line sizes before sending, so this is unexpected: report it to listeners.
+      // An error the server could not tie to a request (-32700 parse error, -32003 too large,
+      // -32004 too many connections). Some request on this connection will never be answered and
+      // we cannot tell which: fail every call on it and close it (clients.md), so none hangs.
       this.emit("unattributed", message.error);
+      const cause = new SegmentdError(message.error ?? { code: ErrorCode.INTERNAL });
+      this.close(new SegmentdConnectionError(
+        `the server answered with "id": null (${cause.code}${cause.type ? " " + cause.type : ""}: ${cause.message}); the connection is closed`,
+        { code: "UNATTRIBUTED", cause }));
       return;
     }
     const req = this.pending.get(message.id);
@@ -335,6 +356,11 @@ class Connection extends EventEmitter {
   async request(method, params, opts = {}) {
     if (this.closed) throw this.closeError;
     const builtin = isBuiltin(method);
+    // Serialise before taking an in-flight slot: params that cannot be serialised (a BigInt, a
+    // circular object) throw here, with no slot to leak.
+    const head = `{"jsonrpc":"2.0","method":${JSON.stringify(method)}`;
+    const body = params === undefined ? undefined : JSON.stringify(params);
+    const tail = body === undefined ? "}\n" : `,"params":${body}}\n`;
     if (!builtin) await this._acquireSlot(opts.control);
     if (this.closed) throw this.closeError;
     if (opts.control?.cancelled) {
@@ -342,7 +368,7 @@ class Connection extends EventEmitter {
       throw opts.control.cancelError();
     }
     const id = this.nextId++;
-    const line = JSON.stringify({ jsonrpc: "2.0", id, method, params }) + "\n";
+    const line = `${head},"id":${id}${tail}`;
     if (Buffer.byteLength(line) - 1 > this.maxLineBytes) {
       if (!builtin) this._releaseSlot();
       throw new SegmentdError({
@@ -440,8 +466,9 @@ class CsvRecordSplitter {
 
 /** Decodes one gzip stream fed in base64 chunks, calling `onText` with decoded UTF-8 text. */
 class GzipText {
-  constructor(onText, onDrain) {
+  constructor(onText, onDrain, onError) {
     this.onText = onText;
+    this.ending = false;
     this.decoder = new StringDecoder("utf8");
     this.gunzip = zlib.createGunzip();
     this.error = null;
@@ -463,7 +490,13 @@ class GzipText {
           reject(err);
         }
       });
-      this.gunzip.on("error", (err) => reject(this.error ?? err));
+      this.gunzip.on("error", (err) => {
+        const error = this.error ?? err;
+        reject(error);
+        // Corrupt data mid-stream: fail now, not when the final reply arrives (end() reports
+        // a truncated stream itself).
+        if (!this.ending) onError?.(error);
+      });
     });
     this.ended.catch(() => {});
     this.gunzip.on("drain", () => onDrain());
@@ -480,11 +513,13 @@ class GzipText {
 
   /** Resolves once everything is decoded; rejects if the stream was truncated or corrupt. */
   end() {
+    this.ending = true;
     if (!this.gunzip.destroyed && !this.gunzip.writableEnded) this.gunzip.end();
     return this.ended;
   }
 
   destroy() {
+    this.ending = true;
     this.gunzip.destroy();
   }
 }
@@ -495,7 +530,8 @@ class GzipText {
  * raw → each notification's payload as sent (Buffer of gzip bytes, CSV text, or an array of rows).
  */
 class PayloadDecoder {
-  constructor(format, raw, push, onFlow) {
+  constructor(format, raw, push, onFlow, onError) {
+    this.onError = onError; // a decoding failure outside notification() (zlib reports asynchronously)
     this.format = format === "csv" ? "csv" : "ndjson";
     this.raw = raw;
     this.push = push;
@@ -511,7 +547,11 @@ class PayloadDecoder {
       this.push(event);
     } else if (typeof params.gzip === "string") {
       if (this.raw) return this.push(Buffer.from(params.gzip, "base64"));
-      if (!this.gzip) this.gzip = new GzipText((text) => this._text(text), this.onFlow);
+      if (!this.gzip) {
+        this.gzip = new GzipText((text) => this._text(text), this.onFlow, (cause) => this.onError?.(
+          cause instanceof SegmentdProtocolError ? cause
+            : new SegmentdProtocolError(`the gzip stream is truncated or corrupt: ${cause.message}`, { cause })));
+      }
       this.gzip.write(params.gzip);
       if (this.gzip.backlogged()) this.onFlow();
     } else if (typeof params.csv === "string") {
@@ -601,7 +641,8 @@ export class SegmentdStream {
     this._params = params;
     this._signal = options.signal;
     this._cancelTimeoutMs = options.cancelTimeoutMs ?? client._cancelTimeoutMs;
-    this._decoder = new PayloadDecoder(params.format, !!options.raw, (item) => this._push(item), () => this._conn?.updateFlow());
+    this._decoder = new PayloadDecoder(params.format, !!options.raw, (item) => this._push(item), () => this._conn?.updateFlow(),
+      (error) => { if (!this._cancelled) this._fail(error); });
     /** The final reply (`{rows, complete, …}` for resolve/export, `{ended, last_cursor}` for subscribe), once it arrived. */
     this.summary = null;
     /** The JSON-RPC id of the request once sent. */
@@ -619,9 +660,11 @@ export class SegmentdStream {
     this._control = {
       cancelled: false,
       onSent: (id) => { this.requestId = id; },
-      cancelError: () => this._abortReason ?? new SegmentdError({ code: ErrorCode.CANCELLED, message: "request cancelled before it was sent", data: { type: "cancelled" } }, this._method),
+      cancelError: () => this._abortReason ?? this._notSent,
       onCancel: null,
     };
+    this._notSent = new SegmentdError({ code: ErrorCode.CANCELLED, message: "request cancelled before it was sent", data: { type: "cancelled", client_side: true } }, method);
+    this._onCancelled = null; // wakes _run while it waits for a connection
   }
 
   /** @returns {AsyncIterator<T>} */
@@ -676,7 +719,10 @@ export class SegmentdStream {
         if (this._state === "running") this._state = "done";
       },
       (error) => {
-        if (this._state === "running") {
+        if (this._state === "running" && error === this._notSent) {
+          // cancel() before the request was sent: nothing ran; the iteration ends quietly.
+          this._state = "done";
+        } else if (this._state === "running") {
           this._state = "failed";
           this._error = error;
         }
@@ -688,7 +734,17 @@ export class SegmentdStream {
   }
 
   async _run() {
-    const conn = await this._client._connection();
+    // Waiting for a connection (connect, rpc.hello, a backoff) ends at once on cancel or abort.
+    const cancelled = new Promise((_, reject) => {
+      this._onCancelled = () => reject(this._control.cancelError());
+    });
+    cancelled.catch(() => {});
+    let conn;
+    try {
+      conn = await Promise.race([this._client._connection(), cancelled]);
+    } finally {
+      this._onCancelled = null;
+    }
     this._conn = conn;
     conn.streams.add(this);
     try {
@@ -733,6 +789,7 @@ export class SegmentdStream {
     this._cancelled = true;
     this._control.cancelled = true;
     this._control.onCancel?.();
+    this._onCancelled?.();
     if (this.requestId !== null && this._conn && !this._conn.closed) {
       this._conn.notify("rpc.cancel", { id: this.requestId });
     }
@@ -851,7 +908,9 @@ const DEFAULT_BACKOFF = Object.freeze({ initialMs: 100, maxMs: 10000, factor: 2,
 
 /** Errors after which a subscription resumes from its cursor without losing anything. */
 function isResumable(error) {
-  if (error instanceof SegmentdConnectionError) return error.code !== "CLIENT_CLOSED";
+  // CLIENT_CLOSED: close() was called; NO_RECONNECT: the connection closed and `reconnect: false`
+  // forbids another, so retrying could only fail again, forever.
+  if (error instanceof SegmentdConnectionError) return error.code !== "CLIENT_CLOSED" && error.code !== "NO_RECONNECT";
   if (error instanceof SegmentdError) {
     return [ErrorCode.OVERLOADED, ErrorCode.SHUTTING_DOWN, ErrorCode.UNAVAILABLE, ErrorCode.CANCELLED].includes(error.code);
   }
@@ -890,6 +949,7 @@ export class Subscription {
     this._inNext = false;
     this._current = null; // the SegmentdStream of the current attempt
     this._wakeSleep = null; // ends a backoff sleep early on close()
+    this._abortStart = null; // ends _startCursor early on close()
   }
 
   /** @returns {AsyncIterator<object>} */
@@ -927,6 +987,7 @@ export class Subscription {
     this._closing = true;
     this._current?.cancel();
     this._wakeSleep?.();
+    this._abortStart?.();
   }
 
   async *_run() {
@@ -938,6 +999,7 @@ export class Subscription {
     let attempt = 0;
     if (after === null || after === undefined) {
       after = await this._startCursor(signal);
+      if (after === null) return; // closed while finding where to start
       this.cursor = after;
     }
     for (;;) {
@@ -1017,15 +1079,29 @@ export class Subscription {
    * resume while the server is away.
    */
   async _startCursor(signal) {
+    // close() ends this at once: it aborts `closing`, which also stops a call waiting to connect.
+    const closing = new AbortController();
+    this._abortStart = () => closing.abort();
+    const onAbort = () => closing.abort(abortError(signal));
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (signal?.aborted) onAbort();
+    if (this._closing) closing.abort();
     let attempt = 0;
-    for (;;) {
-      try {
-        return await this._client.newestCursor({ book: this._options.book, signal });
-      } catch (error) {
-        if (signal?.aborted) throw abortError(signal);
-        if (!isResumable(error) || attempt >= this._backoff.maxRetries) throw error;
-        await this._sleep(this._delay(attempt++), signal);
+    try {
+      for (;;) {
+        try {
+          return await this._client.newestCursor({ book: this._options.book, signal: closing.signal });
+        } catch (error) {
+          if (signal?.aborted) throw abortError(signal);
+          if (this._closing) return null;
+          if (!isResumable(error) || attempt >= this._backoff.maxRetries) throw error;
+          await this._sleep(this._delay(attempt++), signal);
+          if (this._closing) return null;
+        }
       }
+    } finally {
+      this._abortStart = null;
+      signal?.removeEventListener("abort", onAbort);
     }
   }
 
@@ -1078,16 +1154,20 @@ export async function connect(options) {
  * the next call opens a new connection (unless `reconnect: false` or {@link Client#close} was called).
  *
  * Events: `"connect"` (the hello result, on every new connection), `"disconnect"` (the
- * {@link SegmentdConnectionError}), `"unattributed"` (an error reply with `"id": null`, which no
- * request can be matched to).
+ * {@link SegmentdConnectionError}), `"unattributed"` (the `error` of a reply with `"id": null`,
+ * which no request can be matched to; the connection is then closed and its calls reject with
+ * {@link SegmentdConnectionError} `UNATTRIBUTED`).
  */
 export class Client extends EventEmitter {
+  /** The token: a private field, so util.inspect / console.log of the client never show it. */
+  #token;
+
   /** @param {ConnectOptions} options */
   constructor(options = {}) {
     super();
     if (!options.socket && options.port === undefined) throw new TypeError("connect: give `socket` (Unix socket path) or `host`/`port`");
     this._endpoint = options.socket ? { socket: options.socket } : { host: options.host ?? "127.0.0.1", port: options.port };
-    this._token = options.token;
+    this.#token = options.token;
     /** Default book of book-scoped calls (`undefined`: the server's `default`). */
     this.book = options.book;
     this._clientName = options.clientName ?? `segmentd-node/${VERSION}`;
@@ -1114,7 +1194,7 @@ export class Client extends EventEmitter {
     if (this._closed) return Promise.reject(new SegmentdConnectionError("the client is closed", { code: "CLIENT_CLOSED" }));
     if (this._conn && !this._conn.closed) return this._connecting;
     if (this._everConnected && !this._reconnect) {
-      return Promise.reject(new SegmentdConnectionError("the connection is closed (reconnect: false)", { code: "CLOSED" }));
+      return Promise.reject(new SegmentdConnectionError("the connection is closed (reconnect: false)", { code: "NO_RECONNECT" }));
     }
     const conn = new Connection(this._endpoint, this._connectTimeoutMs, this._highWaterMark);
     this._conn = conn;
@@ -1126,8 +1206,17 @@ export class Client extends EventEmitter {
       try {
         await conn.open();
         const hello = { client: this._clientName };
-        if (this._token !== undefined) hello.token = this._token;
-        const result = await conn.request("rpc.hello", hello);
+        if (this.#token !== undefined) hello.token = this.#token;
+        // connectTimeoutMs bounds the hello too: a server that accepts but never answers (stopped,
+        // overloaded, not segmentd) must not leave connect() and every call waiting forever.
+        const timer = setTimeout(() => conn.close(new SegmentdConnectionError(
+          `no reply to rpc.hello within ${this._connectTimeoutMs} ms`, { code: "CONNECT_TIMEOUT" })), this._connectTimeoutMs);
+        let result;
+        try {
+          result = await conn.request("rpc.hello", hello);
+        } finally {
+          clearTimeout(timer);
+        }
         conn.configure(result?.limits);
         conn.ready = true;
         this.hello = result;
@@ -1183,7 +1272,7 @@ export class Client extends EventEmitter {
   async call(method, params = {}, options = {}) {
     const { signal } = options;
     if (signal?.aborted) throw abortError(signal);
-    const conn = await this._connection();
+    const conn = await (signal ? raceAbort(this._connection(), signal) : this._connection());
     if (signal?.aborted) throw abortError(signal);
     const control = {
       cancelled: false,

@@ -18,7 +18,7 @@ from .aio import AsyncClient, AsyncStream, AsyncSubscription
 from .client import Client, Stream, Subscription
 from .errors import (Cancelled, Conflict, ConnectionClosed, CursorRefused, Error, EventsPruned, InternalError,
                      InvalidParams, InvalidRequest, MethodNotFound, NotFound, Overloaded, ParseError, ProtocolError,
-                     SegmentdError, ShuttingDown, Timeout, TooLarge, TransportError, Unauthorized, Unavailable)
+                     SegmentdError, ShuttingDown, StreamOverflow, Timeout, TooLarge, TransportError, Unauthorized, Unavailable)
 
 __version__ = "0.1.0"
 
@@ -27,5 +27,5 @@ __all__ = [
     "Error", "SegmentdError", "TransportError", "ConnectionClosed", "Timeout", "ProtocolError",
     "ParseError", "InvalidRequest", "MethodNotFound", "InvalidParams", "CursorRefused", "InternalError", "NotFound",
     "EventsPruned", "Conflict", "TooLarge", "Overloaded", "Unauthorized", "ShuttingDown", "Unavailable",
-    "Cancelled", "__version__",
+    "Cancelled", "StreamOverflow", "__version__",
 ]

@@ -79,6 +79,17 @@ def is_book_scoped(method: str) -> bool:
     return method not in NOT_BOOK_SCOPED and not method.startswith(NOT_BOOK_SCOPED_PREFIXES)
 
 
+def takes_slot(method: str) -> bool:
+    """Whether a request for ``method`` counts against the server's ``max_in_flight``: the
+    server answers the built-in ``rpc.*`` methods without counting them (transport.md)."""
+    return not method.startswith("rpc.")
+
+
+def max_in_flight(limits: Dict[str, Any]) -> int:
+    value = limits.get("max_in_flight")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 32
+
+
 def build_params(method: str, params: Optional[Dict[str, Any]], book: Optional[str],
                  default_book: Optional[str]) -> Dict[str, Any]:
     """The params object to send: a copy of ``params`` with ``book`` set.
@@ -288,7 +299,12 @@ class PayloadDecoder:
     def finish_bytes(self, complete: bool, decompress: bool) -> bytes:
         if self._gunzip is None or not self._gzip_seen or not decompress:
             return b""
-        tail = self._gunzip.flush()
+        try:
+            tail = self._gunzip.flush()
+        except zlib.error as e:
+            if complete:
+                raise ProtocolError(f"corrupt gzip stream: {e}") from None
+            tail = b""
         if complete and not self._gunzip.eof:
             raise ProtocolError("incomplete gzip stream: the final reply came before the gzip trailer")
         return tail
@@ -308,7 +324,11 @@ class PayloadDecoder:
 
     def _decode_text(self, data: bytes, final: bool = False) -> List[Any]:
         if self.format == "csv":
-            return self._csv.feed(self._text.decode(data, final))
+            try:
+                text = self._text.decode(data, final)
+            except UnicodeDecodeError as e:
+                raise ProtocolError(f"the decoded CSV is not UTF-8: {e}") from None
+            return self._csv.feed(text)
         lines = (self._lines + data).split(b"\n")
         self._lines = lines.pop()
         if final and self._lines.strip():
@@ -748,10 +768,11 @@ class SubscriptionState:
             self.reconnects += 1
         self._ever_started = True
 
-    def _start_failed(self, error: Error) -> None:
-        """Subscribing failed: a lost connection or a "retry later" answer is retried after
-        the backoff; anything else closes the subscription and raises."""
-        if isinstance(error, TransportError):
+    def _start_failed(self, error: Error, lost: bool = False) -> None:
+        """Subscribing failed: a lost connection (``lost``: any error from a connection that
+        died, an error reply with id null included) or a "retry later" answer is retried
+        after the backoff; anything else closes the subscription and raises."""
+        if lost or isinstance(error, TransportError):
             self._conn = None
             self._failed(error)
         elif isinstance(error, SegmentdError) and error.type in RESUMABLE_TYPES:

@@ -6,7 +6,9 @@ its protocol hands each message to its request as it arrives. To keep the server
 backpressure, the client stops reading the socket while every request in flight is a stream whose consumer has more
 than :data:`HIGH_WATER` bytes waiting, and goes on when one of them drains below
 :data:`LOW_WATER` or another request is waiting; a stream you do not consume thus slows the
-server down instead of filling memory, and never blocks other calls.
+server down instead of filling memory, and never blocks other calls. While other requests
+keep the connection reading, an unconsumed stream may buffer up to :data:`MAX_BUFFERED`
+bytes; beyond that it fails with :class:`~segmentd.StreamOverflow` and is cancelled.
 
 Cancelling a task that awaits :meth:`AsyncClient.call`, a stream or a subscription sends
 ``rpc.cancel`` for the request (without awaiting anything).
@@ -20,9 +22,10 @@ import time
 from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Tuple
 
 from . import _protocol as P
-from .errors import ConnectionClosed, CursorRefused, Error, ProtocolError, SegmentdError, Timeout, TransportError
+from .errors import (ConnectionClosed, CursorRefused, Error, ProtocolError, SegmentdError, StreamOverflow, Timeout,
+                     TransportError)
 
-__all__ = ["AsyncClient", "AsyncStream", "AsyncSubscription", "HIGH_WATER", "LOW_WATER"]
+__all__ = ["AsyncClient", "AsyncStream", "AsyncSubscription", "HIGH_WATER", "LOW_WATER", "MAX_BUFFERED"]
 
 #: Bytes of unread stream messages above which the reader pauses (see module docs).
 HIGH_WATER = 1 << 20
@@ -30,6 +33,10 @@ HIGH_WATER = 1 << 20
 LOW_WATER = 1 << 18
 #: Longest line the client accepts from the server.
 MAX_LINE = 1 << 28
+#: Bytes of unread messages one stream may hold while reading cannot pause (another request
+#: is waiting): beyond it the stream fails with :class:`~segmentd.errors.StreamOverflow`
+#: (and ``rpc.cancel`` is sent) instead of buffering the whole result in memory.
+MAX_BUFFERED = 16 << 20
 
 # asyncio.wait_for is avoided on purpose: up to Python 3.11 it can swallow a cancellation
 # that arrives as the awaited thing completes, and a task the user cancelled must stop (and
@@ -79,7 +86,7 @@ async def _acquire(lock: asyncio.Lock, timeout: Optional[float]) -> bool:
 
 
 class _Pending:
-    __slots__ = ("id", "method", "stream", "queue", "waiter", "done", "discard", "nbytes", "slot")
+    __slots__ = ("id", "method", "stream", "queue", "waiter", "done", "discard", "nbytes", "slot", "error")
 
     def __init__(self, rid: int, method: str, stream: bool):
         self.id = rid
@@ -91,6 +98,7 @@ class _Pending:
         self.discard = False
         self.nbytes = 0
         self.slot = False
+        self.error: Optional[BaseException] = None  # raised once the queue is empty (overflow)
 
     def wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -191,16 +199,15 @@ class _Connection:
         self._pending: Dict[int, _Pending] = {}
         self._ids = itertools.count(1)
         self._dead: Optional[BaseException] = protocol._early
-        self._null_error: Optional[SegmentdError] = None
         self._reading_paused = False
         self._slots_free = int(self.limits["max_in_flight"])
         self._slot_waiters: "Deque[asyncio.Future[bool]]" = collections.deque()
         self.last_activity = time.monotonic()
 
     def set_limits(self, limits: Dict[str, Any]) -> None:
-        old = int(self.limits.get("max_in_flight") or 32)
+        old = P.max_in_flight(self.limits)
         self.limits.update(limits)
-        new = int(self.limits.get("max_in_flight") or 32)
+        new = P.max_in_flight(self.limits)
         self._slots_free += new - old
         while self._slots_free > 0 and self._slot_waiters:
             self._slots_free -= 1
@@ -222,10 +229,10 @@ class _Connection:
     def fail(self, error: BaseException) -> None:
         """Marks the connection dead; every waiter gets ``error`` once its queue is empty."""
         if self._dead is None:
-            if isinstance(error, ConnectionClosed) and self._null_error is not None:
-                error = self._null_error  # e.g. -32004 "too many connections", then closed
             self._dead = error
-        for pending in self._pending.values():
+        pendings = list(self._pending.values())
+        self._pending.clear()  # nothing more can come for them: unregistered
+        for pending in pendings:
             self._release(pending)
             pending.wake()
         try:
@@ -263,14 +270,16 @@ class _Connection:
         data = P.encode(P.request(method, params, rid), self.limits.get("max_line_bytes"))
         if self._dead is not None:
             raise self._dead_error()
-        if not await self._acquire_slot(timeout):
+        counted = P.takes_slot(method)  # rpc.* do not count on the server: no slot to wait for
+        if counted and not await self._acquire_slot(timeout):
             raise Timeout(f"{method}: no free request slot within {timeout} s "
                           f"({self.limits.get('max_in_flight')} requests in flight)")
         if self._dead is not None:
-            self._release_slot()
+            if counted:
+                self._release_slot()
             raise self._dead_error()
         pending = _Pending(rid, method, stream)
-        pending.slot = True
+        pending.slot = counted
         self._pending[rid] = pending
         self._resume_reading()
         try:
@@ -377,6 +386,8 @@ class _Connection:
                 if self._reading_paused and pending.nbytes < LOW_WATER:
                     self._resume_reading()
                 return kind, payload
+            if pending.error is not None:
+                raise pending.error
             if self._dead is not None:
                 raise self._dead_error()
             self._resume_reading()  # someone waits with an empty queue: read
@@ -406,7 +417,9 @@ class _Connection:
                     pending.queue.append((kind, payload, size))
                     pending.nbytes += size
                     pending.wake()
-                    if pending.nbytes >= HIGH_WATER:
+                    if pending.nbytes > MAX_BUFFERED:
+                        self._overflow(pending)
+                    elif pending.nbytes >= HIGH_WATER:
                         self._update_flow()
             elif kind == "final":
                 pending = self._pending.pop(rid, None)
@@ -417,8 +430,19 @@ class _Connection:
                         pending.queue.append((kind, payload, 0))
                         pending.wake()
                     self._update_flow()
-            else:
-                self._null_error = payload
+            elif self._dead is None:
+                # id null: the server could not tell which request this answers (a line
+                # too large or not JSON): no call may wait for a reply that cannot come.
+                self.fail(payload)
+
+    def _overflow(self, pending: _Pending) -> None:
+        """A stream nobody consumes while others keep the reader going: it fails (and is
+        cancelled) instead of buffering its whole result."""
+        pending.error = StreamOverflow(
+            f"{pending.method}: more than {MAX_BUFFERED} bytes of unread messages while other requests kept the "
+            f"connection reading; the stream was cancelled (consume streams as they run)")
+        self.cancel_nowait(pending)
+        pending.wake()
 
     def _update_flow(self) -> None:
         """Read unless every request in flight is a stream holding HIGH_WATER unread bytes."""
@@ -517,15 +541,15 @@ class AsyncClient(P.ClientState):
     async def _open(self) -> _Connection:
         conn = await _open_connection(self.address, self.connect_timeout,
                                       self.timeout if self.timeout is not None else 60.0)
-        if self.address[0] == "tcp" or self.token is not None:
-            try:
-                hello = await conn.call("rpc.hello", self._hello_params(), self.connect_timeout)
-            except BaseException:
-                await conn.close()
-                raise
-            conn.hello = hello
-            if isinstance(hello, dict) and isinstance(hello.get("limits"), dict):
-                conn.set_limits(hello["limits"])
+        # Always rpc.hello (with the token on TCP): the server's limits apply from the start.
+        try:
+            hello = await conn.call("rpc.hello", self._hello_params(), self.connect_timeout)
+        except BaseException:
+            await conn.close()
+            raise
+        conn.hello = hello
+        if isinstance(hello, dict) and isinstance(hello.get("limits"), dict):
+            conn.set_limits(hello["limits"])
         return conn
 
     async def close(self) -> None:
@@ -621,14 +645,24 @@ class AsyncStream(P.StreamState):
         while not self._items:
             if self._finished:
                 raise StopAsyncIteration
-            self._take_rows(await self._next_entry())
+            entry = await self._next_entry()
+            try:
+                self._take_rows(entry)
+            except ProtocolError as e:
+                self._bad_payload(e)
+                raise
         return self._items.popleft()
 
     async def iter_bytes(self, decompress: bool = True) -> AsyncIterator[bytes]:
         """The bytes of the file the stream carries (see :meth:`segmentd.Stream.iter_bytes`)."""
         await self._use("bytes")
         while not self._finished:
-            data = self._take_bytes(await self._next_entry(), decompress)
+            entry = await self._next_entry()
+            try:
+                data = self._take_bytes(entry, decompress)
+            except ProtocolError as e:
+                self._bad_payload(e)
+                raise
             if data:
                 yield data
 
@@ -642,6 +676,12 @@ class AsyncStream(P.StreamState):
         self._set_mode(mode)
         if self._pending is None and not self._finished:
             await self.start()
+
+    def _bad_payload(self, error: ProtocolError) -> None:
+        """See :meth:`segmentd.Stream._bad_payload`."""
+        self._ended_with(error)
+        if self._conn is not None and self._pending is not None:
+            self._conn.cancel_nowait(self._pending)
 
     async def _next_entry(self) -> Tuple[str, Any]:
         assert self._conn is not None and self._pending is not None
@@ -769,6 +809,7 @@ class AsyncSubscription(P.SubscriptionState):
     async def _loop(self, deadline: Optional[float]) -> Optional[Dict[str, Any]]:
         while True:
             if self._closed:
+                self._abandon()  # a request still running (close() timed out meanwhile): cancelled
                 return None
             if self._cancelling:
                 await self._finish_cancel(deadline)
@@ -785,8 +826,8 @@ class AsyncSubscription(P.SubscriptionState):
                 return None
             try:
                 entry = await self._conn.wait(self._pending, wait)
-            except TransportError as e:
-                self._lost(e)
+            except Error as e:
+                self._lost(e)  # what the connection died of (an id-null error reply included)
                 continue
             if entry is None:
                 if self._heartbeat_due():
@@ -800,12 +841,13 @@ class AsyncSubscription(P.SubscriptionState):
         conn = self._conn
         assert conn is not None
         try:
-            await conn.call("rpc.ping", None, self._call_timeout())
+            await conn.call("rpc.ping", None, self._call_timeout())  # rpc.*: takes no slot
             self._heard()
             self._succeeded()
-        except SegmentdError:
-            self._heard()
-        except TransportError as e:
+        except Error as e:
+            if isinstance(e, SegmentdError) and not conn.dead:
+                self._heard()  # the server answers: alive
+                return
             conn.fail(e)
             self._lost(e)
 
@@ -823,16 +865,19 @@ class AsyncSubscription(P.SubscriptionState):
                 if await _wait_event(self._wake, pause):
                     self._wake.clear()
                 continue
+            conn: Optional[_Connection] = None
             try:
                 conn = await self.client._connection()
                 if self._received is None:
                     await self._learn_newest(conn)
+                if not self._should_subscribe():
+                    break  # closed or cancelled meanwhile: do not start a subscription
                 pending = await conn.start("events.subscribe", self._subscribe_params(), stream=True,
                                            timeout=self.timeout)
                 self._started(conn, pending)
                 return True
             except (TransportError, SegmentdError, ProtocolError) as e:
-                self._start_failed(e)
+                self._start_failed(e, lost=conn is not None and conn.dead)
         return True
 
     async def _learn_newest(self, conn: _Connection) -> None:
@@ -888,7 +933,7 @@ class AsyncSubscription(P.SubscriptionState):
         while True:
             try:
                 entry = await conn.wait(pending, P.time_left(deadline))
-            except TransportError:
+            except Error:
                 return
             if entry is None:
                 conn.cancel_nowait(pending)

@@ -26,7 +26,7 @@ _READ_SLICE = 1.0  # seconds a reader blocks in select() before it looks at its 
 
 class _Pending:
     """One request in flight: its messages, in order, until (and including) the final reply."""
-    __slots__ = ("id", "method", "stream", "queue", "done", "discard")
+    __slots__ = ("id", "method", "stream", "queue", "done", "discard", "slot")
 
     def __init__(self, rid: int, method: str, stream: bool):
         self.id = rid
@@ -35,6 +35,7 @@ class _Pending:
         self.queue: Deque[Tuple[str, Any]] = collections.deque()
         self.done = False
         self.discard = False
+        self.slot = False  # holds one of the server's max_in_flight slots
 
 
 class _Connection:
@@ -54,9 +55,15 @@ class _Connection:
         self._pending: Dict[int, _Pending] = {}
         self._ids = itertools.count(1)
         self._dead: Optional[BaseException] = None
-        self._null_error: Optional[SegmentdError] = None
         self._close_fd = False
+        self._slots_used = 0
         self.last_activity = time.monotonic()
+
+    def set_limits(self, limits: Dict[str, Any]) -> None:
+        """The server's ``limits`` (``rpc.hello``); a larger ``max_in_flight`` wakes waiters."""
+        with self._cv:
+            self.limits.update(limits)
+            self._cv.notify_all()
 
     # state --------------------------------------------------------------------------------
     @property
@@ -87,9 +94,13 @@ class _Connection:
         """Marks the connection dead: every waiter gets ``error`` once its queue is empty."""
         with self._cv:
             if self._dead is None:
-                if isinstance(error, ConnectionClosed) and self._null_error is not None:
-                    error = self._null_error  # e.g. -32004 "too many connections", then closed
                 self._dead = error
+            # Nothing more can come for the requests in flight: unregister them (their
+            # waiters raise the connection's error once their queues are empty).
+            for pending in self._pending.values():
+                pending.slot = False
+            self._pending.clear()
+            self._slots_used = 0
             self._cv.notify_all()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
@@ -139,22 +150,46 @@ class _Connection:
             self._send_lock.release()
         self.last_activity = time.monotonic()
 
-    def start(self, method: str, params: Optional[Dict[str, Any]], stream: bool = False) -> _Pending:
-        """Sends a request and returns its pending entry."""
+    def start(self, method: str, params: Optional[Dict[str, Any]], stream: bool = False,
+              timeout: Optional[float] = None) -> _Pending:
+        """Sends a request and returns its pending entry. At most the server's
+        ``max_in_flight`` requests are in flight at once (``rpc.*`` methods do not count,
+        as on the server): the others wait here up to ``timeout`` s for a slot."""
         rid = next(self._ids)
         data = P.encode(P.request(method, params, rid), self.limits.get("max_line_bytes"))
         pending = _Pending(rid, method, stream)
+        counted = P.takes_slot(method)
+        deadline = P.deadline_in(timeout)
         with self._cv:
-            if self._dead is not None:
-                raise self._dead_error()
+            while True:
+                if self._dead is not None:
+                    raise self._dead_error()
+                if not counted or self._slots_used < P.max_in_flight(self.limits):
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise Timeout(f"{method}: no free request slot within {timeout} s "
+                                  f"({P.max_in_flight(self.limits)} requests in flight)")
+                self._cv.wait(remaining)
+            if counted:
+                pending.slot = True
+                self._slots_used += 1
             self._pending[rid] = pending
         try:
             self._send(data)
         except BaseException:
             with self._cv:
-                self._pending.pop(rid, None)
+                if self._pending.pop(rid, None) is not None:
+                    self._release(pending)
             raise
         return pending
+
+    def _release(self, pending: _Pending) -> None:
+        """Gives ``pending``'s in-flight slot back (lock held)."""
+        if pending.slot:
+            pending.slot = False
+            self._slots_used -= 1
+            self._cv.notify_all()
 
     def notify(self, method: str, params: Optional[Dict[str, Any]]) -> None:
         self._send(P.encode(P.request(method, params), self.limits.get("max_line_bytes")))
@@ -178,8 +213,8 @@ class _Connection:
             pass
 
     def call(self, method: str, params: Optional[Dict[str, Any]], timeout: Optional[float]) -> Any:
-        pending = self.start(method, params)
         deadline = P.deadline_in(timeout)
+        pending = self.start(method, params, timeout=timeout)
         while True:
             try:
                 entry = self.wait(pending, P.time_left(deadline))
@@ -225,7 +260,11 @@ class _Connection:
                 with self._cv:
                     self._reading = False
                     for message in messages:
-                        self._dispatch(message)
+                        null_error = self._dispatch(message)
+                        if null_error is not None and error is None:
+                            # id null: the server could not tell which request it answers,
+                            # so no call may wait for its reply: the connection fails.
+                            error = null_error
                     close_fd = self._close_fd
                     self._cv.notify_all()
             if close_fd:
@@ -255,8 +294,10 @@ class _Connection:
         self._buf = bytearray(rest)
         return [P.parse_line(line) for line in lines if line.strip()]
 
-    def _dispatch(self, message: Any) -> None:
-        """Hands one message to its request (called with the lock held)."""
+    def _dispatch(self, message: Any) -> Optional[SegmentdError]:
+        """Hands one message to its request (called with the lock held); returns the error
+        of a reply with id null, which fails the connection."""
+        null_error: Optional[SegmentdError] = None
         for kind, rid, payload in P.route(message):
             if kind == "note":
                 pending = self._pending.get(rid)
@@ -266,10 +307,12 @@ class _Connection:
                 pending = self._pending.pop(rid, None)
                 if pending is not None:
                     pending.done = True
+                    self._release(pending)
                     if not pending.discard:
                         pending.queue.append((kind, payload))
-            else:
-                self._null_error = payload
+            elif null_error is None:
+                null_error = payload
+        return null_error
 
 
 def _open_socket(address: P.Address, timeout: Optional[float]) -> socket.socket:
@@ -346,15 +389,16 @@ class Client(P.ClientState):
     def _open(self) -> _Connection:
         sock = _open_socket(self.address, self.connect_timeout)
         conn = _Connection(sock, self.address, self.timeout if self.timeout is not None else 60.0)
-        if self.address[0] == "tcp" or self.token is not None:
-            try:
-                hello = conn.call("rpc.hello", self._hello_params(), self.connect_timeout)
-            except BaseException:
-                conn.close()
-                raise
-            conn.hello = hello
-            if isinstance(hello, dict) and isinstance(hello.get("limits"), dict):
-                conn.limits.update(hello["limits"])
+        # Always rpc.hello (with the token on TCP): the server's limits (max_line_bytes,
+        # max_in_flight, idle_timeout_ms) apply to this connection from its first request.
+        try:
+            hello = conn.call("rpc.hello", self._hello_params(), self.connect_timeout)
+        except BaseException:
+            conn.close()
+            raise
+        conn.hello = hello
+        if isinstance(hello, dict) and isinstance(hello.get("limits"), dict):
+            conn.set_limits(hello["limits"])
         return conn
 
     def close(self) -> None:
@@ -395,7 +439,7 @@ class Client(P.ClientState):
         hello = conn.call("rpc.hello", self._hello_params(), self._timeout(P.DEFAULT))
         conn.hello = hello
         if isinstance(hello, dict) and isinstance(hello.get("limits"), dict):
-            conn.limits.update(hello["limits"])
+            conn.set_limits(hello["limits"])
         return hello
 
     def ping(self, timeout: Any = P.DEFAULT) -> bool:
@@ -463,7 +507,7 @@ class Stream(P.StreamState):
         """Sends the request now (iteration does it otherwise)."""
         if self._pending is None and not self._finished:
             conn = self.client._connection()
-            self._pending = conn.start(self.method, self.params, stream=True)
+            self._pending = conn.start(self.method, self.params, stream=True, timeout=self.timeout)
             self._conn = conn
         return self
 
@@ -481,7 +525,12 @@ class Stream(P.StreamState):
         while not self._items:
             if self._finished:
                 raise StopIteration
-            self._take_rows(self._next_entry())
+            entry = self._next_entry()
+            try:
+                self._take_rows(entry)
+            except ProtocolError as e:
+                self._bad_payload(e)
+                raise
         return self._items.popleft()
 
     def iter_bytes(self, decompress: bool = True) -> Iterator[bytes]:
@@ -490,7 +539,12 @@ class Stream(P.StreamState):
         ``audience.csv.gz``)."""
         self._use("bytes")
         while not self._finished:
-            data = self._take_bytes(self._next_entry(), decompress)
+            entry = self._next_entry()
+            try:
+                data = self._take_bytes(entry, decompress)
+            except ProtocolError as e:
+                self._bad_payload(e)
+                raise
             if data:
                 yield data
 
@@ -504,6 +558,13 @@ class Stream(P.StreamState):
         self._set_mode(mode)
         if self._pending is None and not self._finished:
             self.start()
+
+    def _bad_payload(self, error: ProtocolError) -> None:
+        """A message could not be decoded (corrupt gzip, not UTF-8...): the stream ends with
+        ``error``, and an unfinished request is cancelled (what else comes for it is dropped)."""
+        self._ended_with(error)
+        if self._conn is not None and self._pending is not None:
+            self._conn.cancel_nowait(self._pending)
 
     def _next_entry(self) -> Tuple[str, Any]:
         assert self._conn is not None and self._pending is not None
@@ -623,6 +684,7 @@ class Subscription(P.SubscriptionState):
         with self._lock:
             while True:
                 if self._closed:
+                    self._drop_running()
                     return None
                 if self._cancelling:
                     self._finish_cancel(deadline)
@@ -639,7 +701,9 @@ class Subscription(P.SubscriptionState):
                     return None
                 try:
                     entry = self._conn.wait(self._pending, wait)
-                except TransportError as e:
+                except Error as e:
+                    # wait() raises only what the connection died of: a transport error,
+                    # or an error reply with id null (which failed the connection)
                     self._lost(e)
                     continue
                 if entry is None:
@@ -658,11 +722,20 @@ class Subscription(P.SubscriptionState):
             conn.call("rpc.ping", None, self._call_timeout())
             self._heard()
             self._succeeded()
-        except SegmentdError:
-            self._heard()  # the server answers: the connection is alive
-        except TransportError as e:
+        except Error as e:
+            if isinstance(e, SegmentdError) and not conn.dead:
+                self._heard()  # the server answers: the connection is alive
+                return
             conn.fail(e)  # the connection is gone for every user of it
             self._lost(e)
+
+    def _drop_running(self) -> None:
+        """Closed (e.g. by a close() that timed out while this consumer was subscribing):
+        a request still running is cancelled, never left running on the server."""
+        pending, conn = self._pending, self._conn
+        self._pending = None
+        if pending is not None and conn is not None:
+            conn.cancel_nowait(pending)
 
     def _establish(self, deadline: Optional[float]) -> bool:
         """Sends ``events.subscribe`` (after the backoff); False if ``deadline`` came first."""
@@ -677,15 +750,19 @@ class Subscription(P.SubscriptionState):
                 if deadline is not None and time.monotonic() >= deadline and time.monotonic() < self._retry_at:
                     return False
                 continue
+            conn: Optional[_Connection] = None
             try:
                 conn = self.client._connection()
                 if self._received is None:
                     self._learn_newest(conn)
-                pending = conn.start("events.subscribe", self._subscribe_params(), stream=True)
+                if not self._should_subscribe():
+                    break  # closed or cancelled meanwhile: do not start a subscription
+                pending = conn.start("events.subscribe", self._subscribe_params(), stream=True,
+                                     timeout=self._call_timeout())
                 self._started(conn, pending)
                 return True
             except (TransportError, SegmentdError, ProtocolError) as e:
-                self._start_failed(e)
+                self._start_failed(e, lost=conn is not None and conn.dead)
         return True
 
     def _learn_newest(self, conn: _Connection) -> None:
@@ -741,8 +818,8 @@ class Subscription(P.SubscriptionState):
         while True:
             try:
                 entry = conn.wait(pending, P.time_left(deadline))
-            except TransportError:
-                return
+            except Error:
+                return  # the connection died (the server cancels what ran on it)
             if entry is None:
                 conn.cancel_nowait(pending)
                 raise Timeout("events.subscribe: no final reply after rpc.cancel")

@@ -21,7 +21,7 @@ __all__ = [
     "Error", "SegmentdError", "TransportError", "ConnectionClosed", "Timeout", "ProtocolError",
     "ParseError", "InvalidRequest", "MethodNotFound", "InvalidParams", "CursorRefused", "InternalError",
     "NotFound", "EventsPruned", "Conflict", "TooLarge", "Overloaded", "Unauthorized",
-    "ShuttingDown", "Unavailable", "Cancelled", "error_from_reply",
+    "ShuttingDown", "Unavailable", "Cancelled", "StreamOverflow", "error_from_reply",
 ]
 
 
@@ -198,6 +198,11 @@ class Timeout(TransportError, TimeoutError):
 
 class ProtocolError(Error):
     """The server sent something the protocol does not allow (e.g. a truncated gzip stream)."""
+
+
+class StreamOverflow(Error):
+    """asyncio: a stream held more than :data:`segmentd.aio.MAX_BUFFERED` bytes of unread
+    messages while other requests kept the connection reading; it was cancelled."""
 
 
 _BY_TYPE: Dict[Any, Type[SegmentdError]] = {cls.TYPE: cls for cls in (

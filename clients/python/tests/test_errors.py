@@ -271,6 +271,8 @@ class FakeServer:
                 rid, method = request.get("id"), request["method"]
                 if method == "rpc.ping":
                     send({"jsonrpc": "2.0", "id": rid, "result": {"pong": True}})
+                elif method == "rpc.hello":
+                    send({"jsonrpc": "2.0", "id": rid, "result": {"server": "fake", "limits": {}}})
                 elif method == "mid.error":
                     for i in range(2):
                         send({"jsonrpc": "2.0", "method": "segments.rows", "params": {"id": rid, "rows": [{"n": i}]}})
