@@ -105,9 +105,15 @@ import Glibc
 
         // Served at normal speed meanwhile.
         let withBad = try await sample(before: badOpenedAt + Self.lineTimeout - .milliseconds(1000))
-        // The measurement ran while every bad client was still connected.
+        // The measurement ran while the bad clients were connected. On a loaded host one sample
+        // can outlast the line timeout: then only the half-line clients may have gone.
         let openAfterMeasuring = server.app.metrics.rpc().connectionsOpen
-        #expect(openAfterMeasuring == openWithBad, "bad clients went away during the measurement: \(openAfterMeasuring)")
+        let measuredFor = ContinuousClock.now - badOpenedAt
+        if measuredFor < Self.lineTimeout - .milliseconds(300) {
+            #expect(openAfterMeasuring == openWithBad, "bad clients went away during the measurement: \(openAfterMeasuring)")
+        } else if measuredFor < Self.idleTimeout - .milliseconds(300) {
+            #expect(openAfterMeasuring >= openWithBad - halfCount, "more than the half-line clients went away: \(openAfterMeasuring)")
+        }
         let rssWithBad = residentBytes()
 
         // Every bad connection is closed by the server within its limit (plus slack).

@@ -119,8 +119,7 @@ import WireJSON
     /// Both slots are held by requests waiting on a gate the test opens only after the third
     /// request was refused: no sleep can run out first on a loaded host.
     @Test func inFlightLimitAnswersOverloaded() async throws {
-        let workers = 32
-        let server = try await TestServer { $0.limits.maxInFlightPerConnection = workers }
+        let server = try await TestServer { $0.limits.maxInFlightPerConnection = 2 }
         let client = try await server.client()
         let waiters = (0..<2).map { _ in Task { try await client.call("test.gate") } }
         #expect(await eventually { server.probe["gate.waiting"] == 2 })
