@@ -4,6 +4,9 @@ import PackageDescription
 /// One set of settings for every target: Swift 6 language mode (strict concurrency is implied).
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
+    // A file uses only members of modules it imports, and a target imports only what it
+    // declares: Package.swift stays the true list of each target's dependencies.
+    .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
 let package = Package(
@@ -16,7 +19,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
-        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -40,11 +42,11 @@ let package = Package(
         // Encodings shared by the engine's exports and the CLI: gzip, SHA-256, RFC 4180 CSV.
         .target(name: "StreamCodec", dependencies: ["CZlib"], swiftSettings: swiftSettings),
 
-        .target(name: "StatusDimension", dependencies: ["SegmentCore"], path: "Plugins/StatusDimension", swiftSettings: swiftSettings),
-        .target(name: "FieldDimension", dependencies: ["SegmentCore"], path: "Plugins/FieldDimension", swiftSettings: swiftSettings),
-        .target(name: "LabelDimension", dependencies: ["SegmentCore"], path: "Plugins/LabelDimension", swiftSettings: swiftSettings),
-        .target(name: "FunnelDimension", dependencies: ["SegmentCore"], path: "Plugins/FunnelDimension", swiftSettings: swiftSettings),
-        .target(name: "EngagementDimension", dependencies: ["SegmentCore"], path: "Plugins/EngagementDimension", swiftSettings: swiftSettings),
+        .target(name: "StatusDimension", dependencies: ["SegmentCore", "WireJSON"], path: "Plugins/StatusDimension", swiftSettings: swiftSettings),
+        .target(name: "FieldDimension", dependencies: ["SegmentCore", "WireJSON"], path: "Plugins/FieldDimension", swiftSettings: swiftSettings),
+        .target(name: "LabelDimension", dependencies: ["SegmentCore", "WireJSON"], path: "Plugins/LabelDimension", swiftSettings: swiftSettings),
+        .target(name: "FunnelDimension", dependencies: ["SegmentCore", "WireJSON"], path: "Plugins/FunnelDimension", swiftSettings: swiftSettings),
+        .target(name: "EngagementDimension", dependencies: ["SegmentCore", "WireJSON"], path: "Plugins/EngagementDimension", swiftSettings: swiftSettings),
 
         .target(
             name: "SegmentStore",
@@ -55,7 +57,7 @@ let package = Package(
         ),
         .target(
             name: "SegmentEngine",
-            dependencies: ["SegmentCore", "SegmentStore", "StreamCodec", .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics")],
+            dependencies: ["SegmentCore", "SegmentStore", "StreamCodec", "WireJSON", .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -64,7 +66,6 @@ let package = Package(
                 "WireJSON",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -73,7 +74,7 @@ let package = Package(
         ),
         .target(
             name: "SegmentRPC",
-            dependencies: ["SegmentEngine", "LineRPC", "StreamCodec", .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics")],
+            dependencies: ["SegmentEngine", "SegmentCore", "LineRPC", "StreamCodec", "WireJSON", .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: swiftSettings
         ),
         // Wires the five built-in plugins, the engine and the server: what `segmentd serve`
@@ -83,13 +84,12 @@ let package = Package(
         .target(
             name: "SegmentdApp",
             dependencies: [
-                "SegmentRPC", "SegmentEngine", "LineRPC",
+                "SegmentRPC", "SegmentEngine", "SegmentCore", "LineRPC", "WireJSON",
                 "StatusDimension", "FieldDimension", "LabelDimension", "FunnelDimension", "EngagementDimension",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -107,8 +107,9 @@ let package = Package(
         ),
         .executableTarget(
             name: "segmentd",
-            dependencies: ["SegmentdApp", "SegmentBench", "SegmentCore", "StreamCodec", "LineRPC", "WireJSON", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                           .product(name: "Metrics", package: "swift-metrics")],
+            dependencies: ["SegmentdApp", "SegmentBench", "SegmentEngine", "SegmentCore", "StreamCodec", "LineRPC", "WireJSON",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics")],
             swiftSettings: swiftSettings
         ),
 
@@ -122,7 +123,7 @@ let package = Package(
             dependencies: [
                 "SegmentEngine", "SegmentCore", "SegmentStore",
                 "StatusDimension", "FieldDimension", "LabelDimension", "FunnelDimension", "EngagementDimension",
-                "TestThreads",
+                "TestThreads", "WireJSON", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -131,15 +132,16 @@ let package = Package(
             dependencies: [
                 "LineRPC", "WireJSON", "TestThreads",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["SegmentdApp", "LineRPC", "WireJSON", "SegmentEngine", "SegmentCore", "StreamCodec", "segmentd", "TestThreads",
+            // `segmentd` (the executable) is built for the tests that run the real binary.
+            dependencies: ["SegmentdApp", "SegmentRPC", "LineRPC", "WireJSON", "SegmentEngine", "SegmentCore", "StreamCodec", "segmentd", "TestThreads",
                            .product(name: "Logging", package: "swift-log")],
             // Read at run time from the package folder, not built into the bundle.
             exclude: ["Corpus"],

@@ -1,4 +1,6 @@
 import SegmentCore
+import SegmentStore
+import Synchronization
 import WireJSON
 
 extension Engine {

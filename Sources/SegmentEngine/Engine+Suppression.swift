@@ -1,4 +1,5 @@
 import SegmentCore
+import SegmentStore
 import WireJSON
 
 extension Engine {

@@ -2,6 +2,7 @@ import CoreMetrics
 import Foundation
 import LineRPC
 import Prometheus
+import SegmentCore
 import SegmentEngine
 import Synchronization
 import WireJSON

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SegmentBench
+import WireJSON
 
 /// `segmentd bench`: measures segmentd against hand-written SQL on the same synthetic book.
 struct Bench: AsyncParsableCommand {

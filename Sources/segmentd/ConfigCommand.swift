@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SegmentCore
 import SegmentdApp
 
 /// `segmentd config check FILE`: validates a config file and prints the effective settings.

@@ -1,9 +1,11 @@
 import ArgumentParser
 import Foundation
+import LineRPC
 import Logging
 import Metrics
 import SegmentCore
 import SegmentdApp
+import SegmentEngine
 
 /// `segmentd serve`: runs the server until SIGTERM or SIGINT.
 struct Serve: AsyncParsableCommand {

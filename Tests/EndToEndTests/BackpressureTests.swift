@@ -1,9 +1,10 @@
 import Foundation
 import LineRPC
 import SegmentCore
+import SegmentdApp
 import SegmentEngine
-import TestThreads
 import Testing
+import TestThreads
 import WireJSON
 
 /// A large stream to slow, stalled, cancelling and vanishing readers.

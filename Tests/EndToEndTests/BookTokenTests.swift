@@ -1,3 +1,5 @@
+import SegmentRPC
+import SegmentEngine
 import Foundation
 import LineRPC
 import SegmentCore

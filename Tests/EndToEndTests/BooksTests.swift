@@ -2,8 +2,9 @@ import Foundation
 import LineRPC
 import SegmentCore
 import SegmentdApp
-import TestThreads
+import SegmentEngine
 import Testing
+import TestThreads
 import WireJSON
 
 /// Many Contact Books in one server: isolation by name, the book methods, files, loading.

@@ -1,7 +1,10 @@
 import Foundation
+import LineRPC
+import SegmentCore
+import SegmentdApp
 import SegmentEngine
-import TestThreads
 import Testing
+import TestThreads
 import WireJSON
 
 /// The example programs of proto-docs/streams.md, one per client library

@@ -1,8 +1,9 @@
 import Foundation
 import LineRPC
 import SegmentdApp
-import TestThreads
+import SegmentEngine
 import Testing
+import TestThreads
 import WireJSON
 
 /// One server per database: a second `segmentd serve` on a file another one serves would keep

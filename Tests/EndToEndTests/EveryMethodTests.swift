@@ -1,7 +1,8 @@
 import Foundation
 import LineRPC
-import TestThreads
+import SegmentdApp
 import Testing
+import TestThreads
 import WireJSON
 
 /// Every product method over a real Unix socket, checking the answers a caller relies on.

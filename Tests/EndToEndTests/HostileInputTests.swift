@@ -1,3 +1,4 @@
+import SegmentdApp
 import Foundation
 import LineRPC
 import SegmentCore

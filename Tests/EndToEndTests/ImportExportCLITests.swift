@@ -1,8 +1,10 @@
 import Foundation
 import LineRPC
+import SegmentdApp
+import SegmentEngine
 import StreamCodec
-import TestThreads
 import Testing
+import TestThreads
 import WireJSON
 
 /// `segmentd import` and `segmentd export`, run as the real binary against a live server.

@@ -1,3 +1,6 @@
+import SegmentdApp
+import SegmentCore
+import SegmentEngine
 import Foundation
 import LineRPC
 import StreamCodec

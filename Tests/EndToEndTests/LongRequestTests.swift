@@ -1,8 +1,10 @@
 import Foundation
 import LineRPC
+import SegmentdApp
+import SegmentEngine
 import Synchronization
-import TestThreads
 import Testing
+import TestThreads
 import WireJSON
 
 /// A long request must cost other clients a share of the CPU, never a wait for its end.

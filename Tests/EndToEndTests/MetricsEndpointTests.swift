@@ -2,9 +2,10 @@ import Foundation
 import LineRPC
 import SegmentCore
 import SegmentdApp
+import SegmentEngine
 import Synchronization
-import TestThreads
 import Testing
+import TestThreads
 import WireJSON
 
 /// `--metrics`: `/metrics` in Prometheus text format, scraped under load and parsed by a real

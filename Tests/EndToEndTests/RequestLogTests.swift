@@ -2,9 +2,10 @@ import Foundation
 import LineRPC
 import Logging
 import SegmentdApp
+import SegmentEngine
 import Synchronization
-import TestThreads
 import Testing
+import TestThreads
 import WireJSON
 
 /// Every request leaves a debug line with its method, id, book, duration and outcome; slow

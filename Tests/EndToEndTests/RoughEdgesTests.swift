@@ -1,7 +1,10 @@
 import Foundation
 import LineRPC
-import TestThreads
+import SegmentCore
+import SegmentdApp
+import SegmentEngine
 import Testing
+import TestThreads
 import WireJSON
 
 /// What a client notices over the socket: status and funnel values in any case, an explain

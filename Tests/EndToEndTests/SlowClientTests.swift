@@ -1,3 +1,5 @@
+import SegmentdApp
+import SegmentEngine
 import Foundation
 import LineRPC
 import SegmentCore

@@ -1,10 +1,11 @@
 import Foundation
 import LineRPC
 import SegmentCore
+import SegmentdApp
 import SegmentEngine
 import StreamCodec
-import TestThreads
 import Testing
+import TestThreads
 import WireJSON
 
 /// segments.resolve and segments.export: content, snapshot, backpressure, cancellation, files.

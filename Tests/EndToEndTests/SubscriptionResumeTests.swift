@@ -1,9 +1,11 @@
 import Foundation
 import LineRPC
+import SegmentCore
 import SegmentdApp
+import SegmentEngine
 import Synchronization
-import TestThreads
 import Testing
+import TestThreads
 import WireJSON
 
 /// What a client needs to resume a subscription exactly: cursors as data, not prose, and a

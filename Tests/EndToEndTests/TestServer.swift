@@ -1,9 +1,10 @@
 import Foundation
-import Synchronization
 import LineRPC
 import Logging
 import SegmentCore
 import SegmentdApp
+import SegmentEngine
+import Synchronization
 import WireJSON
 
 /// A real segmentd on a Unix socket in a fresh temporary directory, with a hand-moved clock.

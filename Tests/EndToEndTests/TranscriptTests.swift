@@ -1,6 +1,7 @@
 import Foundation
-import TestThreads
+import LineRPC
 import Testing
+import TestThreads
 import WireJSON
 
 /// Replays every ```transcript block of proto-docs against a live server, so the documented

@@ -1,7 +1,8 @@
 import Foundation
 import SegmentCore
-import TestThreads
+import SegmentdApp
 import Testing
+import TestThreads
 import WireJSON
 
 /// The README's walkthrough, run line by line with the real `segmentd` binary against a
