@@ -174,6 +174,9 @@ public final class RPCClient: Sendable {
             try await writer.write(buffer)
         } catch let error as ChannelError {
             throw error == .ioOnClosedChannel || error == .alreadyClosed ? RPCClientError.connectionClosed : error
+        } catch is NIOAsyncWriterError {
+            // The reader saw the close first and finished the writer: the same closed connection.
+            throw RPCClientError.connectionClosed
         }
     }
 

@@ -189,7 +189,7 @@ struct RPCConnection: Sendable {
         if !idle, state.inFlightCount > 0 {
             let count = state.cancelAll()
             logger.warning("drain timeout: cancelled \(count) in-flight requests", metadata: ["rpc.peer": "\(state.info.peer)"])
-            if await withDeadline(.seconds(5), { await state.waitUntilIdle() }) == nil {
+            if await withDeadline(.seconds(10), { await state.waitUntilIdle() }) == nil {
                 logger.error("requests ignored cancellation; closing anyway", metadata: ["rpc.peer": "\(state.info.peer)"])
             }
         }
