@@ -149,9 +149,18 @@ public struct MetricsSnapshot: Sendable {
         public var name: String
         public var labels: [String: String]
         public var value: Double
+
+        public init(name: String, labels: [String: String], value: Double) {
+            self.name = name
+            self.labels = labels
+            self.value = value
+        }
     }
 
     public var samples: [Sample] = []
+
+    /// Samples parsed elsewhere (the tests read them with Prometheus' own parser).
+    public init(samples: [Sample]) { self.samples = samples }
 
     public init(parsing text: String) {
         for line in text.split(separator: "\n") where !line.hasPrefix("#") {

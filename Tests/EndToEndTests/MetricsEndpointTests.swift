@@ -13,27 +13,21 @@ import WireJSON
 @Suite(.ownThreads) struct MetricsEndpointTests {
     static let scraper = packageRoot.appendingPathComponent("Tests/Scripts/scrape_metrics.py").path
 
-    /// One parsed scrape: sample values by name and labels.
-    struct Scrape {
-        var samples: [(name: String, labels: [String: String], value: Double)] = []
-
-        func value(_ name: String, _ labels: [String: String] = [:]) -> Double {
-            samples.filter { sample in sample.name == name && labels.allSatisfy { sample.labels[$0.key] == $0.value } }.map(\.value).reduce(0, +)
-        }
-    }
+    /// One parsed scrape, read like the server reads its own.
+    typealias Scrape = MetricsSnapshot
 
     /// Scrapes `scrapes` times with prometheus_client's parser; returns the last scrape.
     static func scrape(_ server: TestServer, scrapes: Int = 1) async throws -> Scrape {
         let address = try #require(server.app.metricsAddress.current, "the metrics endpoint listens")
         let run = try await runProcess("/usr/bin/env", ["python3", scraper, "http://\(address.host):\(address.port)/metrics", "\(scrapes)"], timeout: 120)
         try #require(run.status == 0, "scrape failed (CI installs prometheus_client from PyPI): \(run.err)")
-        var scrape = Scrape()
+        var scrape = Scrape(samples: [])
         let lines = run.out.split(separator: "\n")
         #expect(try JSONParser.parse(String(lines[0]))["scrapes"]?.intValue == Int64(scrapes))
         for line in lines.dropFirst() {
             let sample = try JSONParser.parse(String(line))
             let labels = (sample["labels"]?.objectValue ?? [:]).compactMapValues(\.stringValue)
-            scrape.samples.append((sample["name"]?.stringValue ?? "", labels, sample["value"]?.doubleValue ?? .nan))
+            scrape.samples.append(.init(name: sample["name"]?.stringValue ?? "", labels: labels, value: sample["value"]?.doubleValue ?? .nan))
         }
         return scrape
     }
