@@ -30,10 +30,21 @@ public struct EngagementDimension: DimensionProvider {
             keys: ["event": "required: open, click or send"])
     }
 
-    public var migrations: [StoreMigration] {
-        [StoreMigration("engagement.v1", sql: """
-            CREATE TABLE contact_engagement (contact_id INTEGER PRIMARY KEY, last_open REAL, last_click REAL, last_send REAL)
-            """)]
+    /// Before documents: one row per contact in `contact_engagement`.
+    public var legacy: LegacyStorage? {
+        LegacyStorage(
+            migrations: [StoreMigration("engagement.v1", sql: """
+                CREATE TABLE contact_engagement (contact_id INTEGER PRIMARY KEY, last_open REAL, last_click REAL, last_send REAL)
+                """)],
+            dropTables: ["contact_engagement"]
+        ) { [name] sql, book in
+            var index = Index()
+            try sql.forEachRow("SELECT contact_id, last_open, last_click, last_send FROM contact_engagement", []) { row in
+                guard let slot = row[0].int64.map(Int.init), book.alive.contains(slot) else { return }
+                for e in 0..<3 { if let t = row[e + 1].double { index.set(e, slot, t) } }
+            }
+            book.setPart(name, index)
+        }
     }
 
     /// The engagement part of the book: one column per event type, NaN for never.
@@ -54,13 +65,30 @@ public struct EngagementDimension: DimensionProvider {
 
     static func index(_ book: Book, _ name: String) -> Index { book.part(name, as: Index.self) ?? Index() }
 
-    public func load(from sql: any SQLExecutor, into book: inout Book) throws {
-        var index = Index()
-        try sql.forEachRow("SELECT contact_id, last_open, last_click, last_send FROM contact_engagement", []) { row in
-            guard let slot = row[0].int64.map(Int.init), book.alive.contains(slot) else { return }
-            for e in 0..<3 { if let t = row[e + 1].double { index.set(e, slot, t) } }
+    /// A contact's document is its three times (open, click, send), each a 0 byte for never or
+    /// a 1 byte and the time's 8 bytes: exact, and no parsing on load.
+    public func load(_ stored: StoredParts, into book: inout Book) throws {
+        var index = stored.replacing == nil ? Index() : book.takePart(name, as: Index.self) ?? Index()
+        stored.replacing?.forEach { slot in
+            for e in 0..<3 where slot < index.columns[e].count { index.columns[e][slot] = .nan }
+        }
+        try stored.forEachDocument { slot, doc in
+            guard book.alive.contains(slot) else { return }
+            var reader = DocumentReader(doc)
+            for e in 0..<3 { if let t = try reader.optionalDouble() { index.set(e, slot, t) } }
         }
         book.setPart(name, index)
+    }
+
+    public func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) {
+        let index = Self.index(book, name)
+        slots.forEach { slot in
+            let times = (0..<3).map { index.time($0, slot) }
+            guard times.contains(where: { $0 != nil }) else { return emit(slot, nil) }
+            var doc = DocumentWriter(capacity: 27)
+            for t in times { doc.optionalDouble(t) }
+            emit(slot, doc.bytes)
+        }
     }
 
     public func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? { nil }
@@ -68,7 +96,6 @@ public struct EngagementDimension: DimensionProvider {
     public func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {}
 
     public func remove(slot: Int, context: inout WriteContext) throws {
-        try context.sql.execute("DELETE FROM contact_engagement WHERE contact_id = ?", [.integer(Int64(slot))])
         var index = context.book.takePart(name, as: Index.self) ?? Index()
         for e in 0..<3 where slot < index.columns[e].count { index.columns[e][slot] = .nan }
         context.book.setPart(name, index)
@@ -79,12 +106,8 @@ public struct EngagementDimension: DimensionProvider {
         var index = context.book.takePart(name, as: Index.self) ?? Index()
         defer { context.book.setPart(name, index) }
         if let old = index.time(event, slot), old >= t { return false }
-        let column = ["last_open", "last_click", "last_send"][event]
-        try context.sql.execute(
-            "INSERT INTO contact_engagement(contact_id, \(column)) VALUES (?, ?) ON CONFLICT(contact_id) DO UPDATE SET \(column) = excluded.\(column)",
-            [.integer(Int64(slot)), .real(t)])
         index.set(event, slot, t)
-        context.touched.insert(slot)
+        context.changed(slot, in: name)
         return true
     }
 
@@ -93,10 +116,8 @@ public struct EngagementDimension: DimensionProvider {
         var index = context.book.takePart(name, as: Index.self) ?? Index()
         defer { context.book.setPart(name, index) }
         guard let old = index.time(event, slot) else { return nil }
-        let column = ["last_open", "last_click", "last_send"][event]
-        try context.sql.execute("UPDATE contact_engagement SET \(column) = NULL WHERE contact_id = ?", [.integer(Int64(slot))])
         index.set(event, slot, .nan)
-        context.touched.insert(slot)
+        context.changed(slot, in: name)
         return old
     }
 

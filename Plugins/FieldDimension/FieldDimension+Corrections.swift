@@ -69,8 +69,8 @@ extension FieldDimension {
         // under the new key (in Swift, so numbers keep every digit).
         let holders = Self.holders(of: field, index: index, book: context.book)
         index.rename(field, to: to)
-        try context.sql.execute("UPDATE field_def SET name = ? WHERE name = ?", [.text(to), .text(field)])
-        try Self.rewriteDocuments(of: holders, index: index, sql: context.sql)
+        Self.definitionsChanged(index, gone: [field], dimension: name, context: &context)
+        context.restore(ContactSet(holders), in: name)
         context.book.setPart(name, index)
         // The rules now say `to` where they said `field`: the same contacts, so no trigger fires.
         var rewritten: [JSONValue] = []
@@ -102,8 +102,8 @@ extension FieldDimension {
         }
         let holders = Self.holders(of: field, index: index, book: context.book)
         index.undefine(field)
-        try context.sql.execute("DELETE FROM field_def WHERE name = ?", [.text(field)])
-        try Self.rewriteDocuments(of: holders, index: index, sql: context.sql)
+        Self.definitionsChanged(index, gone: [field], dimension: name, context: &context)
+        context.restore(ContactSet(holders), in: name)
         context.book.setPart(name, index)
         for slot in holders { context.touched.insert(slot) }
         // Segments naming the field keep their rule as written, flagged for review: it no
@@ -130,21 +130,6 @@ extension FieldDimension {
         var slots: [Int] = []
         book.alive.forEach { slot in if column.value(at: slot) != nil { slots.append(slot) } }
         return slots
-    }
-
-    /// Writes the stored document of each slot again from the index (deleting it when empty).
-    static func rewriteDocuments(of slots: [Int], index: Index, sql: any SQLExecutor) throws {
-        var rows = RowBatch("INSERT OR REPLACE INTO contact_fields(contact_id, doc)", width: 2)
-        for slot in slots {
-            if let doc = document(slot: slot, index: index) {
-                rows.append(.integer(Int64(slot)))
-                rows.append(.text(doc))
-                try rows.endRow(sql)
-            } else {
-                try rows.execute("DELETE FROM contact_fields WHERE contact_id = ?", [.integer(Int64(slot))], sql)
-            }
-        }
-        try rows.flush(sql)
     }
 }
 

@@ -33,9 +33,8 @@ extension FieldDimension {
                         }
                         return Self.json(existing)
                     }
-                    try context.sql.execute(
-                        "INSERT INTO field_def(name, type, created_at) VALUES (?, ?, ?)", [.text(field), .text(type.rawValue), .real(context.now)])
                     index.define(field, type: type)
+                    context.changedDefinition(field, in: dimension)
                     context.book.setPart(dimension, index)
                     return Self.json(index.definitions[field]!)
                 }),

@@ -36,18 +36,35 @@ public struct FieldDimension: DimensionProvider {
             keys: ["field": "required: the field's name (system or custom)"])
     }
 
-    public var migrations: [StoreMigration] {
-        [
-            StoreMigration("field.v1", sql: """
-                CREATE TABLE field_def (name TEXT PRIMARY KEY, type TEXT NOT NULL, created_at REAL NOT NULL);
-                CREATE TABLE contact_field (contact_id INTEGER NOT NULL, field TEXT NOT NULL, value, PRIMARY KEY (contact_id, field)) WITHOUT ROWID;
-                """),
-            // One row per contact (a JSON object of its values) instead of one per value:
-            // creating a contact with six fields wrote six rows, the largest share of ingest.
-            StoreMigration("field.v2", sql: """
-                CREATE TABLE contact_fields (contact_id INTEGER PRIMARY KEY, doc TEXT NOT NULL);
-                """, convert: Self.moveValuesIntoDocuments),
-        ]
+    /// Before documents: `field_def` (definitions) and `contact_fields` (one JSON document
+    /// per contact).
+    public var legacy: LegacyStorage? {
+        LegacyStorage(
+            migrations: [
+                StoreMigration("field.v1", sql: """
+                    CREATE TABLE field_def (name TEXT PRIMARY KEY, type TEXT NOT NULL, created_at REAL NOT NULL);
+                    CREATE TABLE contact_field (contact_id INTEGER NOT NULL, field TEXT NOT NULL, value, PRIMARY KEY (contact_id, field)) WITHOUT ROWID;
+                    """),
+                // One row per contact (a JSON object of its values) instead of one per value:
+                // creating a contact with six fields wrote six rows, the largest share of ingest.
+                StoreMigration("field.v2", sql: """
+                    CREATE TABLE contact_fields (contact_id INTEGER PRIMARY KEY, doc TEXT NOT NULL);
+                    """, convert: Self.moveValuesIntoDocuments),
+            ],
+            dropTables: ["contact_fields", "field_def"],
+            definitionKeys: { [name] book in Self.index(book, name).order }
+        ) { [name] sql, book in
+            var index = Index()
+            try sql.forEachRow("SELECT name, type FROM field_def ORDER BY rowid", []) { row in
+                guard let name = row[0].string, let type = row[1].string.flatMap(FieldType.init(rawValue:)) else { return }
+                index.define(name, type: type)
+            }
+            try sql.forEachRow("SELECT contact_id, doc FROM contact_fields", []) { row in
+                guard let slot = row[0].int64.map(Int.init), book.alive.contains(slot), let text = row[1].string else { return }
+                Self.read(Array(text.utf8), slot: slot, into: &index)
+            }
+            book.setPart(name, index)
+        }
     }
 
     /// The field dimension's part of the book.
@@ -84,6 +101,11 @@ public struct FieldDimension: DimensionProvider {
             order = order.map { $0 == field ? new : $0 }
             position[new] = p
             documentOrder = Self.documentOrder(position)
+        }
+
+        /// Puts the listing in `names`' order (the same names).
+        mutating func reorder(_ names: [String]) {
+            if Set(names) == Set(order) { order = names }
         }
 
         /// Forgets custom field `field` and its column.
@@ -126,22 +148,62 @@ public struct FieldDimension: DimensionProvider {
 
     static func index(_ book: Book, _ name: String) -> Index { book.part(name, as: Index.self) ?? Index() }
 
-    public func load(from sql: any SQLExecutor, into book: inout Book) throws {
-        var index = Index()
-        try sql.forEachRow("SELECT name, type FROM field_def ORDER BY rowid", []) { row in
-            guard let name = row[0].string, let type = row[1].string.flatMap(FieldType.init(rawValue:)) else { return }
-            index.define(name, type: type)
+    /// A contact's document is the JSON object of its values (sorted keys); a custom field's
+    /// definition (under its name) is `{"type": …, "position": N}`, N its place in the listing.
+    public func load(_ stored: StoredParts, into book: inout Book) throws {
+        var index = stored.replacing == nil ? Index() : Self.index(book, name)
+        var declared: [(position: Int, name: String, type: FieldType)] = []
+        for (field, doc) in stored.definitions {
+            guard case .object(let object)? = try? JSONParser.parse(doc), let type = object["type"]?.stringValue.flatMap(FieldType.init(rawValue:)),
+                let position = object["position"]?.intValue
+            else { continue }
+            declared.append((Int(position), field, type))
         }
-        try sql.forEachRow("SELECT contact_id, doc FROM contact_fields", []) { row in
-            guard let slot = row[0].int64.map(Int.init), book.alive.contains(slot), let text = row[1].string,
-                case .object(let doc)? = try? JSONParser.parse(text)
-            else { return }
-            for (field, raw) in doc {
-                guard let type = index.definition(field)?.type, let value = Self.decode(raw, type) else { continue }
-                _ = index.update(field, value, at: slot)
+        declared.sort { $0.position < $1.position }
+        if stored.replacing != nil {
+            // Another node may have changed the fields: drop those gone (their holders'
+            // documents come back in this load), declare the new ones, keep the listing order.
+            for field in index.order where !declared.contains(where: { $0.name == field && $0.type == index.definitions[field]?.type }) {
+                index.undefine(field)
             }
+            for field in declared where index.definitions[field.name] == nil { index.define(field.name, type: field.type) }
+            index.reorder(declared.map(\.name))
+        } else {
+            for field in declared { index.define(field.name, type: field.type) }
+        }
+        stored.replacing?.forEach { index.clear(slot: $0) }
+        try stored.forEachDocument { slot, doc in
+            guard book.alive.contains(slot) else { return }
+            Self.read(doc, slot: slot, into: &index)
         }
         book.setPart(name, index)
+    }
+
+    static func read(_ doc: [UInt8], slot: Int, into index: inout Index) {
+        guard case .object(let values)? = try? JSONParser.parse(doc) else { return }
+        for (field, raw) in values {
+            guard let type = index.definition(field)?.type, let value = Self.decode(raw, type) else { continue }
+            _ = index.update(field, value, at: slot)
+        }
+    }
+
+    public func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) {
+        let index = Self.index(book, name)
+        slots.forEach { slot in emit(slot, Self.document(slot: slot, index: index)) }
+    }
+
+    public func definition(_ key: String, in book: Book) -> [UInt8]? {
+        let index = Self.index(book, name)
+        guard let def = index.definitions[key], let position = index.order.firstIndex(of: key) else { return nil }
+        var doc: [UInt8] = []
+        JSONValue.object(["type": .string(def.type.rawValue), "position": .int(Int64(position))]).write(into: &doc)
+        return doc
+    }
+
+    /// Marks every definition changed (and `gone`, deleted): positions are rewritten whole, so
+    /// the listing's order survives deletes and renames. Fields are few.
+    static func definitionsChanged(_ index: Index, gone: [String] = [], dimension: String, context: inout WriteContext) {
+        for field in index.order + gone { context.changedDefinition(field, in: dimension) }
     }
 
     /// `field.v2`: the v1 rows (one per value) become one document per contact, numbers moved
@@ -175,7 +237,7 @@ public struct FieldDimension: DimensionProvider {
     /// A contact's stored document: every value it has, as a JSON object with sorted keys
     /// (the bytes `JSONValue.serialized()` would write), or `nil` when it has none. Written
     /// straight into bytes: building a dictionary to serialize it was a third of a field write.
-    static func document(slot: Int, index: Index) -> String? {
+    static func document(slot: Int, index: Index) -> [UInt8]? {
         var out: [UInt8] = [UInt8(ascii: "{")]
         index.columns.withUnsafeBufferPointer { columns in
             for (position, key) in index.documentOrder {
@@ -193,7 +255,7 @@ public struct FieldDimension: DimensionProvider {
         }
         guard out.count > 1 else { return nil }
         out.append(UInt8(ascii: "}"))
-        return String(decoding: out, as: UTF8.self)
+        return out
     }
 
     public func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? {
@@ -262,32 +324,20 @@ public struct FieldDimension: DimensionProvider {
 
     /// Takes the index out of the book once for the whole batch.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
-        try WriteContext.withPart(name, in: &context, orNew: Index.init) { index, context in
-            var rows = RowBatch("INSERT OR REPLACE INTO contact_fields(contact_id, doc)", width: 2)
-            for write in batch { try apply(write.change, slot: write.slot, index: &index, rows: &rows, context: &context) }
-            try rows.flush(context.sql)
+        WriteContext.withPart(name, in: &context, orNew: Index.init) { index, context in
+            for write in batch { apply(write.change, slot: write.slot, index: &index, context: &context) }
         }
     }
 
-    /// Documents wait in `rows` (a hundred per statement); a delete runs them first, so the
-    /// two stay in order for a contact written twice in one batch.
-    private func apply(_ change: (any ContactChange)?, slot: Int, index: inout Index, rows: inout RowBatch, context: inout WriteContext) throws {
+    private func apply(_ change: (any ContactChange)?, slot: Int, index: inout Index, context: inout WriteContext) {
         guard let change = change as? Change else { return }
         var changed = false
         for (field, value) in change.values where index.update(field, value, at: slot) { changed = true }
         guard changed else { return }
-        context.touched.insert(slot)
-        if let doc = Self.document(slot: slot, index: index) {
-            rows.append(.integer(Int64(slot)))
-            rows.append(.text(doc))
-            try rows.endRow(context.sql)
-        } else {
-            try rows.execute("DELETE FROM contact_fields WHERE contact_id = ?", [.integer(Int64(slot))], context.sql)
-        }
+        context.changed(slot, in: name)
     }
 
     public func remove(slot: Int, context: inout WriteContext) throws {
-        try context.sql.execute("DELETE FROM contact_fields WHERE contact_id = ?", [.integer(Int64(slot))])
         var index = context.book.takePart(name, as: Index.self) ?? Index()
         index.clear(slot: slot)
         context.book.setPart(name, index)

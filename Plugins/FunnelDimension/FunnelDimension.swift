@@ -26,10 +26,22 @@ public struct FunnelDimension: DimensionProvider {
             keys: ["lost": "optional boolean ANDed with the stage test; alone, it filters on the lost flag only"])
     }
 
-    public var migrations: [StoreMigration] {
-        [StoreMigration("funnel.v1", sql: """
-            CREATE TABLE contact_funnel (contact_id INTEGER PRIMARY KEY, stage INTEGER, lost INTEGER NOT NULL DEFAULT 0)
-            """)]
+    /// Before documents: one row per contact in `contact_funnel`.
+    public var legacy: LegacyStorage? {
+        LegacyStorage(
+            migrations: [StoreMigration("funnel.v1", sql: """
+                CREATE TABLE contact_funnel (contact_id INTEGER PRIMARY KEY, stage INTEGER, lost INTEGER NOT NULL DEFAULT 0)
+                """)],
+            dropTables: ["contact_funnel"]
+        ) { [name] sql, book in
+            var index = Index()
+            try sql.forEachRow("SELECT contact_id, stage, lost FROM contact_funnel", []) { row in
+                guard let slot = row[0].int64.map(Int.init), book.alive.contains(slot) else { return }
+                if let stage = row[1].int64 { index.stages.set(UInt8(stage), at: slot) }
+                if row[2].int64 == 1 { index.lost.insert(slot) }
+            }
+            book.setPart(name, index)
+        }
     }
 
     /// The funnel's part of the book.
@@ -53,14 +65,27 @@ public struct FunnelDimension: DimensionProvider {
         return UInt8(i)
     }
 
-    public func load(from sql: any SQLExecutor, into book: inout Book) throws {
-        var index = Index()
-        try sql.forEachRow("SELECT contact_id, stage, lost FROM contact_funnel", []) { row in
-            guard let slot = row[0].int64.map(Int.init), book.alive.contains(slot) else { return }
-            if let stage = row[1].int64 { index.stages.set(UInt8(stage), at: slot) }
-            if row[2].int64 == 1 { index.lost.insert(slot) }
+    /// A contact's document is two bytes: its stage code (255 for none) and the lost flag.
+    public func load(_ stored: StoredParts, into book: inout Book) throws {
+        var index = stored.replacing == nil ? Index() : book.takePart(name, as: Index.self) ?? Index()
+        stored.replacing?.forEach { slot in
+            index.stages.set(CodeColumn.none, at: slot)
+            index.lost.remove(slot)
+        }
+        try stored.forEachDocument { slot, doc in
+            guard book.alive.contains(slot), doc.count == 2 else { return }
+            if Int(doc[0]) < Self.stages.count { index.stages.set(doc[0], at: slot) }
+            if doc[1] == 1 { index.lost.insert(slot) }
         }
         book.setPart(name, index)
+    }
+
+    public func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) {
+        let index = book.part(name, as: Index.self) ?? Index()
+        slots.forEach { slot in
+            let stage = index.stages.code(at: slot), lost = index.lost.contains(slot)
+            emit(slot, stage == CodeColumn.none && !lost ? nil : [stage, lost ? 1 : 0])
+        }
     }
 
     public func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? {
@@ -76,11 +101,9 @@ public struct FunnelDimension: DimensionProvider {
         return Change(stage: stage, lost: try doc.optionalBool("lost"))
     }
 
-    /// Takes the index out of the book once for the whole batch; rows are written a hundred
-    /// per statement.
+    /// Takes the index out of the book once for the whole batch.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
-        try WriteContext.withPart(name, in: &context, orNew: Index.init) { index, context in
-            var rows = RowBatch("INSERT OR REPLACE INTO contact_funnel(contact_id, stage, lost)", width: 3)
+        WriteContext.withPart(name, in: &context, orNew: Index.init) { index, context in
             for write in batch {
                 guard let change = write.change as? Change else { continue }
                 let slot = write.slot
@@ -89,20 +112,14 @@ public struct FunnelDimension: DimensionProvider {
                 let newStage = change.stage.map { $0 ?? CodeColumn.none } ?? oldStage
                 let newLost = change.lost ?? oldLost
                 guard newStage != oldStage || newLost != oldLost else { continue }
-                rows.append(.integer(Int64(slot)))
-                rows.append(newStage == CodeColumn.none ? .null : .integer(Int64(newStage)))
-                rows.append(.integer(newLost ? 1 : 0))
-                try rows.endRow(context.sql)
                 index.stages.set(newStage, at: slot)
                 index.lost.update(slot, member: newLost)
-                context.touched.insert(slot)
+                context.changed(slot, in: name)
             }
-            try rows.flush(context.sql)
         }
     }
 
     public func remove(slot: Int, context: inout WriteContext) throws {
-        try context.sql.execute("DELETE FROM contact_funnel WHERE contact_id = ?", [.integer(Int64(slot))])
         var index = context.book.takePart(name, as: Index.self) ?? Index()
         index.stages.set(CodeColumn.none, at: slot)
         index.lost.remove(slot)

@@ -74,7 +74,7 @@ extension LabelDimension {
         if toKey == from {
             // Only the spelling changes: same key, same members, nothing for triggers to see.
             index.labels[from]!.name = to
-            try context.sql.execute("UPDATE label SET name = ? WHERE key = ?", [.text(to), .text(from)])
+            context.changedDefinition(from, in: name)
         } else {
             // Every carrier now carries `to` instead; a merge keeps the target's spelling and
             // its latest `last_added_at`.
@@ -83,19 +83,10 @@ extension LabelDimension {
             target.lastAddedAt = [target.lastAddedAt, entry.lastAddedAt].compactMap { $0 }.max()
             index.labels[toKey] = target
             index.labels.removeValue(forKey: from)
-            try context.sql.execute("DELETE FROM label WHERE key = ?", [.text(from)])
-            try context.sql.execute(
-                "INSERT INTO label(key, name, last_added_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET last_added_at = excluded.last_added_at",
-                [.text(toKey), .text(target.name), target.lastAddedAt.map(SQLValue.real) ?? .null])
+            context.changedDefinition(from, in: name)
+            context.changedDefinition(toKey, in: name)
             // Each carrier's stored keys: `from` becomes `toKey` (once, if it had both).
-            try context.sql.execute(
-                """
-                UPDATE contact_labels SET keys = (
-                    SELECT json_group_array(k) FROM (
-                        SELECT DISTINCT CASE WHEN value = ? THEN ? ELSE value END AS k FROM json_each(contact_labels.keys) ORDER BY k))
-                WHERE contact_id IN (SELECT value FROM json_each(?))
-                """,
-                [.text(from), .text(toKey), .text(Self.slotList(members))])
+            context.restore(members, in: name)
             context.touched.formUnion(members)
         }
         let display = index.labels[toKey]!.name
@@ -153,18 +144,10 @@ extension LabelDimension {
             throw SegmentError.conflict("label \(entry.name) is used by \(list); change the rules that name it first, or pass force: true")
         }
         let members = entry.members.intersection(context.book.alive)
-        let carriers = Self.slotList(members)
         index.labels.removeValue(forKey: key)
         context.book.setPart(name, index)
-        try context.sql.execute("DELETE FROM label WHERE key = ?", [.text(key)])
-        try context.sql.execute(
-            """
-            UPDATE contact_labels SET keys = (
-                SELECT json_group_array(value) FROM (SELECT value FROM json_each(contact_labels.keys) WHERE value <> ? ORDER BY value))
-            WHERE contact_id IN (SELECT value FROM json_each(?))
-            """,
-            [.text(key), .text(carriers)])
-        try context.sql.execute("DELETE FROM contact_labels WHERE keys = '[]' AND contact_id IN (SELECT value FROM json_each(?))", [.text(carriers)])
+        context.changedDefinition(key, in: name)
+        context.restore(members, in: name)
         context.touched.formUnion(members)
         // Segments naming it keep their rule as written, flagged for review: a label nobody
         // carries is a valid filter (`contains` matches nobody, `not_contains` everybody),
@@ -175,16 +158,5 @@ extension LabelDimension {
             context.rewrite(segment: segment)
         }
         return ["deleted": .string(entry.name), "contacts": .int(Int64(members.count)), "segments": .array(using.map(\.reference))]
-    }
-
-    /// Slots as a JSON array, for `json_each` (one statement instead of one per contact).
-    static func slotList(_ set: ContactSet) -> String {
-        var out: [UInt8] = [UInt8(ascii: "[")]
-        set.forEach { slot in
-            if out.count > 1 { out.append(UInt8(ascii: ",")) }
-            out.append(contentsOf: String(slot).utf8)
-        }
-        out.append(UInt8(ascii: "]"))
-        return String(decoding: out, as: UTF8.self)
     }
 }

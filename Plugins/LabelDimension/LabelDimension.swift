@@ -25,23 +25,42 @@ public struct LabelDimension: DimensionProvider {
             ])
     }
 
-    public var migrations: [StoreMigration] {
-        [
-            StoreMigration("label.v1", sql: """
-                CREATE TABLE label (key TEXT PRIMARY KEY, name TEXT NOT NULL, last_added_at REAL);
-                CREATE TABLE contact_label (contact_id INTEGER NOT NULL, key TEXT NOT NULL, PRIMARY KEY (contact_id, key)) WITHOUT ROWID;
-                CREATE INDEX contact_label_by_key ON contact_label(key);
-                """),
-            // One row per contact (a JSON array of its label keys) instead of one per label:
-            // fewer rows to write on ingest; filters never read SQL, they use the bitmaps.
-            StoreMigration("label.v2", sql: """
-                CREATE TABLE contact_labels (contact_id INTEGER PRIMARY KEY, keys TEXT NOT NULL);
-                INSERT INTO contact_labels(contact_id, keys)
-                    SELECT contact_id, json_group_array(key) FROM (SELECT contact_id, key FROM contact_label ORDER BY contact_id, key)
-                    GROUP BY contact_id;
-                DROP TABLE contact_label;
-                """),
-        ]
+    /// Before documents: `label` (definitions) and `contact_labels` (one JSON array of keys
+    /// per contact).
+    public var legacy: LegacyStorage? {
+        LegacyStorage(
+            migrations: [
+                StoreMigration("label.v1", sql: """
+                    CREATE TABLE label (key TEXT PRIMARY KEY, name TEXT NOT NULL, last_added_at REAL);
+                    CREATE TABLE contact_label (contact_id INTEGER NOT NULL, key TEXT NOT NULL, PRIMARY KEY (contact_id, key)) WITHOUT ROWID;
+                    CREATE INDEX contact_label_by_key ON contact_label(key);
+                    """),
+                // One row per contact (a JSON array of its label keys) instead of one per label:
+                // fewer rows to write on ingest; filters never read SQL, they use the bitmaps.
+                StoreMigration("label.v2", sql: """
+                    CREATE TABLE contact_labels (contact_id INTEGER PRIMARY KEY, keys TEXT NOT NULL);
+                    INSERT INTO contact_labels(contact_id, keys)
+                        SELECT contact_id, json_group_array(key) FROM (SELECT contact_id, key FROM contact_label ORDER BY contact_id, key)
+                        GROUP BY contact_id;
+                    DROP TABLE contact_label;
+                    """),
+            ],
+            dropTables: ["contact_labels", "label"],
+            definitionKeys: { [name] book in Array((book.part(name, as: Index.self) ?? Index()).labels.keys) }
+        ) { [name] sql, book in
+            var index = Index()
+            try sql.forEachRow("SELECT key, name, last_added_at FROM label", []) { row in
+                guard let key = row[0].string, let name = row[1].string else { return }
+                index.labels[key] = Entry(name: name, lastAddedAt: row[2].double)
+            }
+            try sql.forEachRow("SELECT contact_id, keys FROM contact_labels", []) { row in
+                guard let slot = row[0].int64.map(Int.init), book.alive.contains(slot), let text = row[1].string,
+                    case .array(let keys)? = try? JSONParser.parse(text)
+                else { return }
+                for case .string(let key) in keys { index.labels[key]?.members.insert(slot) }
+            }
+            book.setPart(name, index)
+        }
     }
 
     /// One label: its display name, members and when a contact last gained it.
@@ -79,19 +98,50 @@ public struct LabelDimension: DimensionProvider {
         return list.map { $0.trimmingWhitespace }
     }
 
-    public func load(from sql: any SQLExecutor, into book: inout Book) throws {
-        var index = Index()
-        try sql.forEachRow("SELECT key, name, last_added_at FROM label", []) { row in
-            guard let key = row[0].string, let name = row[1].string else { return }
-            index.labels[key] = Entry(name: name, lastAddedAt: row[2].double)
+    /// A contact's document is the JSON array of its label keys, sorted; a label's definition
+    /// (under its key) is `{"name": display name, "last_added_at": time or null}`.
+    public func load(_ stored: StoredParts, into book: inout Book) throws {
+        var index = stored.replacing == nil ? Index() : book.takePart(name, as: Index.self) ?? Index()
+        var definitions: [String: Entry] = [:]
+        for (key, doc) in stored.definitions {
+            guard case .object(let object)? = try? JSONParser.parse(doc), let display = object["name"]?.stringValue else { continue }
+            definitions[key] = Entry(name: display, members: index.labels[key]?.members ?? ContactSet(), lastAddedAt: object["last_added_at"]?.doubleValue)
         }
-        try sql.forEachRow("SELECT contact_id, keys FROM contact_labels", []) { row in
-            guard let slot = row[0].int64.map(Int.init), book.alive.contains(slot), let text = row[1].string,
-                case .array(let keys)? = try? JSONParser.parse(text)
-            else { return }
+        index.labels = definitions
+        if let replacing = stored.replacing {
+            for key in Array(index.labels.keys) { index.labels[key]!.members.subtract(replacing) }
+        }
+        try stored.forEachDocument { slot, doc in
+            guard book.alive.contains(slot), case .array(let keys)? = try? JSONParser.parse(doc) else { return }
             for case .string(let key) in keys { index.labels[key]?.members.insert(slot) }
         }
         book.setPart(name, index)
+    }
+
+    public func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) {
+        let index = book.part(name, as: Index.self) ?? Index()
+        // One pass over the labels (not one per contact): each label's carriers among `slots`.
+        var keys: [Int: [String]] = [:]
+        for (key, entry) in index.labels {
+            entry.members.intersection(slots).forEach { keys[$0, default: []].append(key) }
+        }
+        slots.forEach { slot in
+            guard let list = keys[slot] else { return emit(slot, nil) }
+            var doc: [UInt8] = [UInt8(ascii: "[")]
+            for key in list.sorted() {
+                if doc.count > 1 { doc.append(UInt8(ascii: ",")) }
+                JSONValue.string(key).write(into: &doc)
+            }
+            doc.append(UInt8(ascii: "]"))
+            emit(slot, doc)
+        }
+    }
+
+    public func definition(_ key: String, in book: Book) -> [UInt8]? {
+        guard let entry = (book.part(name, as: Index.self) ?? Index()).labels[key] else { return nil }
+        var doc: [UInt8] = []
+        JSONValue.object(["name": .string(entry.name), "last_added_at": entry.lastAddedAt.map(JSONValue.double) ?? .null]).write(into: &doc)
+        return doc
     }
 
     public func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? {
@@ -102,31 +152,22 @@ public struct LabelDimension: DimensionProvider {
         return Change(replace: replace, add: add ?? [], remove: remove ?? [])
     }
 
-    /// Takes the index out of the book once for the whole batch, and touches each added
-    /// label's row (its `last_added_at`) once per batch rather than once per contact.
+    /// Takes the index out of the book once for the whole batch, and marks each added
+    /// label's definition (its `last_added_at`) once per batch rather than once per contact.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
-        try WriteContext.withPart(name, in: &context, orNew: Index.init) { index, context in
+        WriteContext.withPart(name, in: &context, orNew: Index.init) { index, context in
             var added: Set<String> = []
-            var rows = RowBatch("INSERT OR REPLACE INTO contact_labels(contact_id, keys)", width: 2)
             for write in batch {
-                try apply(write.change, slot: write.slot, isNew: write.isNew, index: &index, added: &added, rows: &rows, context: &context)
+                apply(write.change, slot: write.slot, isNew: write.isNew, index: &index, added: &added, context: &context)
             }
-            try rows.flush(context.sql)
-            for key in added.sorted() {
-                try context.sql.execute(
-                    "INSERT INTO label(key, name, last_added_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET last_added_at = excluded.last_added_at",
-                    [.text(key), .text(index.labels[key]!.name), .real(context.now)])
-            }
+            for key in added { context.changedDefinition(key, in: name) }
         }
     }
 
     /// A new contact carries no label yet, so its write skips looking through every label.
-    /// Rows wait in `rows` (a hundred per statement); a delete runs them first, so the two
-    /// stay in order for a contact written twice in one batch.
     private func apply(
-        _ change: (any ContactChange)?, slot: Int, isNew: Bool, index: inout Index, added: inout Set<String>, rows: inout RowBatch,
-        context: inout WriteContext
-    ) throws {
+        _ change: (any ContactChange)?, slot: Int, isNew: Bool, index: inout Index, added: inout Set<String>, context: inout WriteContext
+    ) {
         guard let change = change as? Change else { return }
         var wanted: [String: String] = [:]  // key → display name
         if let replace = change.replace {
@@ -147,22 +188,7 @@ public struct LabelDimension: DimensionProvider {
             gained = true
         }
         guard gained || !dropped.isEmpty else { return }
-        context.touched.insert(slot)
-        let slotArg = SQLValue.integer(Int64(slot))
-        if wanted.isEmpty {
-            try rows.execute("DELETE FROM contact_labels WHERE contact_id = ?", [slotArg], context.sql)
-        } else {
-            // The JSON array of sorted keys, written straight into bytes.
-            var keys: [UInt8] = [UInt8(ascii: "[")]
-            for key in wanted.keys.sorted() {
-                if keys.count > 1 { keys.append(UInt8(ascii: ",")) }
-                JSONValue.string(key).write(into: &keys)
-            }
-            keys.append(UInt8(ascii: "]"))
-            rows.append(slotArg)
-            rows.append(.text(String(decoding: keys, as: UTF8.self)))
-            try rows.endRow(context.sql)
-        }
+        context.changed(slot, in: name)
     }
 
     /// Adds `slot` to the label in one access to the index (each lookup hashes the key);
@@ -175,7 +201,6 @@ public struct LabelDimension: DimensionProvider {
     }
 
     public func remove(slot: Int, context: inout WriteContext) throws {
-        try context.sql.execute("DELETE FROM contact_labels WHERE contact_id = ?", [.integer(Int64(slot))])
         var index = context.book.takePart(name, as: Index.self) ?? Index()
         let carried = index.labels.compactMap { key, entry in entry.members.contains(slot) ? key : nil }
         for key in carried { index.labels[key]!.members.remove(slot) }

@@ -23,8 +23,19 @@ public struct StatusDimension: DimensionProvider {
             ])
     }
 
-    public var migrations: [StoreMigration] {
-        [StoreMigration("status.v1", sql: "CREATE TABLE contact_status (contact_id INTEGER PRIMARY KEY, status INTEGER NOT NULL)")]
+    /// Before documents: one row per contact in `contact_status`.
+    public var legacy: LegacyStorage? {
+        LegacyStorage(
+            migrations: [StoreMigration("status.v1", sql: "CREATE TABLE contact_status (contact_id INTEGER PRIMARY KEY, status INTEGER NOT NULL)")],
+            dropTables: ["contact_status"]
+        ) { [name] sql, book in
+            var column = CodeColumn(codeCount: Self.statuses.count)
+            try sql.forEachRow("SELECT contact_id, status FROM contact_status", []) { row in
+                guard let slot = row[0].int64, let code = row[1].int64, book.alive.contains(Int(slot)) else { return }
+                column.set(UInt8(code), at: Int(slot))
+            }
+            book.setPart(name, column)
+        }
     }
 
     struct Change: ContactChange { let code: UInt8 }
@@ -42,13 +53,23 @@ public struct StatusDimension: DimensionProvider {
         book.part(name, as: CodeColumn.self) ?? CodeColumn(codeCount: Self.statuses.count)
     }
 
-    public func load(from sql: any SQLExecutor, into book: inout Book) throws {
-        var column = CodeColumn(codeCount: Self.statuses.count)
-        try sql.forEachRow("SELECT contact_id, status FROM contact_status", []) { row in
-            guard let slot = row[0].int64, let code = row[1].int64, book.alive.contains(Int(slot)) else { return }
-            column.set(UInt8(code), at: Int(slot))
+    /// A contact's document is its status code, one byte.
+    public func load(_ stored: StoredParts, into book: inout Book) throws {
+        var column = stored.replacing == nil ? CodeColumn(codeCount: Self.statuses.count) : book.takePart(name, as: CodeColumn.self) ?? CodeColumn(codeCount: Self.statuses.count)
+        stored.replacing?.forEach { column.set(CodeColumn.none, at: $0) }
+        try stored.forEachDocument { slot, doc in
+            guard book.alive.contains(slot), let code = doc.first, Int(code) < Self.statuses.count else { return }
+            column.set(code, at: slot)
         }
         book.setPart(name, column)
+    }
+
+    public func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) {
+        let column = index(book)
+        slots.forEach { slot in
+            let code = column.code(at: slot)
+            emit(slot, code == CodeColumn.none ? nil : [code])
+        }
     }
 
     public func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? {
@@ -56,27 +77,20 @@ public struct StatusDimension: DimensionProvider {
         return Change(code: try code(try doc.string("status"), path: doc.path.member("status")))
     }
 
-    /// Takes the index out of the book once for the whole batch; rows are written a hundred
-    /// per statement.
+    /// Takes the index out of the book once for the whole batch.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
-        try WriteContext.withPart(name, in: &context, orNew: { CodeColumn(codeCount: Self.statuses.count) }) { column, context in
-            var rows = RowBatch("INSERT OR REPLACE INTO contact_status(contact_id, status)", width: 2)
+        WriteContext.withPart(name, in: &context, orNew: { CodeColumn(codeCount: Self.statuses.count) }) { column, context in
             for write in batch {
                 let new: UInt8
                 if let change = write.change as? Change { new = change.code } else if write.isNew { new = 0 } else { continue }
                 if column.code(at: write.slot) == new { continue }
-                rows.append(.integer(Int64(write.slot)))
-                rows.append(.integer(Int64(new)))
-                try rows.endRow(context.sql)
                 column.set(new, at: write.slot)
-                context.touched.insert(write.slot)
+                context.changed(write.slot, in: name)
             }
-            try rows.flush(context.sql)
         }
     }
 
     public func remove(slot: Int, context: inout WriteContext) throws {
-        try context.sql.execute("DELETE FROM contact_status WHERE contact_id = ?", [.integer(Int64(slot))])
         var column = context.book.takePart(name, as: CodeColumn.self) ?? CodeColumn(codeCount: Self.statuses.count)
         column.set(CodeColumn.none, at: slot)
         context.book.setPart(name, column)

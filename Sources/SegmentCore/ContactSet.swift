@@ -30,6 +30,12 @@ public struct ContactSet: Sendable, Hashable {
     @usableFromInline var blocks: [Block]
 
     /// An empty set able to hold slots `0..<capacity` without growing.
+    /// A set of the given slots.
+    public init(_ slots: some Sequence<Int>) {
+        self.init()
+        for slot in slots { insert(slot) }
+    }
+
     public init(capacity: Int = 0) {
         let words = (capacity + 63) >> 6
         blocks = Array(repeating: Block.zero, count: (words + Self.blockWords - 1) >> Self.blockShift)

@@ -2,9 +2,10 @@ import WireJSON
 
 /// A filter dimension: one slice of what a contact is, and the filters over it.
 ///
-/// A provider owns the keys it accepts in a contact document, its tables (as named
-/// migrations), its index inside the `Book`, the compilation of its filters, and optionally
-/// its own RPC methods. The five built-in dimensions live under `Plugins/`, each a module
+/// A provider owns the keys it accepts in a contact document, its index inside the `Book`,
+/// the documents it stores (see ``StoredParts``: it never sees a database, so it runs the
+/// same on SQLite and PostgreSQL), the compilation of its filters, and optionally its own
+/// RPC methods. The five built-in dimensions live under `Plugins/`, each a module
 /// depending on SegmentCore only; a new dimension is one more conformance and one
 /// registration line.
 ///
@@ -15,6 +16,8 @@ import WireJSON
 ///     var contactKeys: [String] { ["vip"] }
 ///     func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? { ... }
 ///     func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws { ... }
+///     func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) { ... }
+///     func load(_ stored: StoredParts, into book: inout Book) throws { ... }
 ///     func compile(_ filter: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> any ContactPredicate { ... }
 ///     func render(slot: Int, book: Book) -> [String: JSONValue] { ["vip": ...] }
 /// }
@@ -26,19 +29,28 @@ public protocol DimensionProvider: Sendable {
     var descriptor: DimensionDescriptor { get }
     /// Keys this provider reads from a contact document (`labels`, `add_labels`, …).
     var contactKeys: [String] { get }
-    /// Its schema, applied in order after the core's.
-    var migrations: [StoreMigration] { get }
+    /// The SQLite tables it kept before documents, converted once (nil for a new dimension).
+    var legacy: LegacyStorage? { get }
     /// Whether the dashboard can show its filters; others make a segment `review_needed`.
     var isDashboardDimension: Bool { get }
 
-    /// Builds its index from its tables, after the core has loaded every contact's slot.
-    func load(from sql: any SQLExecutor, into book: inout Book) throws
+    /// Builds its index from its stored documents, after the core has loaded every contact's
+    /// slot; or, on a partial load (`stored.replacing`), updates the index for those contacts.
+    func load(_ stored: StoredParts, into book: inout Book) throws
+
+    /// The current stored document of each slot of `slots` (`nil`: nothing to store, the
+    /// contact's row goes): what the core persists after a write that marked them changed.
+    func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void)
+
+    /// The current definition document under `key` (`nil`: deleted).
+    func definition(_ key: String, in book: Book) -> [UInt8]?
 
     /// Validates the provider's keys of one contact document (only those present) and
     /// returns the typed change, or `nil` when the document has none of its keys.
     func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)?
 
-    /// Applies a prepared change inside the write transaction: its SQL and its index. Called
+    /// Applies a prepared change inside the write transaction to its index, marking each
+    /// contact it changed (``WriteContext/changed(_:in:)``). Called
     /// for every new contact, with a `nil` change when the document had none of its keys,
     /// so the provider can set defaults. Implement this or `apply(batch:)` (each defaults to
     /// the other).
@@ -49,7 +61,7 @@ public protocol DimensionProvider: Sendable {
     /// once per contact (that round trip was a tenth of an ingest profile).
     func apply(batch: [ContactWrite], context: inout WriteContext) throws
 
-    /// Removes everything it knows of a deleted contact (SQL rows and index entries).
+    /// Removes a deleted contact from its index (the core deletes the stored document).
     func remove(slot: Int, context: inout WriteContext) throws
 
     /// Compiles one filter object (`{"dimension": …, "op": …, …}`) into a predicate, with
@@ -70,10 +82,10 @@ public protocol DimensionProvider: Sendable {
 }
 
 extension DimensionProvider {
-    public var migrations: [StoreMigration] { [] }
+    public var legacy: LegacyStorage? { nil }
+    public func definition(_ key: String, in book: Book) -> [UInt8]? { nil }
     public var isDashboardDimension: Bool { false }
     public var methods: [DimensionMethod] { [] }
-    public func load(from sql: any SQLExecutor, into book: inout Book) throws {}
     // Each of the two `apply`s defaults to the other: a provider implements at least one,
     // per contact (simple) or per batch (to touch its index once per batch).
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
@@ -114,17 +126,21 @@ public struct ColumnReader: Sendable {
 public struct WriteContext {
     /// The book being written: a private copy until the transaction commits.
     public var book: Book
-    /// SQL on the open transaction.
-    public let sql: any SQLExecutor
+    /// SQL on the open transaction: the core's alone (`package`), never a provider's.
+    package let sql: any SQLExecutor
     /// The write's time (from the engine's clock).
     public let now: Double
     public let time: ISOTime
     /// Slots changed by this write, for triggers.
     public var touched = ContactSet()
+    /// Per provider, the contacts whose stored documents this write changed.
+    package private(set) var changedDocuments: [String: ContactSet] = [:]
+    /// Per provider, the definition keys this write changed.
+    package private(set) var changedDefinitions: [String: Set<String>] = [:]
     /// Segments whose rule this write rewrote (`rewrite(segment:)`), in the order rewritten.
     public internal(set) var rewrittenSegments: [Int64] = []
 
-    public init(book: Book, sql: any SQLExecutor, now: Double, time: ISOTime) {
+    package init(book: Book, sql: any SQLExecutor, now: Double, time: ISOTime) {
         self.book = book
         self.sql = sql
         self.now = now
@@ -133,6 +149,33 @@ public struct WriteContext {
 }
 
 extension WriteContext {
+    /// Marks `slot` changed by provider `provider`: the core stores its document after the
+    /// write's body, and triggers re-check the contact.
+    public mutating func changed(_ slot: Int, in provider: String) {
+        touched.insert(slot)
+        changedDocuments[provider, default: ContactSet()].insert(slot)
+    }
+
+    /// Marks `slots` as needing their documents stored again, without a trigger re-check
+    /// (a correction that renames what they hold but changes no membership).
+    public mutating func restore(_ slots: ContactSet, in provider: String) {
+        changedDocuments[provider, default: ContactSet()].formUnion(slots)
+    }
+
+    /// Marks definition `key` of `provider` changed: the core stores its document again.
+    public mutating func changedDefinition(_ key: String, in provider: String) {
+        changedDefinitions[provider, default: []].insert(key)
+    }
+
+    /// Takes the changes marked so far (the core, when it writes them).
+    package mutating func takeChanges() -> (documents: [String: ContactSet], definitions: [String: Set<String>]) {
+        defer {
+            changedDocuments = [:]
+            changedDefinitions = [:]
+        }
+        return (changedDocuments, changedDefinitions)
+    }
+
     /// Runs `body` with provider part `name` taken out of the book (or `make()` when there is
     /// none yet) and puts it back after: a part mutated while the book still holds it is copied
     /// on every write. Providers call it once per batch in `apply(batch:)`.

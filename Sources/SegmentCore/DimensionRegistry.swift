@@ -22,12 +22,20 @@ public struct DimensionRegistry: Sendable {
     /// Adds a dimension. Two providers may not share a name or a contact-document key.
     public mutating func register(_ provider: some DimensionProvider) {
         precondition(byName[provider.name] == nil, "dimension \(provider.name) registered twice")
+        // The name is part of its document table's name (`part_NAME`).
+        precondition(Self.isIdentifier(provider.name), "a dimension's name is 1 to 32 lower-case letters, digits or _, starting with a letter: \(provider.name)")
         for key in provider.contactKeys {
             precondition(keyOwner[key] == nil && !Self.coreKeys.contains(key), "contact key \(key) claimed twice")
             keyOwner[key] = providers.count
         }
         byName[provider.name] = providers.count
         providers.append(provider)
+    }
+
+    /// `[a-z][a-z0-9_]{0,31}`.
+    static func isIdentifier(_ name: String) -> Bool {
+        guard let first = name.utf8.first, (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first), name.utf8.count <= 32 else { return false }
+        return name.utf8.allSatisfy { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "_") }
     }
 
     public func provider(named name: String) -> (any DimensionProvider)? {

@@ -18,15 +18,18 @@ public struct RowBatch {
     public static let rowsPerStatement = 100
 
     private let prefix: String
+    private let suffix: String
     private let width: Int
     private let fullStatement: String
     private var values: [SQLValue] = []
 
-    /// `prefix` is `INSERT … INTO table(columns)`; `width` is the number of columns.
-    public init(_ prefix: String, width: Int) {
+    /// `prefix` is `INSERT … INTO table(columns)`; `width` is the number of columns; `suffix`
+    /// follows the values (`ON CONFLICT …`).
+    public init(_ prefix: String, width: Int, suffix: String = "") {
         self.prefix = prefix
+        self.suffix = suffix
         self.width = width
-        fullStatement = Self.statement(prefix, width: width, rows: Self.rowsPerStatement)
+        fullStatement = Self.statement(prefix, width: width, rows: Self.rowsPerStatement) + suffix
         values.reserveCapacity(width * Self.rowsPerStatement)
     }
 
@@ -51,7 +54,7 @@ public struct RowBatch {
     public mutating func flush(_ sql: any SQLExecutor) throws -> ClosedRange<Int64>? {
         guard !values.isEmpty else { return nil }
         let rows = values.count / width
-        try sql.execute(rows == Self.rowsPerStatement ? fullStatement : Self.statement(prefix, width: width, rows: rows), values)
+        try sql.execute(rows == Self.rowsPerStatement ? fullStatement : Self.statement(prefix, width: width, rows: rows) + suffix, values)
         values.removeAll(keepingCapacity: true)
         let last = sql.lastInsertRowID
         return last - Int64(rows - 1)...last

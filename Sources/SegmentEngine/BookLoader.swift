@@ -28,7 +28,7 @@ struct BookLoader {
             }
             let result = Result { try store.readNow { sql in
                 var copy = core
-                try providers[p].load(from: sql, into: &copy)
+                try PartStorage.load(providers[p], into: &copy, sql: sql)
                 return copy
             } }
             loaded.withLock { $0[p] = result }

@@ -1,4 +1,5 @@
 import SegmentCore
+import SegmentStore
 import WireJSON
 
 /// The outcome of `contacts.upsert`.
@@ -185,16 +186,17 @@ extension Engine {
         }
         let providers = registry.providers
         return try await write(cause: "contacts.delete") { context in
-            var deleted = 0
+            var deleted: [Int] = []
             for email in emails {
                 guard let slot = context.book.slot(of: email) else { continue }
                 for provider in providers { try provider.remove(slot: slot, context: &context) }
                 try context.sql.execute("DELETE FROM contact WHERE id = ?", [.integer(Int64(slot))])
                 context.book.removeContact(slot: slot)
                 context.touched.insert(slot)
-                deleted += 1
+                deleted.append(slot)
             }
-            return deleted
+            try PartStorage.deleteContacts(deleted, providers: providers, sql: context.sql)
+            return deleted.count
         }
     }
 

@@ -76,7 +76,7 @@ public final class Engine: Sendable {
     /// The storage schema a book has with `registry`: every migration's name, in the order
     /// they apply (the core's, then each provider's). Its count is the schema version.
     public static func schemaMigrations(registry: DimensionRegistry) -> [String] {
-        (CoreSchema.migrations + registry.providers.flatMap(\.migrations)).map(\.name)
+        PartStorage.sqliteMigrations(for: registry.providers).map(\.name)
     }
 
     /// Opens the database (creating and migrating it if needed) and rebuilds the book from it.
@@ -86,7 +86,7 @@ public final class Engine: Sendable {
         self.time = ISOTime(timeZone: configuration.timeZone)
         self.logger = logger
         store = try Store(
-            path: configuration.databasePath, migrations: CoreSchema.migrations + registry.providers.flatMap(\.migrations),
+            path: configuration.databasePath, migrations: PartStorage.sqliteMigrations(for: registry.providers),
             readOnly: configuration.readOnly)
         let time = self.time
         let book = try BookLoader(registry: registry, time: time).load(store)
@@ -123,6 +123,7 @@ public final class Engine: Sendable {
             let base = self.snapshot
             var context = WriteContext(book: base, sql: sql, now: now, time: time)
             let result = try body(&context)
+            try self.storeDocuments(&context)
             try self.applyRewrittenSegments(&context)
             let events = try TriggerEvaluator(cause: cause).evaluate(&context, base: base)
             if bumpsVersion {
@@ -139,6 +140,18 @@ public final class Engine: Sendable {
             if let newest = output.2.last?.cursor { self.hub.publish(through: newest) }
         })
         return result
+    }
+
+    /// Stores the documents and definitions the providers marked changed: the current ones of
+    /// live contacts; a deleted contact's documents were deleted with it.
+    func storeDocuments(_ context: inout WriteContext) throws {
+        let (documents, definitions) = context.takeChanges()
+        for provider in registry.providers {
+            let slots = documents[provider.name].map { $0.intersection(context.book.alive) } ?? ContactSet()
+            let keys = definitions[provider.name] ?? []
+            guard !slots.isEmpty || !keys.isEmpty else { continue }
+            try PartStorage.write(provider, slots: slots, definitions: keys, book: context.book, sql: context.sql)
+        }
     }
 
     /// Writes a consistent copy of the database to `path` while the engine keeps running.

@@ -123,8 +123,8 @@ import Glibc
 
     /// Code reading made a test: every SQL text in the engine, the store and the plugins is a
     /// literal; client values travel as bound arguments. The only interpolations into SQL are
-    /// the engagement column name, picked from a fixed list by event index, and the number of
-    /// placeholder groups in the multi-row event insert.
+    /// a provider's document table (`part_` and its registered name, which registration checks
+    /// is a lower-case identifier) and numbers of placeholders.
     @Test func noSQLIsBuiltFromClientStrings() throws {
         let roots = ["Sources/SegmentEngine", "Sources/SegmentStore", "Sources/SegmentCore", "Plugins"]
         let keywords = try NSRegularExpression(pattern: #"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|WHERE|VALUES)\b"#)
@@ -147,11 +147,13 @@ import Glibc
         }
         #expect(sqlLiterals > 20, "the scan found no SQL; did the layout change?")
         let allowed = interpolated.filter {
-            ($0.contains("EngagementDimension.swift") && $0.contains("\\(column)"))
+            $0.contains("PartStorage.swift") && $0.replacingOccurrences(of: #"\\\((table\(name\)|table\(provider\.name\)|table|marks)\)"#, with: "", options: .regularExpression).range(of: "\\(") == nil
         }
         #expect(interpolated == allowed, "SQL built with interpolation: \(interpolated)")
-        let engagement = try String(contentsOf: packageRoot.appendingPathComponent("Plugins/EngagementDimension/EngagementDimension.swift"), encoding: .utf8)
-        #expect(engagement.contains(#"let column = ["last_open", "last_click", "last_send"][event]"#), "the column must come from a fixed list")
+        let registry = try String(contentsOf: packageRoot.appendingPathComponent("Sources/SegmentCore/DimensionRegistry.swift"), encoding: .utf8)
+        #expect(registry.contains(#"precondition(Self.isIdentifier(provider.name)"#), "a provider's name, part of its table's name, must be checked")
+        let parts = try String(contentsOf: packageRoot.appendingPathComponent("Sources/SegmentStore/PartStorage.swift"), encoding: .utf8)
+        #expect(parts.contains(#"let marks = Array(repeating: "?", count: chunk.count).joined(separator: ", ")"#), "IN lists must be placeholders only")
         // Multi-row inserts add only placeholder groups to a fixed prefix.
         let rowBatch = try String(contentsOf: packageRoot.appendingPathComponent("Sources/SegmentCore/RowBatch.swift"), encoding: .utf8)
         #expect(rowBatch.contains(#"let row = "(" + Array(repeating: "?", count: width).joined(separator: ", ") + ")""#),

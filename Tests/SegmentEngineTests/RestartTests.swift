@@ -60,7 +60,7 @@ import WireJSON
         let book = try TestBook()
         try await book.seed([["email": "ana@example.com"]])
         try book.engine.close()
-        let store = try Store(path: book.path, migrations: CoreSchema.migrations + TestBook.registry().providers.flatMap(\.migrations))
+        let store = try Store(path: book.path, migrations: PartStorage.sqliteMigrations(for: TestBook.registry().providers))
         _ = try await store.write({ sql in
             try sql.execute("INSERT INTO grdb_migrations(identifier) VALUES ('zzz.from-a-newer-version')", [])
         }, afterCommit: { _ in })
@@ -197,7 +197,7 @@ extension RestartTests {
             ["email": "cy@example.com", "labels": ["no-fields"]],
         ])
         let signup = try #require(ISOTime().parseInstant("2026-01-31T08:00:00Z"))
-        let stored = try storedColumn(at: book.path, "SELECT doc FROM contact_fields ORDER BY contact_id").map { $0.string ?? "" }
+        let stored = try storedColumn(at: book.path, "SELECT doc FROM part_field ORDER BY contact_id").map { String(decoding: $0.bytes ?? [], as: UTF8.self) }
         let expected: [JSONValue] = [
             ["name": "Ana \"A\" Zoë", "zeta": "東京\n", "ltv": .double(ltv), "orders": .double(3), "signup": .double(signup), "vip": false],
             ["vip": true],

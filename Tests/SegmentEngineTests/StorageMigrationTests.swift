@@ -10,7 +10,8 @@ import WireJSON
 /// opens with the current one (`field.v2`, `label.v2`: one row per contact) and loses nothing:
 /// numbers keep every bit, text keeps quotes and non-ASCII, booleans stay booleans; trigger
 /// baselines (`triggers.v2`: bitmap chunks instead of one row per member) keep every member;
-/// the event log keeps its events without its time index (`events.v2`).
+/// the event log keeps its events without its time index (`events.v2`); and every provider's
+/// tables become its documents (`parts.*`), with funnel, engagement and status exact.
 @Suite(.ownThreads) struct StorageMigrationTests {
     @Test func firstLayoutRowsBecomeOneDocumentPerContactExactly() async throws {
         let directory = NSTemporaryDirectory() + "segment-migration-" + UUID().uuidString
@@ -18,9 +19,12 @@ import WireJSON
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/v1.sqlite"
         let registry = TestBook.registry()
-        let current = CoreSchema.migrations + registry.providers.flatMap(\.migrations)
-        let firstLayout = current.filter { !$0.name.hasSuffix(".v2") && !$0.name.hasSuffix(".v3") }
-        #expect(Set(current.map(\.name)).subtracting(firstLayout.map(\.name)) == ["field.v2", "label.v2", "triggers.v2", "events.v2", "triggers.v3"])
+        let current = PartStorage.sqliteMigrations(for: registry.providers)
+        let firstLayout = current.filter { !$0.name.hasSuffix(".v2") && !$0.name.hasSuffix(".v3") && !$0.name.hasPrefix("parts.") }
+        #expect(Set(current.map(\.name)).subtracting(firstLayout.map(\.name)) == [
+            "field.v2", "label.v2", "triggers.v2", "events.v2", "triggers.v3",
+            "parts.v1", "parts.status.v1", "parts.field.v1", "parts.label.v1", "parts.funnel.v1", "parts.engagement.v1",
+        ])
 
         let ltv = 0.1 + 0.2  // 0.30000000000000004: SQLite's own JSON would print 0.3
         let signup = 1_767_225_600.123_456_7
@@ -40,6 +44,8 @@ import WireJSON
             for (id, field, value) in rows {
                 try sql.execute("INSERT INTO contact_field(contact_id, field, value) VALUES (?, ?, ?)", [.integer(id), .text(field), value])
             }
+            try sql.execute("INSERT INTO contact_funnel(contact_id, stage, lost) VALUES (1, 2, 1), (2, NULL, 1)", [])
+            try sql.execute("INSERT INTO contact_engagement(contact_id, last_open, last_click, last_send) VALUES (1, ?, NULL, ?)", [.real(signup), .real(signup + 1)])
             for (key, name) in [("vip", "VIP"), ("news", "News")] {
                 try sql.execute("INSERT INTO label(key, name, last_added_at) VALUES (?, ?, 0)", [.text(key), .text(name)])
             }
@@ -71,6 +77,15 @@ import WireJSON
         #expect(ana["fields"]?["city"] == .string("Zoë \"Q\" 東京"))
         #expect(Set(ana["labels"]?.arrayValue ?? []) == [.string("VIP"), .string("News")])
         #expect(engine.contact(email: "bo@example.com")?["fields"]?["vip"] == .bool(false))
+        #expect(ana["funnel"] == "customer" && ana["lost"] == true && ana["status"] == "active")
+        #expect(engine.contact(email: "bo@example.com")?["funnel"] == .null && engine.contact(email: "bo@example.com")?["lost"] == true)
+        #expect(ana["engagement"] == ["last_open_at": .string(ISOTime.format(signup)), "last_click_at": .null, "last_send_at": .string(ISOTime.format(signup + 1))])
+        // The old tables are gone; every value lives in a document now.
+        #expect(try Store.inspect(path: path) { sql in
+            var tables: [String] = []
+            try sql.forEachRow("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'contact_%'", []) { tables.append($0[0].string ?? "") }
+            return tables
+        }.isEmpty)
         // Exact values answer exact filters.
         let exact: JSONValue = [["dimension": "field", "field": "ltv", "op": "equals", "value": .double(ltv)]]
         #expect(try engine.count(filters: exact, audience: .all).matched == 1)

@@ -2,7 +2,7 @@ import SegmentCore
 import WireJSON
 
 /// A test-only sixth dimension: an engagement score from 0 to 100, owned end to end by this
-/// provider (contact key, table, index, filters, rendering), registered next to the five
+/// provider (contact key, stored document, index, filters, rendering), registered next to the five
 /// built-ins without any change to the core.
 ///
 /// Contact key: `score` (an integer 0…100, or null to clear). Filters: `at_least` and `below`
@@ -21,10 +21,6 @@ struct ScoreDimension: DimensionProvider {
             ])
     }
 
-    var migrations: [StoreMigration] {
-        [StoreMigration("score.v1", sql: "CREATE TABLE contact_score (contact_id INTEGER PRIMARY KEY, score INTEGER NOT NULL)")]
-    }
-
     /// Slot → score.
     struct Index: Sendable {
         var scores: [Int: Int] = [:]
@@ -32,13 +28,20 @@ struct ScoreDimension: DimensionProvider {
 
     struct Change: ContactChange { let score: Int? }
 
-    func load(from sql: any SQLExecutor, into book: inout Book) throws {
-        var index = Index()
-        try sql.forEachRow("SELECT contact_id, score FROM contact_score", []) { row in
-            guard let slot = row[0].int64.map(Int.init), let score = row[1].int64, book.alive.contains(slot) else { return }
+    /// A contact's document is its score, one byte.
+    func load(_ stored: StoredParts, into book: inout Book) throws {
+        var index = stored.replacing == nil ? Index() : book.takePart(name, as: Index.self) ?? Index()
+        stored.replacing?.forEach { index.scores[$0] = nil }
+        try stored.forEachDocument { slot, doc in
+            guard book.alive.contains(slot), let score = doc.first else { return }
             index.scores[slot] = Int(score)
         }
         book.setPart(name, index)
+    }
+
+    func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) {
+        let index = book.part(name, as: Index.self) ?? Index()
+        slots.forEach { slot in emit(slot, index.scores[slot].map { [UInt8($0)] }) }
     }
 
     func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? {
@@ -54,18 +57,11 @@ struct ScoreDimension: DimensionProvider {
         guard let change = change as? Change else { return }
         var index = context.book.takePart(name, as: Index.self) ?? Index()
         defer { context.book.setPart(name, index) }
-        if let score = change.score {
-            try context.sql.execute(
-                "INSERT OR REPLACE INTO contact_score(contact_id, score) VALUES (?, ?)", [.integer(Int64(slot)), .integer(Int64(score))])
-        } else {
-            try context.sql.execute("DELETE FROM contact_score WHERE contact_id = ?", [.integer(Int64(slot))])
-        }
         index.scores[slot] = change.score
-        context.touched.insert(slot)
+        context.changed(slot, in: name)
     }
 
     func remove(slot: Int, context: inout WriteContext) throws {
-        try context.sql.execute("DELETE FROM contact_score WHERE contact_id = ?", [.integer(Int64(slot))])
         var index = context.book.takePart(name, as: Index.self) ?? Index()
         index.scores[slot] = nil
         context.book.setPart(name, index)
