@@ -10,6 +10,8 @@
 public struct Book: Sendable {
     /// Monotonic count of committed writes; persisted, so a restart answers with the same version.
     public internal(set) var version: Int64 = 0
+    /// The last change record of the book's fleet applied to this state (0 outside a fleet).
+    public private(set) var changeSequence: Int64 = 0
     /// Every slot that holds a contact.
     public internal(set) var alive = ContactSet()
     /// Slot → email as given (empty for a free slot). Chunked: a write copies what it touches.
@@ -161,4 +163,6 @@ extension Book {
     public mutating func removeSegment(id: Int64) { segments.removeValue(forKey: id) }
 
     public mutating func bumpVersion(to v: Int64) { version = v }
+
+    package mutating func setChangeSequence(_ sequence: Int64) { changeSequence = sequence }
 }

@@ -137,6 +137,10 @@ public struct WriteContext {
     package private(set) var changedDocuments: [String: ContactSet] = [:]
     /// Per provider, the definition keys this write changed.
     package private(set) var changedDefinitions: [String: Set<String>] = [:]
+    /// Every contact whose documents this write stored (what a fleet node re-reads).
+    package var storedContacts = ContactSet()
+    /// Whether this write pruned the event log (a fleet node re-reads its extent).
+    package var prunedEvents = false
     /// Segments whose rule this write rewrote (`rewrite(segment:)`), in the order rewritten.
     public internal(set) var rewrittenSegments: [Int64] = []
 

@@ -9,11 +9,13 @@ extension Engine {
         try await store.read { sql in try Self.newestCursor(sql) }
     }
 
-    /// The newest cursor ever given (the log's AUTOINCREMENT counter), 0 for none.
+    /// The newest cursor ever given, 0 for none: the newest event's, or the last one retention
+    /// removed when it removed them all (only retention deletes events, and a rolled-back
+    /// insert gives back its cursors in SQLite and PostgreSQL alike under one writer).
     static func newestCursor(_ sql: any SQLExecutor) throws -> Int64 {
         var last: Int64 = 0
-        try sql.forEachRow("SELECT seq FROM sqlite_sequence WHERE name = 'event'", []) { last = $0[0].int64 ?? 0 }
-        return last
+        try sql.forEachRow("SELECT MAX(cursor) FROM event", []) { last = $0[0].int64 ?? 0 }
+        return max(last, try prunedThrough(sql))
     }
 
     /// Retention removed every event up to this cursor (0: none yet).
@@ -152,8 +154,9 @@ extension Engine {
             var removed = 0
             try context.sql.forEachRow("SELECT COUNT(*) FROM event WHERE cursor <= ?", [.integer(through)]) { removed = Int($0[0].int64 ?? 0) }
             try context.sql.execute("DELETE FROM event WHERE cursor <= ?", [.integer(through)])
+            context.prunedEvents = true
             try context.sql.execute(
-                "INSERT INTO meta(key, value) VALUES ('events_pruned_through', ?) ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
+                "INSERT INTO meta(key, value) VALUES ('events_pruned_through', ?) ON CONFLICT (key) DO UPDATE SET value = CASE WHEN excluded.value > meta.value THEN excluded.value ELSE meta.value END",
                 [.integer(through)])
             return (removed, try EventLogSummary(context.sql))
         }

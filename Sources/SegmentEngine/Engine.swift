@@ -45,6 +45,11 @@ public final class Engine: Sendable {
         public var name = "default"
         /// Where the engine records its metrics (``EngineMetrics``).
         public var metricsFactory: any MetricsFactory = MetricsSystem.factory
+        /// Opens the book's store; `nil`: the SQLite file at `databasePath`.
+        public var openStore: (@Sendable (_ providers: [any DimensionProvider]) throws -> any BookStore)?
+        /// Set when the store is shared by a fleet of nodes (PostgreSQL): writes catch up
+        /// first and append change records, and the node applies other nodes' changes.
+        public var fleet: FleetSettings?
 
         public init(
             databasePath: String, clock: any TimeSource = SystemTime(),
@@ -60,18 +65,22 @@ public final class Engine: Sendable {
     public let configuration: Configuration
     public let registry: DimensionRegistry
     public let time: ISOTime
-    let store: Store
+    let store: any BookStore
     let logger: Logger
     /// Wakes subscribers when events are committed (they read the events from the log).
     let hub: EventHub
     /// The open `events.subscribe` streams, for the metrics.
     public let subscribers = SubscriberRegistry()
     let metrics: EngineMetrics
-    private let published: Mutex<Book>
+    let published: Mutex<Book>
     /// The last `residentBytes` computed, and the version it is for.
     private let residentCache = Mutex<(version: Int64, slots: Int, bytes: Int)?>(nil)
     /// The event log's extent, for retention (see ``EventLogSummary``).
     let eventLog: Mutex<EventLogSummary>
+    /// A fleet node's bookkeeping: changes applied, reloads, when the store last answered.
+    let fleetState = Mutex(FleetState())
+    /// The loop applying other nodes' changes (fleet mode).
+    private let follower = Mutex<Task<Void, Never>?>(nil)
 
     /// The storage schema a book has with `registry`: every migration's name, in the order
     /// they apply (the core's, then each provider's). Its count is the schema version.
@@ -85,7 +94,7 @@ public final class Engine: Sendable {
         self.registry = registry
         self.time = ISOTime(timeZone: configuration.timeZone)
         self.logger = logger
-        store = try Store(
+        store = try configuration.openStore?(registry.providers) ?? Store(
             path: configuration.databasePath, migrations: PartStorage.sqliteMigrations(for: registry.providers),
             readOnly: configuration.readOnly)
         let time = self.time
@@ -97,6 +106,7 @@ public final class Engine: Sendable {
         // The book is in memory now: the connections loading it used go.
         store.releaseMemory()
         logger.info("book loaded", metadata: ["book.contacts": "\(book.contactCount)", "book.version": "\(book.version)"])
+        if configuration.fleet != nil { startFollowing() }
     }
 
     /// The current state of the book: an immutable value, safe to keep while writes go on.
@@ -120,7 +130,12 @@ public final class Engine: Sendable {
         let now = self.now
         let time = self.time
         let (result, _, _) = try await store.write({ [self] sql in
-            let base = self.snapshot
+            var base = self.snapshot
+            var caughtUp: CaughtUp?
+            if self.configuration.fleet != nil, let fresh = try self.catchUp(base, sql: sql) {
+                caughtUp = fresh
+                base = fresh.book
+            }
             var context = WriteContext(book: base, sql: sql, now: now, time: time)
             let result = try body(&context)
             try self.storeDocuments(&context)
@@ -128,14 +143,20 @@ public final class Engine: Sendable {
             let events = try TriggerEvaluator(cause: cause).evaluate(&context, base: base)
             if bumpsVersion {
                 let version = context.book.version + 1
-                try sql.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('version', ?)", [.integer(version)])
+                try sql.execute("INSERT INTO meta(key, value) VALUES ('version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [.integer(version)])
                 context.book.bumpVersion(to: version)
             }
+            if self.configuration.fleet != nil {
+                let sequence = try self.appendChange(context, base: base, events: events, sql: sql)
+                context.book.setChangeSequence(sequence)
+            }
+            if let caughtUp { self.adoptLog(caughtUp) }
             return (result, context.book, events)
         }, afterCommit: { [self] (output: (T, Book, [TriggerEvent])) in
             self.published.withLock { $0 = output.1 }
             self.eventLog.withLock { $0.appended(output.2) }
             self.metrics.appended(output.2)
+            self.fleetState.withLock { $0.lastReached = self.now }
             onCommit?(output.0)
             if let newest = output.2.last?.cursor { self.hub.publish(through: newest) }
         })
@@ -147,6 +168,7 @@ public final class Engine: Sendable {
     func storeDocuments(_ context: inout WriteContext) throws {
         let (documents, definitions) = context.takeChanges()
         for provider in registry.providers {
+            if let changed = documents[provider.name] { context.storedContacts.formUnion(changed) }
             let slots = documents[provider.name].map { $0.intersection(context.book.alive) } ?? ContactSet()
             let keys = definitions[provider.name] ?? []
             guard !slots.isEmpty || !keys.isEmpty else { continue }
@@ -173,7 +195,28 @@ public final class Engine: Sendable {
     public var storeOperations: Int { store.operations }
 
     /// Flushes and closes the database.
+    /// Applies other nodes' changes as they come (fleet mode): woken by the store's
+    /// notifications, and at least every `catchUpInterval` in case one was lost.
+    private func startFollowing() {
+        let interval = configuration.fleet?.catchUpInterval ?? .seconds(1)
+        let task = Task { [weak self] in
+            while !Task.isCancelled {
+                guard let store = self?.store else { return }
+                await store.waitForChange(upTo: interval)
+                guard !Task.isCancelled, let self else { return }
+                do {
+                    try await self.refresh()
+                } catch {
+                    self.logger.warning("fleet catch-up failed", metadata: ["error": "\(error)"])
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+            }
+        }
+        follower.withLock { $0 = task }
+    }
+
     public func close() throws {
+        follower.withLock { $0?.cancel() }
         metrics.destroy()
         try store.close()
     }

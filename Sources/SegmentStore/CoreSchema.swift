@@ -86,7 +86,7 @@ extension CoreSchema {
     /// no row).
     public static func saveBaselineChunk(_ chunk: Int, of members: ContactSet, trigger id: Int64, sql: any SQLExecutor) throws {
         if let bits = members.chunkBytes(chunk) {
-            try sql.execute("INSERT OR REPLACE INTO trigger_baseline(trigger_id, chunk, bits) VALUES (?, ?, ?)",
+            try sql.execute("INSERT INTO trigger_baseline(trigger_id, chunk, bits) VALUES (?, ?, ?) ON CONFLICT (chunk, trigger_id) DO UPDATE SET bits = excluded.bits",
                             [.integer(id), .integer(Int64(chunk)), .blob(bits)])
         } else {
             try sql.execute("DELETE FROM trigger_baseline WHERE chunk = ? AND trigger_id = ?", [.integer(Int64(chunk)), .integer(id)])
