@@ -27,6 +27,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
+        // FilePath, which swift-subprocess's API takes.
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
     ],
     targets: [
         // A small JSON value type with a strict parser and a compact serializer, shared by the
@@ -52,6 +56,20 @@ let package = Package(
             name: "SegmentStore",
             dependencies: [
                 "SegmentCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The PostgreSQL store of a fleet: a synchronous SQLExecutor over postgres-nio
+        // connections, the book's schema and migrations, advisory locks and LISTEN/NOTIFY.
+        .target(
+            name: "PostgresStore",
+            dependencies: [
+                "SegmentCore", "SegmentStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -116,12 +134,20 @@ let package = Package(
         // The test suites' `.ownThreads` trait: tests run on threads of their own, not on the
         // cooperative pool that one CPU-bound test would otherwise hold (see OwnThreads.swift).
         .target(name: "TestThreads", dependencies: ["LineRPC"], path: "Tests/TestThreads", swiftSettings: swiftSettings),
+        // A throwaway PostgreSQL server for the tests (initdb, pg_ctl through swift-subprocess).
+        .target(
+            name: "TestPostgres",
+            dependencies: ["PostgresStore", "SegmentCore",
+                           .product(name: "Subprocess", package: "swift-subprocess"),
+                           .product(name: "SystemPackage", package: "swift-system")],
+            path: "Tests/TestPostgres", swiftSettings: swiftSettings
+        ),
         .testTarget(name: "WireJSONTests", dependencies: ["WireJSON", "TestThreads"], swiftSettings: swiftSettings),
         .testTarget(name: "StreamCodecTests", dependencies: ["StreamCodec", "TestThreads"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SegmentEngineTests",
             dependencies: [
-                "SegmentEngine", "SegmentCore", "SegmentStore",
+                "SegmentEngine", "SegmentCore", "SegmentStore", "PostgresStore", "TestPostgres",
                 "StatusDimension", "FieldDimension", "LabelDimension", "FunnelDimension", "EngagementDimension",
                 "TestThreads", "WireJSON", .product(name: "Logging", package: "swift-log"),
             ],

@@ -141,6 +141,8 @@ public struct WriteContext {
     package var storedContacts = ContactSet()
     /// Whether this write pruned the event log (a fleet node re-reads its extent).
     package var prunedEvents = false
+    /// Whether this write stored a provider's definition (a fleet node re-reads them).
+    package var storedDefinitions = false
     /// Segments whose rule this write rewrote (`rewrite(segment:)`), in the order rewritten.
     public internal(set) var rewrittenSegments: [Int64] = []
 

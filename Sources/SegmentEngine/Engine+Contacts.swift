@@ -36,6 +36,7 @@ extension Engine {
         guard contacts.count <= configuration.maxBatch else {
             throw SegmentError(.tooLarge, "at most \(configuration.maxBatch) contacts per call, got \(contacts.count)", path: "contacts")
         }
+        try await catchUpBeforeValidating()
         let book = snapshot
         var result = UpsertResult()
         var prepared: [PreparedContact] = []

@@ -13,6 +13,7 @@ struct ChangeRecord: Sendable {
         static let triggers = Kinds(rawValue: 2)
         static let suppression = Kinds(rawValue: 4)
         static let events = Kinds(rawValue: 8)
+        static let definitions = Kinds(rawValue: 16)
     }
 
     var sequence: Int64
@@ -72,6 +73,7 @@ extension Engine {
         if Set(base.triggers.keys) != Set(context.book.triggers.keys) || kinds.contains(.segments) { kinds.insert(.triggers) }
         if base.suppressedEmails.count != context.book.suppressedEmails.count { kinds.insert(.suppression) }
         if !events.isEmpty || context.prunedEvents { kinds.insert(.events) }
+        if context.storedDefinitions { kinds.insert(.definitions) }
         let touched = context.touched.union(context.storedContacts)
         let sequence = base.changeSequence + 1
         try sql.execute(
@@ -156,6 +158,9 @@ extension Engine {
                     book.removeContact(slot: slot)
                 }
             }
+        }
+        if !touched.isEmpty || kinds.contains(.definitions) {
+            // Each provider's documents of the touched contacts, and its definitions.
             for provider in registry.providers { try PartStorage.reload(provider, slots: touched, into: &book, sql: sql) }
         }
         if kinds.contains(.segments) {
@@ -230,6 +235,17 @@ extension Engine {
             self.adoptLog(caughtUp)
         })
         return caughtUp != nil
+    }
+
+    /// Whether this node runs the book's clock re-evaluation and retention: always alone; in
+    /// a fleet, while it holds the book's clock lock (taken here when free).
+    public func holdsClockLead() -> Bool { store.holdsClockLead() }
+
+    /// A fleet node validates a write against the latest state, not against what it happens
+    /// to have applied (a field another node defined a moment ago is known). Outside a fleet,
+    /// nothing to do.
+    func catchUpBeforeValidating() async throws {
+        if configuration.fleet != nil { try await refresh() }
     }
 
     /// The book's version in the store (what this node's lag is measured against).

@@ -47,6 +47,7 @@ extension Engine {
     /// Stores a new segment; names are unique (case-insensitively).
     public func createSegment(name: String, description: String = "", filters: JSONValue) async throws -> Segment {
         let name = try Self.checkSegmentName(name)
+        try await catchUpBeforeValidating()
         let rule = try compile(filters: filters)
         let text = filters.serialized()
         return try await write(cause: "segments.create") { context in
@@ -82,6 +83,7 @@ extension Engine {
     ) async throws -> (segment: Segment, rebaselined: [Int64]) {
         let registry = self.registry, time = self.time
         let name = try name.map(Self.checkSegmentName)
+        try await catchUpBeforeValidating()
         let rule = try filters.map { f throws(SegmentError) in try compile(filters: f) }
         let text = filters?.serialized()
         return try await write(cause: "segments.update") { context in

@@ -46,7 +46,7 @@ public final class Engine: Sendable {
         /// Where the engine records its metrics (``EngineMetrics``).
         public var metricsFactory: any MetricsFactory = MetricsSystem.factory
         /// Opens the book's store; `nil`: the SQLite file at `databasePath`.
-        public var openStore: (@Sendable (_ providers: [any DimensionProvider]) throws -> any BookStore)?
+        public var openStore: (@Sendable (_ book: String, _ providers: [any DimensionProvider]) throws -> any BookStore)?
         /// Set when the store is shared by a fleet of nodes (PostgreSQL): writes catch up
         /// first and append change records, and the node applies other nodes' changes.
         public var fleet: FleetSettings?
@@ -94,7 +94,7 @@ public final class Engine: Sendable {
         self.registry = registry
         self.time = ISOTime(timeZone: configuration.timeZone)
         self.logger = logger
-        store = try configuration.openStore?(registry.providers) ?? Store(
+        store = try configuration.openStore?(configuration.name, registry.providers) ?? Store(
             path: configuration.databasePath, migrations: PartStorage.sqliteMigrations(for: registry.providers),
             readOnly: configuration.readOnly)
         let time = self.time
@@ -172,6 +172,7 @@ public final class Engine: Sendable {
             let slots = documents[provider.name].map { $0.intersection(context.book.alive) } ?? ContactSet()
             let keys = definitions[provider.name] ?? []
             guard !slots.isEmpty || !keys.isEmpty else { continue }
+            if !keys.isEmpty { context.storedDefinitions = true }
             try PartStorage.write(provider, slots: slots, definitions: keys, book: context.book, sql: context.sql)
         }
     }
@@ -207,6 +208,8 @@ public final class Engine: Sendable {
                 do {
                     try await self.refresh()
                 } catch {
+                    // A node closing ends its store under the loop: not worth a warning.
+                    guard !Task.isCancelled else { return }
                     self.logger.warning("fleet catch-up failed", metadata: ["error": "\(error)"])
                     try? await Task.sleep(for: .milliseconds(200))
                 }

@@ -35,6 +35,9 @@ public protocol BookStore: Sendable {
     ) async throws -> T
     /// Returns when another node may have changed the book, or after `interval`.
     func waitForChange(upTo interval: Duration) async
+    /// Whether this node runs the book's clock re-evaluation (one node of a fleet does; a
+    /// store of one node always).
+    func holdsClockLead() -> Bool
 }
 
 extension BookStore {
@@ -48,6 +51,8 @@ extension BookStore {
     public func waitForChange(upTo interval: Duration) async {
         try? await Task.sleep(for: interval)
     }
+
+    public func holdsClockLead() -> Bool { true }
 }
 
 extension Store: BookStore {}

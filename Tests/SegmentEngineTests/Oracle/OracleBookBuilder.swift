@@ -132,7 +132,6 @@ struct OracleBookBuilder {
 
     /// Writes the whole book into `book` and returns the model.
     mutating func build(into book: TestBook, contacts: Int) async throws -> ModelBook {
-        let engine = book.engine
         try await book.define("city", "text")
         try await book.define("ltv", "number")
         try await book.define("score", "number")
@@ -143,7 +142,7 @@ struct OracleBookBuilder {
         var early: [String] = []
         for i in stride(from: 3, to: contacts, by: 997) { early.append("user\(i)@domain\(i % 7).example") }
         early += (0..<50).map { "outsider\($0)@elsewhere.example" }
-        _ = try await engine.suppress(emails: early, reason: "imported")
+        _ = try await book.engine.suppress(emails: early, reason: "imported")
         model.suppressed.formUnion(early.map { $0.lowercased() })
 
         // Contacts in batches of 5 000, a day apart, so created_at varies.
@@ -160,7 +159,7 @@ struct OracleBookBuilder {
                 model.indexByKey[c.key] = model.contacts.count
                 model.contacts.append(c)
             }
-            let result = try await engine.upsert(contacts: docs, atomic: false)
+            let result = try await book.engine.upsert(contacts: docs, atomic: false)
             #expect(result.created == end - i && result.failed.isEmpty, "batch at \(i): \(result.failed.prefix(3).map { "\($0.error)" })")
             i = end
             if i < contacts { book.clock.advance(days: 1) }
@@ -172,14 +171,14 @@ struct OracleBookBuilder {
 
         // Suppress ~3% more, unsuppress some, delete ~1.5%.
         let more = model.contacts.indices.filter { _ in rng.chance(0.03) }.map { rng.recase(model.contacts[$0].email) }
-        _ = try await engine.suppress(emails: more, reason: "complaint")
+        _ = try await book.engine.suppress(emails: more, reason: "complaint")
         model.suppressed.formUnion(more.map { $0.lowercased() })
         let lifted = rng.sample(Array(model.suppressed).sorted(), 60)
-        _ = try await engine.unsuppress(emails: lifted)
+        _ = try await book.engine.unsuppress(emails: lifted)
         model.suppressed.subtract(lifted)
 
         let doomed = rng.sample(Array(model.contacts.indices), contacts * 3 / 200)
-        let deleted = try await engine.delete(emails: doomed.map { model.contacts[$0].email.uppercased() })
+        let deleted = try await book.engine.delete(emails: doomed.map { model.contacts[$0].email.uppercased() })
         #expect(deleted == doomed.count)
         for d in doomed { model.contacts[d].alive = false }
         return model

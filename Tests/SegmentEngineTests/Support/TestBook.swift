@@ -1,8 +1,10 @@
 import Foundation
 import Logging
+import PostgresStore
 import SegmentCore
 import SegmentEngine
 import Synchronization
+import TestPostgres
 import Testing
 import WireJSON
 
@@ -22,6 +24,14 @@ import StatusDimension
 /// try await book.seed([["email": "ana@example.com", "labels": ["vip"]]])
 /// #expect(try book.emails([["dimension": "label", "op": "contains", "value": "vip"]]) == ["ana@example.com"])
 /// ```
+/// Where a test book lives: an SQLite file, or a schema of the test process's PostgreSQL
+/// server (``TestPostgres/shared()``) with the engine in fleet mode. Suites that hold for
+/// both take it as an argument.
+enum Backend: String, Sendable, CaseIterable, CustomTestStringConvertible {
+    case sqlite, postgres
+    var testDescription: String { rawValue }
+}
+
 final class TestBook: Sendable {
     /// The test's "now": 2026-06-01T12:00:00Z.
     static let start = ISOTime().parseInstant("2026-06-01T12:00:00Z")!
@@ -32,20 +42,28 @@ final class TestBook: Sendable {
     let path: String
     let timeZone: TimeZone
     let extra: [any DimensionProvider]
+    let backend: Backend
+    /// The PostgreSQL book (schema) name, unique per fixture.
+    let bookName: String
     private let current: Mutex<Engine?>
     /// Whether the fixture closes the engine and removes the directory when released.
     private let owned: Bool
 
-    init(extra: [any DimensionProvider] = [], timeZone: TimeZone = TimeZone(identifier: "UTC")!, clock: ManualTime? = nil) throws {
+    init(
+        extra: [any DimensionProvider] = [], timeZone: TimeZone = TimeZone(identifier: "UTC")!, clock: ManualTime? = nil,
+        backend: Backend = .sqlite
+    ) throws {
         self.clock = clock ?? ManualTime(Self.start)
         self.extra = extra
         self.timeZone = timeZone
+        self.backend = backend
+        bookName = "t" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
         directory = NSTemporaryDirectory() + "segment-engine-tests-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         path = directory + "/t.sqlite"
         current = Mutex(nil)
         owned = true
-        let engine = try Self.open(path: path, clock: self.clock, timeZone: timeZone, extra: extra)
+        let engine = try Self.open(path: path, clock: self.clock, timeZone: timeZone, extra: extra, backend: backend, book: bookName)
         current.withLock { $0 = engine }
     }
 
@@ -54,6 +72,8 @@ final class TestBook: Sendable {
     init(borrowing engine: Engine, clock: ManualTime) {
         self.clock = clock
         self.extra = []
+        self.backend = .sqlite
+        self.bookName = engine.configuration.name
         self.timeZone = engine.configuration.timeZone
         directory = (engine.configuration.databasePath as NSString).deletingLastPathComponent
         path = engine.configuration.databasePath
@@ -81,10 +101,23 @@ final class TestBook: Sendable {
         return registry
     }
 
-    static func open(path: String, clock: ManualTime, timeZone: TimeZone, extra: [any DimensionProvider]) throws -> Engine {
-        try Engine(
-            configuration: .init(databasePath: path, clock: clock, timeZone: timeZone),
-            registry: registry(extra: extra), logger: quietLogger)
+    static func open(
+        path: String, clock: ManualTime, timeZone: TimeZone, extra: [any DimensionProvider], backend: Backend = .sqlite, book: String = "default",
+        fleet: FleetSettings = FleetSettings()
+    ) throws -> Engine {
+        var configuration = Engine.Configuration(databasePath: path, clock: clock, timeZone: timeZone)
+        if backend == .postgres {
+            let url = try TestPostgres.shared().url
+            configuration.name = book
+            configuration.openStore = { book, providers in try PostgresBookStore(url: url, book: book, providers: providers, logger: quietLogger) }
+            configuration.fleet = fleet
+        }
+        return try Engine(configuration: configuration, registry: registry(extra: extra), logger: quietLogger)
+    }
+
+    /// Another node of this book's fleet (PostgreSQL): an engine of its own on the same book.
+    func node(fleet: FleetSettings = FleetSettings()) throws -> Engine {
+        try Self.open(path: path, clock: clock, timeZone: timeZone, extra: extra, backend: backend, book: bookName, fleet: fleet)
     }
 
     /// Start-up logging stays out of the test output.
@@ -94,8 +127,23 @@ final class TestBook: Sendable {
         return logger
     }()
 
-    /// The open engine.
-    var engine: Engine { current.withLock { $0! } }
+    /// The open engine; while ``rotateWriters(among:)`` is in effect, each use takes the next
+    /// node of the fleet (so a builder's writes land on every node in turn).
+    var engine: Engine {
+        if let node = rotation.withLock({ state -> Engine? in
+            guard !state.nodes.isEmpty else { return nil }
+            defer { state.next += 1 }
+            return state.nodes[state.next % state.nodes.count]
+        }) { return node }
+        return current.withLock { $0! }
+    }
+
+    private let rotation = Mutex<(nodes: [Engine], next: Int)>(([], 0))
+
+    /// Sends each use of `engine` to the next of `nodes` (empty: back to the fixture's own).
+    func rotateWriters(among nodes: [Engine]) {
+        rotation.withLock { $0 = (nodes, 0) }
+    }
 
     /// Closes the engine and opens a new one on the same file (a process restart).
     @discardableResult
@@ -104,7 +152,7 @@ final class TestBook: Sendable {
             try engine?.close()
             engine = nil
         }
-        let engine = try Self.open(path: path, clock: clock, timeZone: timeZone, extra: extra)
+        let engine = try Self.open(path: path, clock: clock, timeZone: timeZone, extra: extra, backend: backend, book: bookName)
         current.withLock { $0 = engine }
         return engine
     }

@@ -1,0 +1,311 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import NIOCore
+import NIOPosix
+import PostgresNIO
+import SegmentCore
+import Synchronization
+
+/// One PostgreSQL connection with a synchronous API, for the engine's write closures, which
+/// run on plain threads and call `SQLExecutor` synchronously.
+///
+/// Each synchronous call sends its statement with postgres-nio's EventLoopFuture API and
+/// blocks the calling thread in `wait()` (measured faster than a semaphore around a `Task`:
+/// see PostgresStoreTests). It must not be called on an event-loop thread; it throws there
+/// rather than deadlock. The `…Async` variants are for async code.
+///
+/// SQL is SQLite-style: `?` placeholders, several statements separated by `;` (see
+/// ``PGSQL``). Arguments are bound, never spliced.
+///
+/// ```swift
+/// let pg = try PGConnection.connect(PostgresURL("postgres://segmentd@/segments?host=/run/postgresql"))
+/// try pg.transaction { sql in
+///     try sql.advisoryXactLock(42)
+///     try sql.execute("INSERT INTO contacts(id, email) VALUES (?, ?)", [.integer(7), .text("a@b.c")])
+/// }
+/// ```
+///
+/// Synchronous calls from several threads are serialized, and a ``transaction(_:)`` holds the
+/// connection for its whole body (the same thread may nest: a savepoint). The async variants
+/// and listeners do not take part in that ordering.
+public final class PGConnection: Sendable {
+    public let url: PostgresURL
+    let connection: PostgresConnection
+    let logger: Logger
+    private let gate = TransactionGate()
+
+    private static let nextID = Atomic<Int>(1)
+
+    private init(url: PostgresURL, connection: PostgresConnection, logger: Logger) {
+        self.url = url
+        self.connection = connection
+        self.logger = logger
+    }
+
+    deinit { let _: EventLoopFuture<Void> = connection.close() }
+
+    /// Opens a connection, blocking the calling thread; a failure is an `.unavailable`
+    /// `SegmentError` that names the URL (without its password).
+    public static func connect(
+        _ url: PostgresURL, logger: Logger = Logger(label: "segmentd.postgres"),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) throws -> PGConnection {
+        try refuseOnEventLoop()
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        let future = PostgresConnection.connect(on: eventLoopGroup.any(), configuration: url.configuration, id: id, logger: logger)
+        do {
+            return PGConnection(url: url, connection: try future.wait(), logger: logger)
+        } catch {
+            throw PGErrors.connectFailed(error, url: url)
+        }
+    }
+
+    public static func connectAsync(
+        _ url: PostgresURL, logger: Logger = Logger(label: "segmentd.postgres"),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> PGConnection {
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        do {
+            let connection = try await PostgresConnection.connect(on: eventLoopGroup.any(), configuration: url.configuration, id: id, logger: logger)
+            return PGConnection(url: url, connection: connection, logger: logger)
+        } catch {
+            throw PGErrors.connectFailed(error, url: url)
+        }
+    }
+
+    public var isClosed: Bool { connection.isClosed }
+
+    public func close() {
+        _ = try? (connection.close() as EventLoopFuture<Void>).wait()
+    }
+
+    public func closeAsync() async {
+        try? await connection.close()
+    }
+
+    // MARK: Statements
+
+    /// Runs each statement of `sql`, consuming `arguments` in placeholder order; rows are
+    /// discarded.
+    public func execute(_ sql: String, _ arguments: [SQLValue] = []) throws {
+        let statements = PGSQL.statements(sql)
+        try checkCount(statements, arguments)
+        try gate.withLock {
+            var rest = arguments[...]
+            for statement in statements {
+                _ = try wait(query(statement, rest.prefix(statement.parameterCount)))
+                rest = rest.dropFirst(statement.parameterCount)
+            }
+        }
+    }
+
+    /// The rows of one statement.
+    public func query(_ sql: String, _ arguments: [SQLValue] = []) throws -> [[SQLValue]] {
+        var rows: [[SQLValue]] = []
+        try forEachRow(sql, arguments) { rows.append($0) }
+        return rows
+    }
+
+    /// Calls `body` with each row of one statement. The rows are all received before the
+    /// first call (postgres-nio delivers them to the event loop, which must not wait for this
+    /// thread); keep huge scans to ``queryAsync(_:_:)`` or paged queries.
+    public func forEachRow(_ sql: String, _ arguments: [SQLValue] = [], _ body: ([SQLValue]) throws -> Void) throws {
+        let statement = try single(sql, arguments)
+        let result = try gate.withLock { try wait(query(statement, arguments[...])) }
+        for row in result.rows {
+            try body(try row.sqlValues)
+        }
+    }
+
+    public func executeAsync(_ sql: String, _ arguments: [SQLValue] = []) async throws {
+        let statements = PGSQL.statements(sql)
+        try checkCount(statements, arguments)
+        var rest = arguments[...]
+        for statement in statements {
+            do {
+                try await connection.query(query(statement, rest.prefix(statement.parameterCount)), logger: logger)
+            } catch {
+                throw PGErrors.map(error, url: url)
+            }
+            rest = rest.dropFirst(statement.parameterCount)
+        }
+    }
+
+    public func queryAsync(_ sql: String, _ arguments: [SQLValue] = []) async throws -> [[SQLValue]] {
+        let statement = try single(sql, arguments)
+        do {
+            var rows: [[SQLValue]] = []
+            for try await row in try await connection.query(query(statement, arguments[...]), logger: logger) {
+                rows.append(try row.sqlValues)
+            }
+            return rows
+        } catch {
+            throw PGErrors.map(error, url: url)
+        }
+    }
+
+    // MARK: Transactions and locks
+
+    /// Runs `body` between BEGIN and COMMIT, holding the connection; any error thrown in
+    /// `body`, or by COMMIT, rolls back and is rethrown. Nested on the same thread, it is a
+    /// savepoint. A transaction in which a statement failed (its error caught in `body`) cannot
+    /// commit: PostgreSQL answers COMMIT with ROLLBACK, and this throws.
+    public func transaction<T>(_ body: (PGExecutor) throws -> T) throws -> T {
+        try gate.withLock {
+            let depth = gate.depth
+            let savepoint = "segmentd_savepoint_\(depth)"
+            try execute(depth == 0 ? "BEGIN" : "SAVEPOINT \(savepoint)")
+            gate.depth += 1
+            defer { gate.depth -= 1 }
+            do {
+                let value = try body(PGExecutor(connection: self))
+                if depth == 0 {
+                    let tag = try wait(PostgresQuery(unsafeSQL: "COMMIT")).metadata.command
+                    guard tag == "COMMIT" else {
+                        throw SegmentError(.internal, "PostgreSQL rolled the transaction back instead of committing it (\(tag)): a statement in it had failed")
+                    }
+                } else {
+                    try execute("RELEASE SAVEPOINT \(savepoint)")
+                }
+                return value
+            } catch {
+                try? execute(depth == 0 ? "ROLLBACK" : "ROLLBACK TO SAVEPOINT \(savepoint); RELEASE SAVEPOINT \(savepoint)")
+                throw error
+            }
+        }
+    }
+
+    /// `pg_try_advisory_lock`: a session-level lock, held until ``advisoryUnlock(_:)`` or the
+    /// connection ends; false when another session holds it.
+    public func tryAdvisoryLock(_ key: Int64) throws -> Bool {
+        try query("SELECT pg_try_advisory_lock(?)", [.integer(key)]).first?.first == .integer(1)
+    }
+
+    /// `pg_advisory_unlock`: false when this session did not hold the lock.
+    public func advisoryUnlock(_ key: Int64) throws -> Bool {
+        try query("SELECT pg_advisory_unlock(?)", [.integer(key)]).first?.first == .integer(1)
+    }
+
+    /// `pg_notify(channel, payload)`, outside any transaction of this thread: delivered at once.
+    public func notify(_ channel: String, _ payload: String) throws {
+        try execute("SELECT pg_notify(?, ?)", [.text(channel), .text(payload)])
+    }
+
+    // MARK: Internals
+
+    /// The whole round trip of one statement, blocking this (non-event-loop) thread.
+    func wait(_ query: PostgresQuery) throws -> PostgresQueryResult {
+        try Self.refuseOnEventLoop()
+        do {
+            return try connection.query(query, logger: logger).wait()
+        } catch {
+            throw PGErrors.map(error, url: url)
+        }
+    }
+
+    private func query(_ statement: PGSQL.Statement, _ arguments: ArraySlice<SQLValue>) -> PostgresQuery {
+        var binds = PostgresBindings(capacity: arguments.count)
+        for argument in arguments { binds.append(argument) }
+        return PostgresQuery(unsafeSQL: statement.sql, binds: binds)
+    }
+
+    private func single(_ sql: String, _ arguments: [SQLValue]) throws -> PGSQL.Statement {
+        let statements = PGSQL.statements(sql)
+        guard statements.count == 1 else {
+            throw SegmentError(.internal, "a query takes one SQL statement, got \(statements.count): \(sql.prefix(200))")
+        }
+        try checkCount(statements, arguments)
+        return statements[0]
+    }
+
+    private func checkCount(_ statements: [PGSQL.Statement], _ arguments: [SQLValue]) throws {
+        let placeholders = statements.reduce(0) { $0 + $1.parameterCount }
+        guard placeholders == arguments.count else {
+            let sql = statements.map(\.sql).joined(separator: "; ")
+            throw SegmentError(.internal, "SQL has \(placeholders) ? placeholders but \(arguments.count) arguments were given: \(sql.prefix(200))")
+        }
+    }
+
+    private static func refuseOnEventLoop() throws {
+        if MultiThreadedEventLoopGroup.currentEventLoop != nil {
+            throw SegmentError(.internal, "a synchronous PostgreSQL call on an event-loop thread would deadlock: use the async variants there")
+        }
+    }
+}
+
+/// The `SQLExecutor` handed to ``PGConnection/transaction(_:)``'s body.
+public struct PGExecutor: SQLExecutor {
+    public let connection: PGConnection
+
+    public func execute(_ sql: String, _ arguments: [SQLValue]) throws {
+        try connection.execute(sql, arguments)
+    }
+
+    public func forEachRow(_ sql: String, _ arguments: [SQLValue], _ body: ([SQLValue]) throws -> Void) throws {
+        try connection.forEachRow(sql, arguments, body)
+    }
+
+    /// Unsupported: PostgreSQL has no rowid. Always 0; use `INSERT … RETURNING id` with
+    /// ``forEachRow(_:_:_:)`` instead.
+    public var lastInsertRowID: Int64 { 0 }
+
+    /// `pg_advisory_xact_lock`: waits for the lock, held until this transaction ends.
+    public func advisoryXactLock(_ key: Int64) throws {
+        try execute("SELECT pg_advisory_xact_lock(?)", [.integer(key)])
+    }
+
+    /// `pg_try_advisory_xact_lock`: false when another transaction holds it.
+    public func tryAdvisoryXactLock(_ key: Int64) throws -> Bool {
+        try connection.query("SELECT pg_try_advisory_xact_lock(?)", [.integer(key)]).first?.first == .integer(1)
+    }
+
+    /// `pg_notify` inside the transaction: delivered when it commits, dropped if it rolls back.
+    public func notify(_ channel: String, _ payload: String) throws {
+        try execute("SELECT pg_notify(?, ?)", [.text(channel), .text(payload)])
+    }
+}
+
+extension PostgresURL {
+    var configuration: PostgresConnection.Configuration {
+        var configuration: PostgresConnection.Configuration
+        switch endpoint {
+        case .tcp(let host, let port):
+            configuration = .init(host: host, port: port, username: user, password: password, database: database, tls: .disable)
+        case .unixSocket:
+            configuration = .init(unixSocketPath: socketPath!, username: user, password: password, database: database)
+        }
+        configuration.options.additionalStartupParameters = [("application_name", "segmentd")]
+        return configuration
+    }
+}
+
+/// A recursive mutex: a transaction's body, on the thread that holds it, runs statements
+/// (and nested transactions) through the same connection. `depth` is read and written only
+/// while it is held.
+final class TransactionGate: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    var depth = 0
+
+    init() {
+        var attributes = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attributes)
+        pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_RECURSIVE))
+        pthread_mutex_init(mutex, &attributes)
+        pthread_mutexattr_destroy(&attributes)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+}
