@@ -13,9 +13,9 @@ import WireJSON
     static let contacts = 20_000
     static let rules = 300
 
-    @Test func countsAndMembersEqualABruteForceEvaluation() async throws {
+    @Test(arguments: Backend.allCases) func countsAndMembersEqualABruteForceEvaluation(_ backend: Backend) async throws {
         let started = Date()
-        let book = try TestBook()
+        let book = try TestBook(backend: backend)
         let now = TestBook.start
         var builder = OracleBookBuilder(seed: 0x5E6_3E47, now: now)
         let model = try await builder.build(into: book, contacts: Self.contacts)
@@ -40,6 +40,9 @@ import WireJSON
             "engagement.not_within_last", "engagement.never", "engagement.ever",
         ]
         #expect(expectedOps.subtracting(covered).isEmpty, "operators never generated: \(expectedOps.subtracting(covered).sorted())")
+        // What the store kept gives the same answers: the book reloaded from it.
+        try book.restart()
+        _ = try Self.check(book, model: model, ruleSeed: 0xC0FFEE, rules: Self.rules / 3, name: "reloaded: ")
         print("oracle: \(alive.count) contacts built in \(Int(built)) s; \(Self.rules) rules checked in \(Int(Date().timeIntervalSince(started) - built)) s")
     }
 

@@ -72,8 +72,8 @@ import WireJSON
         }
     }
 
-    @Test func reopeningTheFileGivesIdenticalAnswers() async throws {
-        let book = try TestBook()
+    @Test(arguments: Backend.allCases) func reopeningTheFileGivesIdenticalAnswers(_ backend: Backend) async throws {
+        let book = try TestBook(backend: backend)
         try await ShapesBook.build(book)
         // Later writes of every kind: a deleted contact, label edits, a funnel change, a cleared
         // field, an address suppressed before it is a contact, segments created, updated, deleted.
@@ -120,8 +120,8 @@ import WireJSON
         #expect(try book.emails(ShapesBook.shapes[0].filters).contains("yoga@example.com"))
     }
 
-    @Test func aRandomBookReopensWithTheSameMembersForEveryRule() async throws {
-        let book = try TestBook()
+    @Test(arguments: Backend.allCases) func aRandomBookReopensWithTheSameMembersForEveryRule(_ backend: Backend) async throws {
+        let book = try TestBook(backend: backend)
         var builder = OracleBookBuilder(seed: 42, now: TestBook.start)
         let model = try await builder.build(into: book, contacts: 3_000)
         var generator = OracleFilterGenerator(seed: 7, now: TestBook.start, book: model)
@@ -142,8 +142,8 @@ import WireJSON
         #expect(reloaded.compactMap { $0 }.count == model.alive.count)
     }
 
-    @Test func fieldsKeepTheirDeclarationOrderAcrossARestart() async throws {
-        let book = try TestBook()
+    @Test(arguments: Backend.allCases) func fieldsKeepTheirDeclarationOrderAcrossARestart(_ backend: Backend) async throws {
+        let book = try TestBook(backend: backend)
         // Declared in one instant (the clock does not move), in non-alphabetical order.
         try await book.define("zeta", "text")
         try await book.define("alpha", "number")
@@ -162,8 +162,8 @@ import WireJSON
 extension RestartTests {
     /// Text goes to SQLite as bytes and a length: an embedded NUL, non-ASCII and long text
     /// come back from the file exactly, not cut short; "" clears the value (documented).
-    @Test func unusualTextSurvivesTheFileExactly() async throws {
-        let book = try TestBook()
+    @Test(arguments: Backend.allCases) func unusualTextSurvivesTheFileExactly(_ backend: Backend) async throws {
+        let book = try TestBook(backend: backend)
         try await book.define("note", "text")
         let notes = ["", "a\u{0}b", "Zoë — 東京 🚀", String(repeating: "x", count: 5_000)]
         let docs: [JSONValue] = notes.enumerated().map { i, note in
@@ -213,8 +213,8 @@ extension RestartTests {
     /// table. A contact repeated in the batch is created by its first occurrence and updated
     /// by the later ones, and a later occurrence that clears labels and fields deletes rows
     /// the earlier one left waiting: the file must end up with what the book answers.
-    @Test func aLargeBatchWithRepeatsReopensIdentically() async throws {
-        let book = try TestBook()
+    @Test(arguments: Backend.allCases) func aLargeBatchWithRepeatsReopensIdentically(_ backend: Backend) async throws {
+        let book = try TestBook(backend: backend)
         try await book.define("city", "text")
         var docs: [JSONValue] = (0..<250).map { i in
             ["email": .string("bulk\(i)@example.com"), "status": i % 3 == 0 ? "unsubscribed" : "active",

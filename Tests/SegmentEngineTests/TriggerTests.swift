@@ -1,7 +1,9 @@
 import Foundation
+import PostgresStore
 import SegmentCore
 import SegmentEngine
 import Synchronization
+import TestPostgres
 import TestThreads
 import Testing
 import WireJSON
@@ -16,8 +18,8 @@ import WireJSON
     /// A book with `city` (text) and `lifetime_value` (number) and four contacts:
     /// ana (vip, customer, Jakarta, opened 10 days ago), budi (newsletter, engaged, Bandung,
     /// opened 29 days ago), citra (no labels, no stage, no events), dewi (vip, loyal_customer).
-    static func book() async throws -> TestBook {
-        let book = try TestBook()
+    static func book(_ backend: Backend = .sqlite) async throws -> TestBook {
+        let book = try TestBook(backend: backend)
         try await book.define("city", "text")
         try await book.define("lifetime_value", "number")
         try await book.seed([
@@ -72,16 +74,16 @@ import WireJSON
 
     // MARK: Each cause
 
-    @Test func labelGainedFiresEnterWithUpsertAsCause() async throws {
-        let book = try await Self.book()
+    @Test(arguments: Backend.allCases) func labelGainedFiresEnterWithUpsertAsCause(_ backend: Backend) async throws {
+        let book = try await Self.book(backend)
         let (segment, trigger) = try await Self.trigger(book, [filter("label", "contains", "vip")])
         let got = try await Self.eventsOf(book) { try await book.seed([["email": "citra@example.com", "add_labels": ["VIP"]]]) }
         #expect(Self.seen(got) == [Seen(type: "enter", email: "citra@example.com", trigger: trigger.id, segment: segment.id, cause: "contacts.upsert")])
         #expect(got.first?.at == TestBook.start)
     }
 
-    @Test func labelRemovedFiresExit() async throws {
-        let book = try await Self.book()
+    @Test(arguments: Backend.allCases) func labelRemovedFiresExit(_ backend: Backend) async throws {
+        let book = try await Self.book(backend)
         let (segment, trigger) = try await Self.trigger(book, [filter("label", "contains", "vip")])
         let got = try await Self.eventsOf(book) { try await book.seed([["email": "ana@example.com", "remove_labels": ["vip"]]]) }
         #expect(Self.seen(got) == [Seen(type: "exit", email: "ana@example.com", trigger: trigger.id, segment: segment.id, cause: "contacts.upsert")])
@@ -103,8 +105,8 @@ import WireJSON
         #expect(Self.seen(lost) == [Seen(type: "enter", email: "dewi@example.com", trigger: lostTrigger.id, segment: lostSegment.id, cause: "contacts.upsert")])
     }
 
-    @Test func fieldUpdateFiresEnterAndClearingFiresExit() async throws {
-        let book = try await Self.book()
+    @Test(arguments: Backend.allCases) func fieldUpdateFiresEnterAndClearingFiresExit(_ backend: Backend) async throws {
+        let book = try await Self.book(backend)
         let (segment, trigger) = try await Self.trigger(book, [field("city", "equals", "jakarta")])
         let entered = try await Self.eventsOf(book) { try await book.seed([["email": "budi@example.com", "fields": ["city": "JAKARTA"]]]) }
         #expect(Self.seen(entered) == [Seen(type: "enter", email: "budi@example.com", trigger: trigger.id, segment: segment.id, cause: "contacts.upsert")])
@@ -116,8 +118,8 @@ import WireJSON
         #expect(Self.seen(crossed) == [Seen(type: "enter", email: "dewi@example.com", trigger: valueTrigger.id, segment: valueSegment.id, cause: "contacts.upsert")])
     }
 
-    @Test func statusChangeFiresAndSuppressionDoesNot() async throws {
-        let book = try await Self.book()
+    @Test(arguments: Backend.allCases) func statusChangeFiresAndSuppressionDoesNot(_ backend: Backend) async throws {
+        let book = try await Self.book(backend)
         let (segment, trigger) = try await Self.trigger(book, [filter("status", "equals", "active"), filter("label", "contains", "vip")])
         let unsubscribed = try await Self.eventsOf(book) { try await book.seed([["email": "ana@example.com", "status": "unsubscribed"]]) }
         #expect(Self.seen(unsubscribed) == [Seen(type: "exit", email: "ana@example.com", trigger: trigger.id, segment: segment.id, cause: "contacts.upsert")])
@@ -131,8 +133,8 @@ import WireJSON
         #expect(suppressed.isEmpty, "suppression fired \(Self.seen(suppressed))")
     }
 
-    @Test func engagementEventFiresWithItsMethodAsCause() async throws {
-        let book = try await Self.book()
+    @Test(arguments: Backend.allCases) func engagementEventFiresWithItsMethodAsCause(_ backend: Backend) async throws {
+        let book = try await Self.book(backend)
         let (segment, trigger) = try await Self.trigger(book, [engagement("click", "ever")])
         let got = try await Self.eventsOf(book) {
             try await book.record([("citra@example.com", "click", TimeText().stamp(TestBook.start - 3600))])
@@ -146,8 +148,8 @@ import WireJSON
         #expect(again.isEmpty)
     }
 
-    @Test func deletingAContactFiresExitWithItsEmail() async throws {
-        let book = try await Self.book()
+    @Test(arguments: Backend.allCases) func deletingAContactFiresExitWithItsEmail(_ backend: Backend) async throws {
+        let book = try await Self.book(backend)
         let (segment, trigger) = try await Self.trigger(book, [filter("label", "contains", "vip")])
         let got = try await Self.eventsOf(book) { _ = try await book.engine.delete(emails: ["ANA@example.com"]) }
         #expect(Self.seen(got) == [Seen(type: "exit", email: "ana@example.com", trigger: trigger.id, segment: segment.id, cause: "contacts.delete")])
@@ -158,8 +160,8 @@ import WireJSON
         #expect(Self.seen(recreated) == [Seen(type: "enter", email: "ana@example.com", trigger: trigger.id, segment: segment.id, cause: "contacts.upsert")])
     }
 
-    @Test func clockPassingAWithinLastBoundaryFiresWithCauseClock() async throws {
-        let book = try await Self.book()
+    @Test(arguments: Backend.allCases) func clockPassingAWithinLastBoundaryFiresWithCauseClock(_ backend: Backend) async throws {
+        let book = try await Self.book(backend)
         // budi opened 29 days ago: in "within the last 30 days" until one more day passes.
         let (recent, recentTrigger) = try await Self.trigger(book, [engagement("open", "within_last", days(30))], name: "Recent openers")
         let (lapsed, lapsedTrigger) = try await Self.trigger(
@@ -203,8 +205,8 @@ import WireJSON
 
     // MARK: Exactly one event per transition
 
-    @Test func repeatWritesWhileAMemberFireNothingAndReentryFiresExitThenEnter() async throws {
-        let book = try await Self.book()
+    @Test(arguments: Backend.allCases) func repeatWritesWhileAMemberFireNothingAndReentryFiresExitThenEnter(_ backend: Backend) async throws {
+        let book = try await Self.book(backend)
         let (_, trigger) = try await Self.trigger(book, [filter("label", "contains", "vip"), filter("funnel", "in", ["customer", "loyal_customer"])])
         // Already members (baseline): rewriting the same values, or unrelated changes, fire nothing.
         let quiet = try await Self.eventsOf(book) {
@@ -291,10 +293,10 @@ import WireJSON
         #expect(live == stored)
     }
 
-    @Test func largeWritesFireTheSameEventsAsSmallOnes() async throws {
+    @Test(arguments: Backend.allCases) func largeWritesFireTheSameEventsAsSmallOnes(_ backend: Backend) async throws {
         // Above a few hundred touched contacts the evaluator resolves rules whole: the events
         // must be the same as contact-by-contact (enters, exits, deleted contacts' emails).
-        let book = try await Self.book()
+        let book = try await Self.book(backend)
         let (_, trigger) = try await Self.trigger(book, [filter("label", "contains", "wave"), filter("status", "equals", "active")])
         let created: [JSONValue] = (0..<700).map { i in
             ["email": .string("wave\(i)@example.com"), "labels": i % 2 == 0 ? ["wave"] : ["calm"]]
@@ -324,8 +326,8 @@ import WireJSON
 
     // MARK: include_existing
 
-    @Test func includeExistingFiresEntersForCurrentMembersAndDefaultDoesNot() async throws {
-        let book = try await Self.book()
+    @Test(arguments: Backend.allCases) func includeExistingFiresEntersForCurrentMembersAndDefaultDoesNot(_ backend: Backend) async throws {
+        let book = try await Self.book(backend)
         let segment = try await book.engine.createSegment(name: "VIPs", filters: [filter("label", "contains", "vip")])
         let quiet = try await Self.eventsOf(book) {
             let t = try await book.engine.createTrigger(segment: segment.id, onEnter: true, onExit: true, includeExisting: false)
@@ -353,8 +355,8 @@ import WireJSON
 
     // MARK: Restart
 
-    @Test func baselinesSurviveRestart() async throws {
-        let book = try await Self.book()
+    @Test(arguments: Backend.allCases) func baselinesSurviveRestart(_ backend: Backend) async throws {
+        let book = try await Self.book(backend)
         let (segment, trigger) = try await Self.trigger(book, [filter("label", "contains", "vip")])
         let (_, clockTrigger) = try await Self.trigger(book, [engagement("open", "within_last", days(30))], name: "Recent")
         try await book.seed([["email": "citra@example.com", "add_labels": ["vip"]]])
@@ -391,8 +393,8 @@ import WireJSON
         #expect(try await book.engine.lastCursor() == afterClock)
     }
 
-    @Test func baselineOfADeletedContactIsNotConfusedWithANewOne() async throws {
-        let book = try await Self.book()
+    @Test(arguments: Backend.allCases) func baselineOfADeletedContactIsNotConfusedWithANewOne(_ backend: Backend) async throws {
+        let book = try await Self.book(backend)
         _ = try await Self.trigger(book, [filter("label", "contains", "vip")])
         _ = try await book.engine.delete(emails: ["ana@example.com"])
         try book.restart()
@@ -404,8 +406,8 @@ import WireJSON
 
     // MARK: Rule edits and deletion
 
-    @Test func ruleEditRebaselinesSilentlyAndReportsTheTriggers() async throws {
-        let book = try await Self.book()
+    @Test(arguments: Backend.allCases) func ruleEditRebaselinesSilentlyAndReportsTheTriggers(_ backend: Backend) async throws {
+        let book = try await Self.book(backend)
         let (segment, trigger) = try await Self.trigger(book, [filter("label", "contains", "vip")])
         let other = try await book.engine.createSegment(name: "Other", filters: [filter("label", "contains", "newsletter")])
         let otherTrigger = try await book.engine.createTrigger(segment: other.id, onEnter: true, onExit: true, includeExisting: false)
@@ -515,8 +517,8 @@ import WireJSON
 
     /// An engine on its own file with retention settings (the shared fixture uses defaults)
     /// and a trigger on the label `hot`, which `fire` gives.
-    static func retentionBook(seconds: Double = 30 * 86_400, count: Int = 1_000_000) async throws -> ConfiguredEngine {
-        let book = try ConfiguredEngine { config in
+    static func retentionBook(seconds: Double = 30 * 86_400, count: Int = 1_000_000, backend: Backend = .sqlite) async throws -> ConfiguredEngine {
+        let book = try ConfiguredEngine(backend: backend) { config in
             config.eventRetentionSeconds = seconds
             config.eventRetentionCount = count
         }
@@ -556,8 +558,8 @@ import WireJSON
         #expect(try await book.engine.readEvents(after: 30, limit: 10).events.isEmpty)
     }
 
-    @Test func pruneByAgeThenAnOldCursorIsRefusedWithWhereToResume() async throws {
-        let book = try await Self.retentionBook(seconds: 10 * 86_400)
+    @Test(arguments: Backend.allCases) func pruneByAgeThenAnOldCursorIsRefusedWithWhereToResume(_ backend: Backend) async throws {
+        let book = try await Self.retentionBook(seconds: 10 * 86_400, backend: backend)
         let engine = book.engine
         defer { withExtendedLifetime(book) {} }
         try await Self.fire(engine, 0..<5)  // cursors 1...5 at day 0
@@ -648,8 +650,8 @@ import WireJSON
 
     // MARK: The feed
 
-    @Test func feedReplaysThenGoesLiveWithoutGapOrDuplicate() async throws {
-        let book = try await Self.book()
+    @Test(arguments: Backend.allCases) func feedReplaysThenGoesLiveWithoutGapOrDuplicate(_ backend: Backend) async throws {
+        let book = try await Self.book(backend)
         let engine = book.engine
         defer { withExtendedLifetime(book) {} }
         _ = try await Self.trigger(book, [filter("label", "contains", "hot")])
@@ -863,10 +865,16 @@ final class ConfiguredEngine: Sendable {
     let directory: String
     let engine: Engine
 
-    init(_ configure: (inout Engine.Configuration) -> Void) throws {
+    init(backend: Backend = .sqlite, _ configure: (inout Engine.Configuration) -> Void) throws {
         directory = NSTemporaryDirectory() + "segment-engine-tests-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var config = Engine.Configuration(databasePath: directory + "/t.sqlite", clock: clock)
+        if backend == .postgres {
+            let url = try TestPostgres.shared().url
+            config.name = "r" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+            config.openStore = { book, providers in try PostgresBookStore(url: url, book: book, providers: providers, logger: TestBook.quietLogger) }
+            config.fleet = FleetSettings()
+        }
         configure(&config)
         engine = try Engine(configuration: config, registry: TestBook.registry(), logger: TestBook.quietLogger)
     }
