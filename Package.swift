@@ -165,6 +165,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "PostgresStoreTests",
+            dependencies: ["PostgresStore", "SegmentCore", "TestPostgres", "TestThreads"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "EndToEndTests",
             // `segmentd` (the executable) is built for the tests that run the real binary.
             dependencies: ["SegmentdApp", "SegmentRPC", "LineRPC", "WireJSON", "SegmentEngine", "SegmentCore", "StreamCodec", "segmentd", "TestThreads",

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PostgresNIO
@@ -14,9 +15,16 @@ import Synchronization
 /// run on plain threads and call `SQLExecutor` synchronously.
 ///
 /// Each synchronous call sends its statement with postgres-nio's EventLoopFuture API and
-/// blocks the calling thread in `wait()` (measured faster than a semaphore around a `Task`:
-/// see PostgresStoreTests). It must not be called on an event-loop thread; it throws there
-/// rather than deadlock. The `…Async` variants are for async code.
+/// blocks the calling thread in `wait()` (no slower than a semaphore around a `Task`, and
+/// simpler: see `blockingBridgeRoundTrips` in PostgresStoreTests). It must not be called on an
+/// event-loop thread; it throws there rather than deadlock. The `…Async` variants are for
+/// async code.
+///
+/// Once the connection is closed (the server restarted, the network failed) every call throws
+/// an `.unavailable` error naming the URL; open a new connection. (postgres-nio itself would
+/// leave a query sent on a closed connection waiting forever: it writes it to the channel
+/// without a promise, so the write's failure reaches no one. Queries here are therefore
+/// tracked, and the close fails those still waiting.)
 ///
 /// SQL is SQLite-style: `?` placeholders, several statements separated by `;` (see
 /// ``PGSQL``). Arguments are bound, never spliced.
@@ -37,6 +45,7 @@ public final class PGConnection: Sendable {
     let connection: PostgresConnection
     let logger: Logger
     private let gate = TransactionGate()
+    private let pending = NIOLockedValueBox(PendingQueries())
 
     private static let nextID = Atomic<Int>(1)
 
@@ -44,9 +53,22 @@ public final class PGConnection: Sendable {
         self.url = url
         self.connection = connection
         self.logger = logger
+        connection.closeFuture.whenComplete { [pending] _ in
+            let waiting = pending.withLockedValue { state in
+                state.closed = true
+                defer { state.promises = [:] }
+                return Array(state.promises.values)
+            }
+            for promise in waiting { promise.fail(PGErrors.unreachable(url, "the connection was closed")) }
+        }
     }
 
-    deinit { let _: EventLoopFuture<Void> = connection.close() }
+    /// postgres-nio asserts that a connection is closed before it is freed: the close
+    /// callback keeps it until then.
+    deinit {
+        let connection = connection
+        connection.close().whenComplete { _ in _ = connection }
+    }
 
     /// Opens a connection, blocking the calling thread; a failure is an `.unavailable`
     /// `SegmentError` that names the URL (without its password).
@@ -79,8 +101,12 @@ public final class PGConnection: Sendable {
 
     public var isClosed: Bool { connection.isClosed }
 
+    /// Closes the connection, waiting for it unless called on an event loop (which must not
+    /// wait on itself).
     public func close() {
-        _ = try? (connection.close() as EventLoopFuture<Void>).wait()
+        let closing: EventLoopFuture<Void> = connection.close()
+        guard MultiThreadedEventLoopGroup.currentEventLoop == nil else { return }
+        _ = try? closing.wait()
     }
 
     public func closeAsync() async {
@@ -127,7 +153,7 @@ public final class PGConnection: Sendable {
         var rest = arguments[...]
         for statement in statements {
             do {
-                try await connection.query(query(statement, rest.prefix(statement.parameterCount)), logger: logger)
+                _ = try await send(query(statement, rest.prefix(statement.parameterCount))).get()
             } catch {
                 throw PGErrors.map(error, url: url)
             }
@@ -138,11 +164,7 @@ public final class PGConnection: Sendable {
     public func queryAsync(_ sql: String, _ arguments: [SQLValue] = []) async throws -> [[SQLValue]] {
         let statement = try single(sql, arguments)
         do {
-            var rows: [[SQLValue]] = []
-            for try await row in try await connection.query(query(statement, arguments[...]), logger: logger) {
-                rows.append(try row.sqlValues)
-            }
-            return rows
+            return try await send(query(statement, arguments[...])).get().rows.map { try $0.sqlValues }
         } catch {
             throw PGErrors.map(error, url: url)
         }
@@ -201,10 +223,32 @@ public final class PGConnection: Sendable {
     func wait(_ query: PostgresQuery) throws -> PostgresQueryResult {
         try Self.refuseOnEventLoop()
         do {
-            return try connection.query(query, logger: logger).wait()
+            return try send(query).wait()
         } catch {
             throw PGErrors.map(error, url: url)
         }
+    }
+
+    /// Sends one statement; the future fails when the connection closes before the answer.
+    private func send(_ query: PostgresQuery) -> EventLoopFuture<PostgresQueryResult> {
+        let promise = connection.eventLoop.makePromise(of: PostgresQueryResult.self)
+        let id = pending.withLockedValue { state -> Int? in
+            guard !state.closed else { return nil }
+            state.nextID += 1
+            state.promises[state.nextID] = promise
+            return state.nextID
+        }
+        guard let id else {
+            promise.fail(PGErrors.unreachable(url, "the connection is closed"))
+            return promise.futureResult
+        }
+        connection.query(query, logger: logger).whenComplete { [pending] result in
+            // Whoever takes the promise out completes it: this answer, or the close.
+            if pending.withLockedValue({ $0.promises.removeValue(forKey: id) }) != nil {
+                promise.completeWith(result)
+            }
+        }
+        return promise.futureResult
     }
 
     private func query(_ statement: PGSQL.Statement, _ arguments: ArraySlice<SQLValue>) -> PostgresQuery {
@@ -281,6 +325,13 @@ extension PostgresURL {
         configuration.options.additionalStartupParameters = [("application_name", "segmentd")]
         return configuration
     }
+}
+
+/// The queries sent and not yet answered, for the close to fail.
+private struct PendingQueries {
+    var closed = false
+    var nextID = 0
+    var promises: [Int: EventLoopPromise<PostgresQueryResult>] = [:]
 }
 
 /// A recursive mutex: a transaction's body, on the thread that holds it, runs statements

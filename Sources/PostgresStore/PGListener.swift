@@ -47,7 +47,8 @@ extension PGConnection {
     /// listening ends: nil after `stop()`, the error when the connection is lost.
     ///
     /// The channel is case-sensitive (postgres-nio sends `LISTEN "channel"`), as
-    /// `pg_notify`'s is.
+    /// `pg_notify`'s is. Like the other synchronous calls this is for plain threads: it waits
+    /// for a task on Swift's global executor. Async code uses ``notifications(on:_:)``.
     public func listen(
         _ channel: String, onEnd: (@Sendable (SegmentError?) -> Void)? = nil, _ onPayload: @escaping @Sendable (String) -> Void
     ) throws -> PGListener {

@@ -32,7 +32,7 @@ public final class PostgresBookStore: BookStore {
     private let reader = ConnectionSlot()
     /// The session that holds the clock lock while this node is the book's clock leader.
     private let leader = ConnectionSlot()
-    private let listening = Mutex<PGListener?>(nil)
+    private let listenTask = Mutex<Task<Void, Never>?>(nil)
     private let listenerConnection = ConnectionSlot()
     private let wake = ChangeSignal()
     private let operationCount = Atomic<Int>(0)
@@ -188,7 +188,6 @@ public final class PostgresBookStore: BookStore {
     }
 
     public func waitForChange(upTo interval: Duration) async {
-        if listens, listening.withLock({ $0 == nil }) { startListening() }
         await wake.wait(upTo: interval)
     }
 
@@ -198,9 +197,11 @@ public final class PostgresBookStore: BookStore {
         throw SegmentError(.invalidParams, "a PostgreSQL book is backed up with PostgreSQL's own tools (pg_dump --schema=\(schema)), not server.backup")
     }
 
+    deinit { try? close() }
+
     public func close() throws {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        listening.withLock { $0?.stop(); $0 = nil }
+        listenTask.withLock { $0?.cancel() }
         listenerConnection.closeAll()
         wake.signal()
         for slot in [writer, reader, leader] { slot.closeAll() }
@@ -234,23 +235,30 @@ public final class PostgresBookStore: BookStore {
 
     // MARK: Internals
 
+    /// Listens on the book's channel for as long as the store is open, on a task of its own
+    /// (never blocking a thread): a lost connection is made again after a second, and every
+    /// (re)start wakes the follower, which catches up on what it may have missed meanwhile.
     private func startListening() {
-        guard !closed.load(ordering: .relaxed) else { return }
-        do {
-            let pg = try PGConnection.connect(url, logger: logger)
-            listenerConnection.current = pg
-            let listener = try pg.listen(schema, onEnd: { [weak self] _ in
-                // Lost (or stopped): the next wait listens again on a new connection.
-                self?.listening.withLock { $0 = nil }
-                self?.listenerConnection.drop(pg)
-                pg.close()
-                self?.wake.signal()
-            }) { [wake] _ in wake.signal() }
-            listening.withLock { $0 = listener }
-        } catch {
-            listenerConnection.closeAll()
-            logger.warning("LISTEN failed; catching up by polling until it works again", metadata: ["error": "\(error)"])
+        let task = Task { [weak self] in
+            while !Task.isCancelled {
+                guard let self, !self.closed.load(ordering: .relaxed) else { return }
+                do {
+                    let pg = try await PGConnection.connectAsync(self.url, logger: self.logger)
+                    self.listenerConnection.current = pg
+                    try await pg.notifications(on: self.schema) { notifications in
+                        self.wake.signal()
+                        for try await _ in notifications { self.wake.signal() }
+                    }
+                } catch {
+                    guard !Task.isCancelled else { return }
+                    self.logger.debug("LISTEN ended; listening again in a second", metadata: ["error": "\(error)"])
+                }
+                await self.listenerConnection.takeCurrent()?.closeAsync()
+                self.wake.signal()
+                try? await Task.sleep(for: .seconds(1))
+            }
         }
+        listenTask.withLock { $0 = task }
     }
 
     private func onQueue<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
@@ -272,6 +280,14 @@ final class ConnectionSlot: Sendable {
     /// Forgets `pg` if it is still the current connection.
     func drop(_ pg: PGConnection) {
         connection.withLock { if $0 === pg { $0 = nil } }
+    }
+
+    /// Takes the current connection out of the slot.
+    func takeCurrent() -> PGConnection? {
+        connection.withLock { pg in
+            defer { pg = nil }
+            return pg
+        }
     }
 
     func closeAll() {

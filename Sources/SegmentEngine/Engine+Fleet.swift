@@ -1,3 +1,4 @@
+import Dispatch
 import SegmentCore
 import SegmentStore
 import Synchronization
@@ -239,7 +240,13 @@ extension Engine {
 
     /// Whether this node runs the book's clock re-evaluation and retention: always alone; in
     /// a fleet, while it holds the book's clock lock (taken here when free).
-    public func holdsClockLead() -> Bool { store.holdsClockLead() }
+    /// Asking may open a connection: it runs on a thread of Dispatch's, not the caller's.
+    public func holdsClockLead() async -> Bool {
+        let store = self.store
+        return await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: store.holdsClockLead()) }
+        }
+    }
 
     /// A fleet node validates a write against the latest state, not against what it happens
     /// to have applied (a field another node defined a moment ago is known). Outside a fleet,

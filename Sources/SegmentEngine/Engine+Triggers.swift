@@ -56,6 +56,8 @@ extension Engine {
     /// writes nothing (it runs every minute: it must not count as a write in `version`).
     @discardableResult
     public func reevaluateClock() async throws -> Int {
+        // A fleet node decides what is due on the latest state, not on what it has applied.
+        try await catchUpBeforeValidating()
         let book = snapshot, now = self.now
         let due = book.triggers.values.contains { trigger in
             trigger.rule.isTimeDependent && trigger.rule.resolve(in: book, at: now) != trigger.members

@@ -30,8 +30,10 @@ struct ClockService: Service {
             guard !Task.isCancelled else { return }
             do {
                 // Holding the book: a drop waits for the tick instead of closing it mid-write.
-                let (fired, pruned) = try await catalog.withBook(name) { engine in
-                    (try await engine.reevaluateClock(), try await engine.pruneEvents())
+                // In a fleet, one node per book (its clock leader) re-evaluates and prunes.
+                let (fired, pruned) = try await catalog.withBook(name) { engine -> (Int, Int) in
+                    guard await engine.holdsClockLead() else { return (0, 0) }
+                    return (try await engine.reevaluateClock(), try await engine.pruneEvents())
                 }
                 if fired > 0 || pruned > 0 {
                     logger.info("clock tick", metadata: ["book": "\(name)", "triggers.events": "\(fired)", "events.pruned": "\(pruned)"])

@@ -147,8 +147,8 @@ import WireJSON
         let book = try TestBook(backend: .postgres)
         let a = book.engine
         let b = try book.node()
-        #expect(a.holdsClockLead())
-        #expect(!b.holdsClockLead())
+        #expect(await a.holdsClockLead())
+        #expect(await !b.holdsClockLead())
         let segment = try await a.createSegment(name: "recent", filters: [engagement("open", "within_last", days(1))])
         _ = try await a.createTrigger(segment: segment.id, onEnter: true, onExit: true, includeExisting: false)
         let emails = (0..<20).map { "c\($0)@fleet.example" }
@@ -166,7 +166,7 @@ import WireJSON
         // The leader goes; the other node takes the lead and the next transitions.
         try a.close()
         let took = try await within(seconds: 10) { () async -> Bool in
-            while !b.holdsClockLead() { try? await Task.sleep(for: .milliseconds(50)) }
+            while await !b.holdsClockLead() { try? await Task.sleep(for: .milliseconds(50)) }
             return true
         }
         #expect(took)

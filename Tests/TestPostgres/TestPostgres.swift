@@ -21,12 +21,16 @@ import SystemPackage
 /// }
 /// ```
 ///
-/// As root the cluster runs as the `postgres` user (initdb and postgres refuse root), so the
-/// directory is chowned to it. The server is started and stopped with `pg_ctl`, run through
-/// swift-subprocess: pg_ctl's `-w -t` is the bounded wait for "accepting connections", and
-/// since pg_ctl returns once the server runs, no long-lived child has to be held and killed.
-/// The catch: a test process that dies without `stop()` leaves that postgres running (its
-/// directory says which: `/tmp/segmentd-pg-*`).
+/// As root the cluster runs as the `postgres` user (initdb and postgres refuse root): the
+/// directory is chowned to it and each program is run through `setpriv --reuid --regid`.
+/// (Not swift-subprocess's `PlatformOptions.userID`: in 1.0.2 that path clones the
+/// multi-threaded test process and calls `setgroups` in the child, where glibc can wait
+/// forever for a thread that was being created at the time of the clone: seen hanging.)
+///
+/// The server is started and stopped with `pg_ctl`, run through swift-subprocess: pg_ctl's
+/// `-w -t` is the bounded wait for "accepting connections", and since pg_ctl returns once the
+/// server runs, no long-lived child has to be held and killed. A watchdog shell per cluster
+/// stops the server (SIGQUIT) and removes the directory if the test process dies first.
 public final class TestPostgres: Sendable {
     /// The test's database.
     public let url: PostgresURL
@@ -104,8 +108,7 @@ public final class TestPostgres: Sendable {
 
     /// One server for the whole test process, started on first use: what suites that need
     /// a PostgreSQL database but not its restarts share (each test takes a schema of its
-    /// own). A watchdog stops it and removes its directory once this process has ended,
-    /// however it ends.
+    /// own). Its watchdog stops it once this process has ended, however it ends.
     public static func shared() throws -> TestPostgres {
         try sharedServer.withLock { server in
             if let server { return server }
@@ -114,9 +117,7 @@ public final class TestPostgres: Sendable {
             Task {
                 let result: Result<TestPostgres, any Error>
                 do {
-                    let postgres = try await start()
-                    try await postgres.cluster?.watchOver(getpid())
-                    result = .success(postgres)
+                    result = .success(try await start())
                 } catch {
                     result = .failure(error)
                 }
@@ -140,10 +141,10 @@ public final class TestPostgres: Sendable {
 
 public struct TestPostgresError: Error, CustomStringConvertible {
     public let description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
-/// One initdb'd cluster in `/tmp/segmentd-pg-XXXXXX`: `data/`, `server.log`, and the socket
+/// One initdb'd cluster in `/tmp/pgstore-test-XXXXXX`: `data/`, `server.log`, and the socket
 /// `.s.PGSQL.5432` beside them (every cluster may use port 5432: each has its own socket
 /// directory and listens on no TCP address).
 private struct Cluster: Sendable {
@@ -160,7 +161,7 @@ private struct Cluster: Sendable {
 
     static func create() async throws -> Cluster {
         let bin = try binDirectory()
-        var template = Array("/tmp/segmentd-pg-XXXXXX".utf8CString)
+        var template = Array("/tmp/pgstore-test-XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else { throw TestPostgresError("mkdtemp: \(String(cString: strerror(errno)))") }
         let root = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         var owner: (uid: uid_t, gid: gid_t)?
@@ -186,7 +187,7 @@ private struct Cluster: Sendable {
                 synchronous_commit = off
                 full_page_writes = off
                 shared_buffers = 16MB
-                max_connections = 40
+                max_connections = 400
 
                 """
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: cluster.data + "/postgresql.conf"))
@@ -194,6 +195,7 @@ private struct Cluster: Sendable {
             try handle.write(contentsOf: Data(settings.utf8))
             try handle.close()
             try await cluster.startServer()
+            try await cluster.startWatchdog()
             return cluster
         } catch {
             await cluster.destroy()
@@ -210,21 +212,8 @@ private struct Cluster: Sendable {
         }
     }
 
-    public func stopServer() async throws {
+    func stopServer() async throws {
         try await tool("pg_ctl", ["-D", data, "-m", "fast", "-w", "-t", "60", "-s", "stop"])
-    }
-
-    /// Starts a detached watchdog (as the cluster's owner) that stops the server and removes
-    /// the directory once process `pid` has ended.
-    func watchOver(_ pid: Int32) async throws {
-        let script = "(while [ -d /proc/\(pid) ]; do sleep 1; done; '\(bin)/pg_ctl' -D '\(data)' -m immediate -s stop; rm -rf '\(root)') </dev/null >/dev/null 2>&1 &"
-        var options = PlatformOptions()
-        if let owner {
-            options.userID = owner.uid
-            options.groupID = owner.gid
-            options.supplementaryGroups = [owner.gid]
-        }
-        _ = try await run(.path("/bin/sh"), arguments: ["-c", script], platformOptions: options, output: .discarded, error: .discarded)
     }
 
     /// Stops the server if it runs (SIGKILL if pg_ctl cannot) and removes the directory.
@@ -247,21 +236,36 @@ private struct Cluster: Sendable {
     /// throws with its output when it fails.
     @discardableResult
     func tool(_ name: String, _ arguments: [String]) async throws -> String {
-        var options = PlatformOptions()
+        var executable = bin + "/" + name
+        var arguments = arguments
         if let owner {
-            options.userID = owner.uid
-            options.groupID = owner.gid
-            options.supplementaryGroups = [owner.gid]
+            arguments = ["--reuid=\(owner.uid)", "--regid=\(owner.gid)", "--clear-groups", "--", executable] + arguments
+            executable = "/usr/bin/setpriv"
         }
         let result = try await run(
-            .path(FilePath(bin + "/" + name)), arguments: Arguments(arguments),
+            .path(FilePath(executable)), arguments: Arguments(arguments),
             environment: .inherit.updating(["LC_ALL": "C", "LANG": "C"]), workingDirectory: FilePath(root),
-            platformOptions: options, output: .string(limit: 1 << 20), error: .string(limit: 1 << 20))
+            output: .string(limit: 1 << 20), error: .string(limit: 1 << 20))
         let output = result.standardOutput + result.standardError
         guard result.terminationStatus.isSuccess else {
             throw TestPostgresError("\(name) \(arguments.joined(separator: " ")) ended with \(result.terminationStatus): \(output)")
         }
         return output
+    }
+
+    /// A shell in a session of its own that, once this test process is gone while the
+    /// directory is still there, shuts the server down at once (SIGQUIT) and removes the directory. It ends
+    /// by itself when `destroy()` has removed the directory.
+    func startWatchdog() async throws {
+        let script = """
+            while [ -d /proc/\(getpid()) ] && [ -d '\(root)' ]; do sleep 1; done
+            pid=$(head -n 1 '\(data)/postmaster.pid' 2>/dev/null)
+            if [ -n "$pid" ]; then kill -QUIT "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done; fi
+            rm -rf '\(root)'
+            """
+        // setsid -f: its own session, so that what ends the test run's process group (a
+        // timeout, ^C) does not end the watchdog too.
+        _ = try await run(.path("/usr/bin/setsid"), arguments: ["-f", "/bin/sh", "-c", script], output: .discarded, error: .discarded)
     }
 
     /// `SEGMENTD_PG_BIN`, else Debian's /usr/lib/postgresql/15/bin, else the newest version
