@@ -102,7 +102,7 @@ let package = Package(
         .target(
             name: "SegmentdApp",
             dependencies: [
-                "SegmentRPC", "SegmentEngine", "SegmentCore", "LineRPC", "WireJSON",
+                "SegmentRPC", "SegmentEngine", "SegmentCore", "SegmentStore", "LineRPC", "WireJSON", "PostgresStore",
                 "StatusDimension", "FieldDimension", "LabelDimension", "FunnelDimension", "EngagementDimension",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

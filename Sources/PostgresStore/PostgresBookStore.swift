@@ -56,7 +56,7 @@ public final class PostgresBookStore: BookStore {
         self.listens = listens
         queue = DispatchQueue(label: "segmentd.postgres.\(book)")
         let pg = try connection(for: writer)
-        try migrate(pg, migrations: PostgresSchema.migrations(for: providers))
+        try migrate(pg, migrations: PostgresSchema.migrations(for: providers), book: book)
         if listens { startListening() }
     }
 
@@ -115,9 +115,10 @@ public final class PostgresBookStore: BookStore {
         }
     }
 
-    private func migrate(_ pg: PGConnection, migrations: [StoreMigration]) throws {
+    private func migrate(_ pg: PGConnection, migrations: [StoreMigration], book: String) throws {
         try pg.transaction { sql in
             try sql.advisoryXactLock(lockKey)
+            try PostgresBookSpace.register(book, schema: schema, sql: sql)
             try sql.execute("CREATE TABLE IF NOT EXISTS segmentd_migrations (name TEXT PRIMARY KEY)", [])
             var applied: Set<String> = []
             try sql.forEachRow("SELECT name FROM segmentd_migrations", []) { if let name = $0[0].string { applied.insert(name) } }
@@ -185,6 +186,11 @@ public final class PostgresBookStore: BookStore {
                 return try body(sql)
             }
         }
+    }
+
+    public func peek<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) throws -> T) async throws -> T {
+        operationCount.add(1, ordering: .relaxed)
+        return try await WorkerThread.run { [self] in try using(reader) { pg in try body(PGExecutor(connection: pg)) } }
     }
 
     public func waitForChange(upTo interval: Duration) async {

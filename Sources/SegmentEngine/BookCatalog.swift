@@ -106,7 +106,14 @@ public final class BookCatalog: Sendable {
         // `--db FILE` is the default book, even when FILE lies in books/ under another name:
         // it is never a second book as well.
         let defaultFile = layout.defaultDatabase.flatMap(Self.realPath)
-        for name in try Self.scan(layout.booksDirectory) where !(name == Self.defaultBook && layout.defaultDatabase != nil) {
+        let names: [String]
+        do {
+            names = try template.bookSpace?.names() ?? Self.scan(layout.booksDirectory)
+        } catch {
+            lock.release()
+            throw error
+        }
+        for name in names where !(name == Self.defaultBook && layout.defaultDatabase != nil) {
             let path = layout.databasePath(of: name)
             if let defaultFile, Self.realPath(path) == defaultFile { continue }
             found[name] = BookEntry(name: name, path: path)
@@ -191,8 +198,17 @@ public final class BookCatalog: Sendable {
     }
 
     private func entry(_ name: String) throws(SegmentError) -> BookEntry {
-        guard let entry = entries.withLock({ $0[name] }) else { throw Self.noSuchBook(name) }
-        return entry
+        if let entry = entries.withLock({ $0[name] }) { return entry }
+        // A fleet's book another node created since this one started: open it here too.
+        guard let space = template.bookSpace, (try? Self.validate(name: name)) != nil, (try? space.contains(name)) == true else {
+            throw Self.noSuchBook(name)
+        }
+        let found = BookEntry(name: name, path: layout.databasePath(of: name))
+        return entries.withLock { entries in
+            if let existing = entries[name] { return existing }
+            entries[name] = found
+            return found
+        }
     }
 
     /// `entry`'s engine once loaded (starting its load if needed), waiting at most ``loadWait``.
@@ -305,7 +321,13 @@ public final class BookCatalog: Sendable {
         if let existing {
             throw SegmentError(.conflict, existing.isDropping ? "book \"\(name)\" is being dropped; try again" : "book \"\(name)\" already exists")
         }
-        if FileManager.default.fileExists(atPath: entry.path) {
+        if let space = template.bookSpace {
+            if (try? space.contains(name)) == true {
+                entry.finishLoading(.failure(SegmentError(.conflict, "exists")))
+                entries.withLock { $0[name] = nil }
+                throw SegmentError(.conflict, "book \"\(name)\" already exists")
+            }
+        } else if FileManager.default.fileExists(atPath: entry.path) {
             // Not found by the scan at start (created since by someone else?): never adopt it silently.
             entry.finishLoading(.failure(SegmentError(.conflict, "exists")))
             entries.withLock { $0[name] = nil }
@@ -367,7 +389,16 @@ public final class BookCatalog: Sendable {
         // The log and index first, the database last: a drop cut short leaves a whole book.
         // The entry stays (dropping) until the files are gone, so the name cannot be
         // created again over them meanwhile.
-        for file in Self.files(of: entry.path) { unlink(file) }
+        if let space = template.bookSpace {
+            do {
+                try space.drop(name)
+            } catch {
+                entry.cancelDrop()
+                throw error
+            }
+        } else {
+            for file in Self.files(of: entry.path) { unlink(file) }
+        }
         entries.withLock { $0[name] = nil }
         logger.info("book dropped", metadata: ["book": "\(name)"])
     }

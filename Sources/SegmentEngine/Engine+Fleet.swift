@@ -81,7 +81,8 @@ extension Engine {
             "INSERT INTO change_log(sequence, version, contacts, kinds, at) VALUES (?, ?, ?, ?, ?)",
             [.integer(sequence), .integer(context.book.version), .blob(ChangeRecord.encode(touched)), .integer(kinds.rawValue), .real(context.now)])
         try sql.execute(
-            "INSERT INTO meta(key, value) VALUES ('change_sequence', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [.integer(sequence)])
+            "INSERT INTO meta(key, value) VALUES ('change_sequence', ?), ('version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [.integer(sequence), .integer(context.book.version)])
         return sequence
     }
 
@@ -251,8 +252,11 @@ extension Engine {
     /// A fleet node validates a write against the latest state, not against what it happens
     /// to have applied (a field another node defined a moment ago is known). Outside a fleet,
     /// nothing to do.
+    /// Costs one statement when nothing is new.
     func catchUpBeforeValidating() async throws {
-        if configuration.fleet != nil { try await refresh() }
+        guard configuration.fleet != nil else { return }
+        let latest = try await store.peek { sql in try Self.changeSequence(sql) }
+        if latest > snapshot.changeSequence { try await refresh() }
     }
 
     /// The book's version in the store (what this node's lag is measured against).

@@ -50,6 +50,9 @@ public final class Engine: Sendable {
         /// Set when the store is shared by a fleet of nodes (PostgreSQL): writes catch up
         /// first and append change records, and the node applies other nodes' changes.
         public var fleet: FleetSettings?
+        /// Where the books are when they are not SQLite files of the data directory
+        /// (PostgreSQL); `nil`: files.
+        public var bookSpace: (any BookSpace)?
 
         public init(
             databasePath: String, clock: any TimeSource = SystemTime(),
@@ -143,7 +146,10 @@ public final class Engine: Sendable {
             let events = try TriggerEvaluator(cause: cause).evaluate(&context, base: base)
             if bumpsVersion {
                 let version = context.book.version + 1
-                try sql.execute("INSERT INTO meta(key, value) VALUES ('version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [.integer(version)])
+                // A fleet node stores the version with its change record, in one statement.
+                if self.configuration.fleet == nil {
+                    try sql.execute("INSERT INTO meta(key, value) VALUES ('version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [.integer(version)])
+                }
                 context.book.bumpVersion(to: version)
             }
             if self.configuration.fleet != nil {

@@ -33,6 +33,9 @@ public protocol BookStore: Sendable {
         _ body: @escaping @Sendable (any SQLExecutor) throws -> T,
         afterCommit: @escaping @Sendable (T) -> Void
     ) async throws -> T
+    /// Runs `body` without a transaction around it (each statement sees the latest commit):
+    /// for one quick statement.
+    func peek<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) throws -> T) async throws -> T
     /// Returns when another node may have changed the book, or after `interval`.
     func waitForChange(upTo interval: Duration) async
     /// Whether this node runs the book's clock re-evaluation (one node of a fleet does; a
@@ -53,6 +56,21 @@ extension BookStore {
     }
 
     public func holdsClockLead() -> Bool { true }
+
+    public func peek<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) throws -> T) async throws -> T {
+        try await read(body)
+    }
 }
 
 extension Store: BookStore {}
+
+/// Where a server's books are when they are not files of its data directory: the names a
+/// fleet's PostgreSQL database holds (a book another node created is one of them).
+public protocol BookSpace: Sendable {
+    /// Every book's name.
+    func names() throws -> [String]
+    /// Whether book `name` exists.
+    func contains(_ name: String) throws -> Bool
+    /// Removes book `name` and everything in it.
+    func drop(_ name: String) throws
+}

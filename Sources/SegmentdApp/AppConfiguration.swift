@@ -9,6 +9,13 @@ public struct AppConfiguration: Sendable {
     public var dataDirectory = "segmentd-data"
     /// `--db FILE`: this file is the `default` book (instead of `books/default.sqlite`).
     public var databasePath: String?
+    /// `--store postgres://…`: the books live in this PostgreSQL database, shared by a fleet
+    /// of nodes (nil: SQLite files in the data directory).
+    public var store: String?
+    /// How long a read with `min_version` waits for this node to apply that version.
+    public var readWait: Duration = .seconds(1)
+    /// How often a fleet node asks PostgreSQL for changes it was not notified of.
+    public var catchUpInterval: Duration = .seconds(1)
     /// `--token-file`: one TCP token per line with its books and access; re-read on SIGHUP.
     public var tokenFile: String?
     /// How long a request waits for its book to finish loading before -32007.

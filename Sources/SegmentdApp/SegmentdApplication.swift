@@ -5,6 +5,7 @@ import FunnelDimension
 import LabelDimension
 import LineRPC
 import Logging
+import PostgresStore
 import SegmentCore
 import SegmentEngine
 import SegmentRPC
@@ -72,6 +73,16 @@ public struct SegmentdApplication: Sendable {
         engineConfig.subscriberPageSize = config.subscriberPageSize
         let metrics = ServerMetrics()
         engineConfig.metricsFactory = metrics.factory
+        if let store = config.store {
+            // A fleet node: every book is a schema of this PostgreSQL database.
+            let url = try PostgresURL(store)
+            var fleet = FleetSettings()
+            fleet.readWait = config.readWait
+            fleet.catchUpInterval = config.catchUpInterval
+            engineConfig.fleet = fleet
+            engineConfig.bookSpace = PostgresBookSpace(url: url, logger: logger)
+            engineConfig.openStore = { book, providers in try PostgresBookStore(url: url, book: book, providers: providers, logger: logger) }
+        }
         let metricsEndpoint = try config.metrics.map { text throws(SegmentError) in
             try AppConfiguration.parseAddress(text, option: "metrics", example: "127.0.0.1:9464")
         }

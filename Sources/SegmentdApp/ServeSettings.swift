@@ -1,5 +1,6 @@
 import Foundation
 import LineRPC
+import PostgresStore
 import SegmentCore
 import TOMLKit
 
@@ -65,6 +66,9 @@ public struct ServeSettings: Sendable {
     static let specs: [Spec] = [
         Spec(key: "data_dir", kind: .text, defaultValue: .string("segmentd-data")),
         Spec(key: "db", kind: .text, defaultValue: nil),
+        Spec(key: "store", kind: .text, defaultValue: nil, secret: true),
+        Spec(key: "read_wait_ms", kind: .integer(0...600_000), defaultValue: .int(1_000)),
+        Spec(key: "catch_up_ms", kind: .integer(10...3_600_000), defaultValue: .int(1_000)),
         Spec(key: "socket", kind: .text, defaultValue: .string("segmentd.sock")),
         Spec(key: "socket_mode", kind: .text, defaultValue: .string("600")),
         Spec(key: "socket_group", kind: .text, defaultValue: nil),
@@ -165,6 +169,19 @@ public struct ServeSettings: Sendable {
         var config = AppConfiguration()
         config.dataDirectory = string("data_dir") ?? config.dataDirectory
         config.databasePath = string("db")
+        if let store = string("store") {
+            do {
+                _ = try PostgresURL(store)
+            } catch {
+                throw SegmentError.invalidParams(path: "store", "\(origin("store")): \(error)")
+            }
+            guard config.databasePath == nil else {
+                throw SegmentError.invalidParams(path: "store", "\(origin("store")) and db (an SQLite file) cannot both be the default book")
+            }
+            config.store = store
+        }
+        config.readWait = .milliseconds(int("read_wait_ms"))
+        config.catchUpInterval = .milliseconds(int("catch_up_ms"))
         config.socketPath = string("socket") ?? config.socketPath
         let modeText = string("socket_mode") ?? "600"
         guard let mode = UInt16(modeText, radix: 8), mode <= 0o777 else {

@@ -15,6 +15,9 @@ struct Serve: AsyncParsableCommand {
     var config: String?
     @Option(help: "Directory of the books: one SQLite database per book in DIR/books/NAME.sqlite (created if missing; default ./segmentd-data).") var dataDir: String?
     @Option(help: "Serve this SQLite file as the default book (a database of an earlier segmentd); other books stay in --data-dir.") var db: String?
+    @Option(help: "Keep the books in PostgreSQL, shared by a fleet of nodes: postgres://USER[:PASSWORD]@HOST[:PORT]/DB, or postgres://USER@/DB?host=/socket/dir (better: $SEGMENTD_STORE, kept out of the process list). Default: SQLite files in --data-dir.") var store: String?
+    @Option(help: "Milliseconds a read with min_version waits for this node to apply that version (default: 1000).") var readWaitMs: Int?
+    @Option(help: "Milliseconds between a fleet node's checks for changes it was not notified of (default: 1000).") var catchUpMs: Int?
     @Option(help: "Unix socket path (default: segmentd.sock).") var socket: String?
     @Option(help: "Unix socket file mode, octal (default: 600).") var socketMode: String?
     @Option(help: "Group of the Unix socket file (name or id); use with --socket-mode 660.") var socketGroup: String?
@@ -59,7 +62,7 @@ struct Serve: AsyncParsableCommand {
         put("log_level", logLevel); put("log_format", logFormat); put("slow_request_ms", slowRequestMs)
         put("max_connections", maxConnections); put("max_in_flight", maxInFlight); put("max_batch", maxBatch)
         put("max_line_bytes", maxLineBytes); put("line_timeout_ms", lineTimeoutMs); put("idle_timeout_ms", idleTimeoutMs)
-        put("max_failed_hellos", maxFailedHellos)
+        put("max_failed_hellos", maxFailedHellos); put("store", store); put("read_wait_ms", readWaitMs); put("catch_up_ms", catchUpMs)
         return out
     }
 
