@@ -17,17 +17,25 @@ public struct PostgresBookSpace: BookSpace {
 
     public func names() throws -> [String] {
         try session { pg in
-            try pg.execute(Self.registry)
+            guard try Self.registryExists(pg) else { return [] }
             return try pg.query("SELECT name FROM public.segmentd_books ORDER BY name").compactMap { $0.first?.string }
         }
     }
 
     public func contains(_ name: String) throws -> Bool {
         try session { pg in
-            try pg.execute(Self.registry)
+            guard try Self.registryExists(pg) else { return false }
             return try !pg.query("SELECT 1 FROM public.segmentd_books WHERE name = ?", [.text(name)]).isEmpty
         }
     }
+
+    static func registryExists(_ pg: PGConnection) throws -> Bool {
+        try pg.query("SELECT to_regclass('public.segmentd_books') IS NOT NULL").first?.first == .integer(1)
+    }
+
+    /// Serializes the creation of the registry (and of schemas): PostgreSQL's `IF NOT EXISTS`
+    /// does not hold between concurrent transactions.
+    static let registryLock: Int64 = PostgresBookStore.stableHash("segmentd.books.registry")
 
     public func drop(_ name: String) throws {
         let schema = PostgresBookStore.schema(of: name)
@@ -40,8 +48,10 @@ public struct PostgresBookSpace: BookSpace {
     }
 
     /// Registers book `name` (its schema exists by now); a no-op when listed already.
-    static func register(_ name: String, schema: String, sql: any SQLExecutor) throws {
+    static func register(_ name: String, schema: String, sql: PGExecutor) throws {
+        try sql.advisoryXactLock(registryLock)
         try sql.execute(registry, [])
+        try sql.execute("CREATE SCHEMA IF NOT EXISTS \"\(schema)\"", [])
         try sql.execute("INSERT INTO public.segmentd_books(name, schema) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", [.text(name), .text(schema)])
     }
 

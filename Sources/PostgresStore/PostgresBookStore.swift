@@ -91,7 +91,8 @@ public final class PostgresBookStore: BookStore {
         guard !closed.load(ordering: .relaxed) else { throw SegmentError(.unavailable, "the book's store is closed") }
         let pg = try PGConnection.connect(url, logger: logger)
         do {
-            try pg.execute("CREATE SCHEMA IF NOT EXISTS \(quotedSchema); SET search_path TO \(quotedSchema)")
+            // The schema is made by the migration (under the registry's lock).
+            try pg.execute("SET search_path TO \(quotedSchema)")
         } catch {
             pg.close()
             throw error

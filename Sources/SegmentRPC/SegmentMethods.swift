@@ -66,6 +66,7 @@ public struct SegmentMethods: Sendable {
         if case .object(var object) = schema {
             var properties = object["properties"]?.objectValue ?? [:]
             properties["book"] = Self.bookParam.schema
+            properties["min_version"] = Self.minVersionParam.schema
             object["properties"] = .object(properties)
             schema = .object(object)
         }
@@ -80,8 +81,12 @@ public struct SegmentMethods: Sendable {
                 let bookValue = params.removeValue(forKey: "book")
                 let book = try Self.bookName(bookValue)
                 try Self.authorize(request, book: book, writing: writing)
+                let minVersion = try Self.minVersion(params.removeValue(forKey: "min_version"))
                 let stripped = JSONValue.object(params)
-                return try await catalog.withBook(book) { engine in try await engine.run(m, params: stripped) }
+                return try await catalog.withBook(book) { engine in
+                    if let minVersion { try await engine.waitFor(version: minVersion) }
+                    return Self.stamped(try await engine.run(m, params: stripped), engine: engine, writing: writing)
+                }
             } catch let error as SegmentError {
                 throw error.rpcError
             }
@@ -131,13 +136,41 @@ extension SegmentMethods {
         _ body: @escaping @Sendable (Engine, ParamReader, RPCRequest) async throws -> JSONValue
     ) -> RPCMethod {
         let catalog = self.catalog
-        var built = method(name, summary, params: params + [Self.bookParam], result: result, streaming: streaming) { p, request in
+        var built = method(name, summary, params: params + [Self.bookParam, Self.minVersionParam], result: result, streaming: streaming) { p, request in
             let book = try Self.bookName(p)
             try Self.authorize(request, book: book, writing: access == .write)
-            return try await catalog.withBook(book, cancelOnDrop: streaming) { engine in try await body(engine, p, request) }
+            let minVersion = try Self.minVersion(p.object["min_version"])
+            return try await catalog.withBook(book, cancelOnDrop: streaming) { engine in
+                if let minVersion { try await engine.waitFor(version: minVersion) }
+                return Self.stamped(try await body(engine, p, request), engine: engine, writing: access == .write)
+            }
         }
         built.annotations["book"] = .string(access.rawValue)
         return built
+    }
+
+    /// `min_version`, which every book-scoped method takes: read your writes on any node.
+    static let minVersionParam = Param.optional("min_version", [
+        "type": "integer", "minimum": 0,
+        "description": "wait (at most read_wait_ms) until this node has applied this version of the book, as a write's reply gave it",
+    ])
+
+    static func minVersion(_ value: JSONValue?) throws(SegmentError) -> Int64? {
+        guard let value, value != .null else { return nil }
+        guard let version = value.intValue, version >= 0 else {
+            throw SegmentError.invalidParams(path: "min_version", "expected a version (an integer 0 or more), got \(value.serialized())")
+        }
+        return version
+    }
+
+    /// A reply as sent: a write's carries the book's `version` once it is applied (this
+    /// write's, or a later one's); a read on a fleet node that has not reached PostgreSQL for
+    /// a while says its answer `may_be_stale`.
+    static func stamped(_ result: JSONValue, engine: Engine, writing: Bool) -> JSONValue {
+        guard case .object(var object) = result else { return result }
+        if writing, object["version"] == nil { object["version"] = .int(engine.snapshot.version) }
+        if !writing, engine.fleetStatus?.mayBeStale == true { object["may_be_stale"] = .bool(true) }
+        return .object(object)
     }
 
     /// The book a call's params name (`default` when they name none).

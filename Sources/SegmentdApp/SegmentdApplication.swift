@@ -139,6 +139,12 @@ public struct SegmentdApplication: Sendable {
             var extras = methods.helloExtras(credential: credential, transport: connection.transport)
             extras["storage"] = storage
             extras["commit"] = .string(SegmentdVersion.commit)
+            // A fleet node: where its books are, and each loaded book's applied version and lag.
+            let grant = connection.transport == .tcp ? (credential as? TokenCredential)?.grant : nil
+            let mayUse = { (book: String) in connection.transport != .tcp || grant?.mayUse(book) == true }
+            if let fleet = Self.fleetStats(catalog: catalog, mayUse: mayUse) {
+                extras["fleet"] = fleet
+            }
             return extras
         }
         let started = ContinuousClock.now
@@ -164,6 +170,31 @@ public struct SegmentdApplication: Sendable {
             parallelLoads: config.bookLoadParallelism, backgroundLoads: config.loadBooksInBackground, logger: logger)
     }
 
+    /// A fleet node's figures for one book (nil outside a fleet).
+    static func json(_ status: FleetStatus) -> JSONValue {
+        var out: [String: JSONValue] = [
+            "applied_version": .int(status.appliedVersion), "store_version": .int(status.storeVersion), "lag_versions": .int(status.lag),
+            "changes_applied": .int(Int64(status.changesApplied)), "reloads": .int(Int64(status.reloads)), "may_be_stale": .bool(status.mayBeStale),
+        ]
+        if let reached = status.lastReached { out["store_reached_at"] = .string(ISOTime.format(reached)) }
+        return .object(out)
+    }
+
+    /// `rpc.hello`'s `fleet`: the store kind and, per loaded book the caller may see, its
+    /// applied version and lag (nil outside a fleet).
+    static func fleetStats(catalog: BookCatalog, mayUse: (String) -> Bool) -> JSONValue? {
+        var books: [String: JSONValue] = [:]
+        var fleet = false
+        for loaded in catalog.loaded {
+            guard let status = loaded.engine.fleetStatus else { continue }
+            fleet = true
+            guard mayUse(loaded.name) else { continue }
+            books[loaded.name] = json(status)
+        }
+        guard fleet else { return nil }
+        return ["store": "postgres", "books": .object(books)]
+    }
+
     /// `server.stats`' book part: per book, and totals over the books the caller may see.
     /// `version` is the `default` book's (as when a server held one book).
     static func bookStats(catalog: BookCatalog, request: RPCRequest) throws -> [String: JSONValue] {
@@ -182,6 +213,7 @@ public struct SegmentdApplication: Sendable {
                 entry["contacts"] = .int(Int64(book.contactCount))
                 entry["version"] = .int(book.version)
                 entry["resident_bytes"] = .int(Int64(bytes))
+                if let fleet = engine.fleetStatus { entry["fleet"] = Self.json(fleet) }
             }
             books[status.name] = .object(entry)
         }
