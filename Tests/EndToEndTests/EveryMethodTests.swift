@@ -12,7 +12,7 @@ import WireJSON
         let c = try await server.client()
 
         let field = try await c.call("fields.define", ["name": "city", "type": "text"])
-        #expect(field == ["name": "city", "type": "text", "system": false])
+        #expect(field == ["name": "city", "type": "text", "system": false, "version": 1])
         _ = try await c.call("fields.define", ["name": "spend", "type": "number"])
         let fields = try await c.call("fields.list")
         #expect(fields.arrayValue?.compactMap { $0["name"]?.stringValue } == ["email", "name", "created_at", "city", "spend"])
