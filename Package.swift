@@ -172,7 +172,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             // `segmentd` (the executable) is built for the tests that run the real binary.
-            dependencies: ["SegmentdApp", "SegmentRPC", "LineRPC", "WireJSON", "SegmentEngine", "SegmentCore", "StreamCodec", "segmentd", "TestThreads",
+            dependencies: ["SegmentdApp", "SegmentRPC", "LineRPC", "WireJSON", "SegmentEngine", "SegmentCore", "StreamCodec", "segmentd", "TestThreads", "TestPostgres", "PostgresStore",
                            .product(name: "Logging", package: "swift-log")],
             // Read at run time from the package folder, not built into the bundle.
             exclude: ["Corpus"],
