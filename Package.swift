@@ -119,13 +119,13 @@ let package = Package(
         // `segmentd bench`: synthetic book, SQLite baseline, measurements.
         .target(
             name: "SegmentBench",
-            dependencies: ["SegmentdApp", "SegmentEngine", "SegmentCore", "LineRPC", "WireJSON", "StreamCodec",
+            dependencies: ["SegmentdApp", "SegmentEngine", "SegmentCore", "LineRPC", "WireJSON", "StreamCodec", "PostgresStore",
                            .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "segmentd",
-            dependencies: ["SegmentdApp", "SegmentBench", "SegmentEngine", "SegmentCore", "StreamCodec", "LineRPC", "WireJSON",
+            dependencies: ["SegmentdApp", "SegmentBench", "SegmentEngine", "SegmentCore", "StreamCodec", "LineRPC", "WireJSON", "PostgresStore",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics")],
             swiftSettings: swiftSettings

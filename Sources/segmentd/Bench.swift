@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PostgresStore
 import SegmentBench
 import WireJSON
 
@@ -15,12 +16,28 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Small books to create beside the big one, then compare start-up, counts and memory with it alone (0: skip).")
     var books = 0
     @Option(help: "Also write the figures as JSON to this file.") var json: String?
+    @Option(help: "Benchmark the PostgreSQL store instead (postgres://…): ingest and update rates through it and through SQLite in the same run, a follower's lag under --update-rate contact updates/s, and a new node's join time.")
+    var store: String?
+    @Option(help: "With --store: contact updates per second during the follower-lag phase (default: 10000).") var updateRate = 10_000
+    @Option(help: "With --store: seconds the follower-lag phase lasts (default: 10).") var lagSeconds = 10.0
 
     func validate() throws {
         guard books >= 0 else { throw ValidationError("--books must be 0 or more") }
     }
 
     func run() async throws {
+        if let store {
+            var bench = FleetBench(url: try PostgresURL(store), contacts: contacts, seed: seed) { line in
+                FileHandle.standardError.write(Data((line + "\n").utf8))
+            }
+            bench.updateRate = updateRate
+            bench.lagSeconds = lagSeconds
+            let report = try await bench.run()
+            print("segmentd bench --store … --contacts \(contacts) --seed \(seed)\n")
+            print(report.table)
+            if let json { try report.json.serialized().write(toFile: json, atomically: false, encoding: .utf8) }
+            return
+        }
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
         var runner = BenchRunner(contacts: contacts, seed: seed, binary: binary) { line in
             FileHandle.standardError.write(Data((line + "\n").utf8))
