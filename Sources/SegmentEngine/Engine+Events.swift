@@ -137,6 +137,7 @@ extension Engine {
     /// many were removed.
     @discardableResult
     public func pruneEvents() async throws -> Int {
+        try await pruneChanges()
         let horizon = now - configuration.eventRetentionSeconds
         let keep = Int64(configuration.eventRetentionCount)
         // Usually nothing is due: then nothing is read or written (a tick on a book whose log

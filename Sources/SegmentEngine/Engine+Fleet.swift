@@ -249,6 +249,18 @@ extension Engine {
         }
     }
 
+    /// Deletes change records older than the fleet's horizon (the clock leader does, with
+    /// retention), keeping the newest: a node further behind than what is kept reloads the
+    /// book instead of applying changes.
+    func pruneChanges() async throws {
+        guard let fleet = configuration.fleet else { return }
+        let horizon = now - fleet.changeHorizonSeconds
+        try await store.peek { sql in
+            try sql.execute(
+                "DELETE FROM change_log WHERE at < ? AND sequence < (SELECT MAX(sequence) FROM change_log)", [.real(horizon)])
+        }
+    }
+
     /// A fleet node validates a write against the latest state, not against what it happens
     /// to have applied (a field another node defined a moment ago is known). Outside a fleet,
     /// nothing to do.

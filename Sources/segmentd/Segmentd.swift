@@ -8,5 +8,5 @@ struct Segmentd: AsyncParsableCommand {
         commandName: "segmentd",
         abstract: "An audience segmentation sidecar: a Contact Book, stored segments, exact answers over JSON-RPC.",
         version: SegmentdVersion.description,
-        subcommands: [Serve.self, Call.self, Import.self, Export.self, Bench.self, Backup.self, ConfigCommand.self])
+        subcommands: [Serve.self, Call.self, Import.self, Export.self, Bench.self, Backup.self, Migrate.self, ConfigCommand.self])
 }

@@ -117,6 +117,30 @@ import WireJSON
         }
     }
 
+    /// A node hears of another node's write by its notification, at once: with its periodic
+    /// catch-up a minute away, it still applies the write within moments.
+    @Test func notificationsWakeFollowersAtOnce() async throws {
+        let book = try TestBook(backend: .postgres)
+        let a = book.engine
+        var slow = FleetSettings()
+        slow.catchUpInterval = .seconds(60)
+        let b = try book.node(fleet: slow)
+        defer { try? b.close() }
+        // Its LISTEN starts in the background: give it a moment, then write.
+        try await Task.sleep(for: .milliseconds(500))
+        for n in 0..<5 {
+            _ = try await a.upsert(contacts: [["email": .string("n\(n)@fleet.example")]])
+            let version = a.snapshot.version
+            let started = ContinuousClock.now
+            let reached = try await within(seconds: 10) { () async -> Bool in
+                while b.snapshot.version < version { try? await Task.sleep(for: .milliseconds(5)) }
+                return true
+            }
+            print("notified in \(ContinuousClock.now - started)")
+            #expect(reached)
+        }
+    }
+
     /// A node that hears no notification (its LISTEN is off) still applies every change, by
     /// its periodic catch-up.
     @Test func aLostNotificationIsCoveredByTheCatchUp() async throws {
@@ -138,6 +162,34 @@ import WireJSON
             return true
         }
         #expect(reached && deaf.contact(email: "bo@fleet.example") != nil)
+    }
+
+    /// Change records older than the horizon are pruned (by the clock leader, with retention);
+    /// a node that was further behind reloads the book and answers like the others.
+    @Test func aNodeBehindThePrunedChangesReloads() async throws {
+        let book = try TestBook(backend: .postgres)
+        let a = book.engine
+        var fleet = FleetSettings()
+        fleet.catchUpInterval = .seconds(600)
+        fleet.changeHorizonSeconds = 60
+        var configuration = Engine.Configuration(databasePath: book.path, clock: book.clock)
+        let url = try TestPostgres.shared().url
+        configuration.name = book.bookName
+        configuration.fleet = fleet
+        configuration.openStore = { name, providers in try PostgresBookStore(url: url, book: name, providers: providers, listens: false) }
+        let behind = try Engine(configuration: configuration, registry: TestBook.registry(), logger: TestBook.quietLogger)
+        defer { try? behind.close() }
+        for n in 0..<5 { _ = try await a.upsert(contacts: [["email": .string("old\(n)@fleet.example"), "labels": ["vip"]]]) }
+        book.clock.advance(seconds: 3_600)
+        _ = try await a.upsert(contacts: [["email": "new@fleet.example", "labels": ["vip"]]])
+        var pruning = configuration
+        pruning.openStore = { name, providers in try PostgresBookStore(url: url, book: name, providers: providers, listens: false) }
+        let leader = try Engine(configuration: pruning, registry: TestBook.registry(), logger: TestBook.quietLogger)
+        _ = try await leader.pruneEvents()
+        try leader.close()
+        try await behind.waitFor(version: a.snapshot.version)
+        #expect(behind.fleetStatus?.reloads == 1, "the records it needed were pruned: it reloaded")
+        #expect(try behind.count(filters: [filter("label", "contains", "vip")], audience: .all).matched == 6)
     }
 
     /// Clock re-evaluation runs on one node, the holder of the book's clock lock; when it
