@@ -1,4 +1,6 @@
 import Foundation
+import PostgresStore
+import TestPostgres
 import TestThreads
 import Testing
 import WireJSON
@@ -32,6 +34,28 @@ import WireJSON
         }
         #expect(run.out.contains("| figure | segmentd | baseline | ratio | target | met |"))
         #expect(!names.contains { $0.hasPrefix("many books:") } && report["books"] == 0, "many-books figures without --books")
+    }
+
+    /// `--store`: the same writes through SQLite and PostgreSQL, a follower's lag and a join,
+    /// on the test process's PostgreSQL. Only the figures' presence is asserted.
+    @Test func aFleetBenchComparesPostgreSQLWithSQLite() async throws {
+        let directory = try TestServer.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try TestPostgres.shared().url.description
+        let run = try await runProcess(
+            productsDirectory().appendingPathComponent("segmentd").path,
+            ["bench", "--store", store, "--contacts", "2000", "--seed", "7", "--update-rate", "2000", "--lag-seconds", "1", "--json", directory + "/fleet.json"],
+            cwd: directory, environment: ["PATH": "/usr/bin:/bin", "TMPDIR": directory + "/"], timeout: 300)
+        #expect(run.status == 0, "bench failed: \(run.err.suffix(2_000))")
+        let report = try JSONParser.parse(String(contentsOfFile: directory + "/fleet.json", encoding: .utf8))
+        #expect(report["contacts"] == 2000)
+        for backend in ["sqlite", "postgres"] {
+            for figure in ["ingest_per_s", "updates_per_s", "count_ms"] {
+                #expect((report[backend]?[figure]?.doubleValue ?? 0) > 0, "\(backend).\(figure) in \(report.serialized())")
+            }
+        }
+        #expect((report["follower_lag_ms"]?["p99"]?.doubleValue ?? -1) >= 0 && (report["join_seconds"]?.doubleValue ?? 0) > 0)
+        #expect(run.out.contains("| figure | SQLite | PostgreSQL | PostgreSQL ÷ SQLite |"))
     }
 
     /// `--books`: the big book alone, then beside small books created over RPC, each after a

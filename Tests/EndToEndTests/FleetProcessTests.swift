@@ -161,7 +161,7 @@ import Glibc
     /// PostgreSQL restarted under load: writes fail fast with a clear error while it is
     /// down, reads keep answering from memory, and once it is back writes succeed and the
     /// other node catches up.
-    @Test func postgresRestartUnderLoad() async throws {
+    @Test(.enabled(if: TestPostgres.ownsClusters, "restarts the PostgreSQL server: only one the tests started")) func postgresRestartUnderLoad() async throws {
         try await TestPostgres.with { postgres in
             let a = try Node(store: postgres.url.description), b = try Node(store: postgres.url.description)
             let writer = try await a.start()

@@ -144,7 +144,7 @@ public struct TestPostgresError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// One initdb'd cluster in `/tmp/pgstore-test-XXXXXX`: `data/`, `server.log`, and the socket
+/// One initdb'd cluster in `/tmp/segmentd-pg-XXXXXX`: `data/`, `server.log`, and the socket
 /// `.s.PGSQL.5432` beside them (every cluster may use port 5432: each has its own socket
 /// directory and listens on no TCP address).
 private struct Cluster: Sendable {
@@ -161,7 +161,7 @@ private struct Cluster: Sendable {
 
     static func create() async throws -> Cluster {
         let bin = try binDirectory()
-        var template = Array("/tmp/pgstore-test-XXXXXX".utf8CString)
+        var template = Array("/tmp/segmentd-pg-XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else { throw TestPostgresError("mkdtemp: \(String(cString: strerror(errno)))") }
         let root = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         var owner: (uid: uid_t, gid: gid_t)?
