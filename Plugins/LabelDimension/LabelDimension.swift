@@ -120,18 +120,24 @@ public struct LabelDimension: DimensionProvider {
 
     public func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) {
         let index = book.part(name, as: Index.self) ?? Index()
-        // One pass over the labels (not one per contact): each label's carriers among `slots`.
-        var keys: [Int: [String]] = [:]
-        for (key, entry) in index.labels {
-            entry.members.intersection(slots).forEach { keys[$0, default: []].append(key) }
+        // Labels in key order, each with its key's JSON bytes, once per write: a contact's
+        // document is then its labels in that order, with no sort and no lookup per contact.
+        let sorted = index.labels.sorted { $0.key < $1.key }.map { key, entry -> (members: ContactSet, json: [UInt8]) in
+            var json: [UInt8] = []
+            JSONValue.string(key).write(into: &json)
+            return (entry.members, json)
         }
+        // Few changed contacts and many labels: only the labels they carry are looked at.
+        let carried = sorted.count > 64 ? sorted.filter { !$0.members.intersection(slots).isEmpty } : sorted
+        var doc: [UInt8] = []
         slots.forEach { slot in
-            guard let list = keys[slot] else { return emit(slot, nil) }
-            var doc: [UInt8] = [UInt8(ascii: "[")]
-            for key in list.sorted() {
+            doc.removeAll(keepingCapacity: true)
+            doc.append(UInt8(ascii: "["))
+            for label in carried where label.members.contains(slot) {
                 if doc.count > 1 { doc.append(UInt8(ascii: ",")) }
-                JSONValue.string(key).write(into: &doc)
+                doc.append(contentsOf: label.json)
             }
+            guard doc.count > 1 else { return emit(slot, nil) }
             doc.append(UInt8(ascii: "]"))
             emit(slot, doc)
         }

@@ -123,10 +123,31 @@ public final class PGConnection: Sendable {
         try gate.withLock {
             var rest = arguments[...]
             for statement in statements {
-                _ = try wait(query(statement, rest.prefix(statement.parameterCount)))
+                let query = query(statement, rest.prefix(statement.parameterCount))
+                if gate.pipelining {
+                    try Self.refuseOnEventLoop()
+                    gate.deferred.append(send(query))
+                } else {
+                    _ = try wait(query)
+                }
                 rest = rest.dropFirst(statement.parameterCount)
             }
         }
+    }
+
+    /// Waits for the statements sent without waiting; throws the first one's error.
+    private func settleDeferred() throws {
+        let waiting = gate.deferred
+        gate.deferred = []
+        var first: (any Error)?
+        for future in waiting {
+            do {
+                _ = try future.wait()
+            } catch {
+                if first == nil { first = PGErrors.map(error, url: url) }
+            }
+        }
+        if let first { throw first }
     }
 
     /// The rows of one statement.
@@ -180,12 +201,21 @@ public final class PGConnection: Sendable {
         try gate.withLock {
             let depth = gate.depth
             let savepoint = "segmentd_savepoint_\(depth)"
+            if depth == 0 { gate.pipelining = true }
+            defer {
+                if depth == 0 {
+                    gate.pipelining = false
+                    gate.deferred = []
+                }
+            }
             try execute(depth == 0 ? "BEGIN" : "SAVEPOINT \(savepoint)")
             gate.depth += 1
             defer { gate.depth -= 1 }
             do {
                 let value = try body(PGExecutor(connection: self))
                 if depth == 0 {
+                    try settleDeferred()
+                    gate.pipelining = false
                     let tag = try wait(PostgresQuery(unsafeSQL: "COMMIT")).metadata.command
                     guard tag == "COMMIT" else {
                         throw SegmentError(.internal, "PostgreSQL rolled the transaction back instead of committing it (\(tag)): a statement in it had failed")
@@ -195,6 +225,12 @@ public final class PGConnection: Sendable {
                 }
                 return value
             } catch {
+                var error = error
+                if depth == 0 {
+                    // A statement sent without waiting may have failed first: that is the cause.
+                    do { try settleDeferred() } catch let first { error = first }
+                    gate.pipelining = false
+                }
                 try? execute(depth == 0 ? "ROLLBACK" : "ROLLBACK TO SAVEPOINT \(savepoint); RELEASE SAVEPOINT \(savepoint)")
                 throw error
             }
@@ -223,7 +259,17 @@ public final class PGConnection: Sendable {
     func wait(_ query: PostgresQuery) throws -> PostgresQueryResult {
         try Self.refuseOnEventLoop()
         do {
-            return try send(query).wait()
+            let result = send(query)
+            // Statements sent before it, unanswered yet: their errors come first.
+            if gate.pipelining && !gate.deferred.isEmpty {
+                do {
+                    try settleDeferred()
+                } catch {
+                    _ = try? result.wait()
+                    throw error
+                }
+            }
+            return try result.wait()
         } catch {
             throw PGErrors.map(error, url: url)
         }
@@ -340,6 +386,11 @@ private struct PendingQueries {
 final class TransactionGate: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     var depth = 0
+    /// Inside a transaction, statements whose rows nobody reads are sent without waiting for
+    /// their answers (PostgreSQL runs them in order); they are waited for before the next
+    /// read returns and before COMMIT.
+    var pipelining = false
+    var deferred: [EventLoopFuture<PostgresQueryResult>] = []
 
     init() {
         var attributes = pthread_mutexattr_t()

@@ -135,6 +135,8 @@ public struct WriteContext {
     public var touched = ContactSet()
     /// Per provider, the contacts whose stored documents this write changed.
     package private(set) var changedDocuments: [String: ContactSet] = [:]
+    private var recentProvider: String?
+    private var recentSlots = ContactSet()
     /// Per provider, the definition keys this write changed.
     package private(set) var changedDefinitions: [String: Set<String>] = [:]
     /// Every contact whose documents this write stored (what a fleet node re-reads).
@@ -159,7 +161,21 @@ extension WriteContext {
     /// write's body, and triggers re-check the contact.
     public mutating func changed(_ slot: Int, in provider: String) {
         touched.insert(slot)
-        changedDocuments[provider, default: ContactSet()].insert(slot)
+        // One provider marks a batch's contacts in a row: they gather in one set, folded into
+        // the dictionary when another provider marks (no hashing of the name per contact).
+        if provider != recentProvider {
+            foldRecent()
+            recentProvider = provider
+        }
+        recentSlots.insert(slot)
+    }
+
+    private mutating func foldRecent() {
+        if let provider = recentProvider, !recentSlots.isEmpty {
+            changedDocuments[provider, default: ContactSet()].formUnion(recentSlots)
+        }
+        recentProvider = nil
+        recentSlots = ContactSet()
     }
 
     /// Marks `slots` as needing their documents stored again, without a trigger re-check
@@ -175,6 +191,7 @@ extension WriteContext {
 
     /// Takes the changes marked so far (the core, when it writes them).
     package mutating func takeChanges() -> (documents: [String: ContactSet], definitions: [String: Set<String>]) {
+        foldRecent()
         defer {
             changedDocuments = [:]
             changedDefinitions = [:]

@@ -177,10 +177,15 @@ extension Engine {
             // Baselines moved where the touched contacts are: re-read those chunks.
             let chunks = Set(touched.nonEmptyChunks)
             var rows: [Int64: [Int: [UInt8]]] = [:]
-            for chunk in chunks.sorted() {
-                try sql.forEachRow("SELECT trigger_id, bits FROM trigger_baseline WHERE chunk = ?", [.integer(Int64(chunk))]) { row in
-                    if let id = row[0].int64, let bits = row[1].bytes { rows[id, default: [:]][chunk] = bits }
+            let list = chunks.sorted().map { SQLValue.integer(Int64($0)) }
+            var start = 0
+            while start < list.count {
+                let part = Array(list[start..<min(start + 500, list.count)])
+                let marks = Array(repeating: "?", count: part.count).joined(separator: ", ")
+                try sql.forEachRow("SELECT trigger_id, chunk, bits FROM trigger_baseline WHERE chunk IN (\(marks))", part) { row in
+                    if let id = row[0].int64, let chunk = row[1].int64, let bits = row[2].bytes { rows[id, default: [:]][Int(chunk)] = bits }
                 }
+                start += part.count
             }
             for id in Array(book.triggers.keys) {
                 for chunk in chunks {
