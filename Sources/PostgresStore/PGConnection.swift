@@ -343,9 +343,10 @@ public struct PGExecutor: SQLExecutor {
     /// ``forEachRow(_:_:_:)`` instead.
     public var lastInsertRowID: Int64 { 0 }
 
-    /// `pg_advisory_xact_lock`: waits for the lock, held until this transaction ends.
+    /// `pg_advisory_xact_lock`: waits for the lock (it holds it once this returns), held until
+    /// this transaction ends.
     public func advisoryXactLock(_ key: Int64) throws {
-        try execute("SELECT pg_advisory_xact_lock(?)", [.integer(key)])
+        try forEachRow("SELECT pg_advisory_xact_lock(?)", [.integer(key)]) { _ in }
     }
 
     /// `pg_try_advisory_xact_lock`: false when another transaction holds it.

@@ -138,7 +138,9 @@ import Glibc
                     acknowledged.withLock { $0 = ($0.emails + [email], max($0.version, reply["version"]?.intValue ?? 0)) }
                 }
             }
-            try await Task.sleep(for: .milliseconds(Int.random(in: 300...700)))
+            // Killed mid-load: once some writes are acknowledged, at a random moment.
+            for _ in 0..<3_000 where acknowledged.withLock({ $0.emails.count }) < 20 { try await Task.sleep(for: .milliseconds(10)) }
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...200)))
             a.kill9()
             await load.value
             let (emails, version) = acknowledged.withLock { $0 }

@@ -656,7 +656,9 @@ import WireJSON
         defer { withExtendedLifetime(book) {} }
         _ = try await Self.trigger(book, [filter("label", "contains", "hot")])
         try await Self.fire(engine, 0..<40)
-        let total = 200
+        // Through PostgreSQL each write is a few round trips: fewer of them keep the test
+        // within its time limit on a loaded machine.
+        let total = backend == .postgres ? 100 : 200
         let reader = Task { () -> [Int64] in
             var got: [Int64] = []
             for try await event in engine.eventFeed(after: 10) {
