@@ -29,7 +29,11 @@ public final class PostgresBookStore: BookStore {
     let logger: Logger
     private let queue: DispatchQueue
     private let writer = ConnectionSlot()
-    private let reader = ConnectionSlot()
+    /// Reads spread over a few connections (loading reads every dimension's documents at
+    /// once), made when first needed.
+    private let readers = (0..<3).map { _ in ConnectionSlot() }
+    private let nextReader = Atomic<Int>(0)
+    private var reader: ConnectionSlot { readers[nextReader.wrappingAdd(1, ordering: .relaxed).oldValue % readers.count] }
     /// The session that holds the clock lock while this node is the book's clock leader.
     private let leader = ConnectionSlot()
     private let listenTask = Mutex<Task<Void, Never>?>(nil)
@@ -211,7 +215,7 @@ public final class PostgresBookStore: BookStore {
         listenTask.withLock { $0?.cancel() }
         listenerConnection.closeAll()
         wake.signal()
-        for slot in [writer, reader, leader] { slot.closeAll() }
+        for slot in [writer, leader] + readers { slot.closeAll() }
     }
 
     // MARK: Clock leader
