@@ -207,9 +207,13 @@ public final class Engine: Sendable {
     private func startFollowing() {
         let interval = configuration.fleet?.catchUpInterval ?? .seconds(1)
         let task = Task { [weak self] in
+            // At once first: loading read the core and each dimension in transactions of their
+            // own, so writes other nodes made meanwhile are applied before anything waits.
+            var first = true
             while !Task.isCancelled {
                 guard let store = self?.store else { return }
-                await store.waitForChange(upTo: interval)
+                if !first { await store.waitForChange(upTo: interval) }
+                first = false
                 guard !Task.isCancelled, let self else { return }
                 do {
                     try await self.refresh()
