@@ -8,7 +8,9 @@ import TestThreads
 import Testing
 
 /// Each test gets its own cluster (or database): see TestPostgres.
-@Suite(.ownThreads) struct PGConnectionTests {
+/// Serialized: each test starts a cluster of its own, and eleven initdb runs at once on a
+/// loaded 2-core machine starve everything else in the suite.
+@Suite(.serialized, .ownThreads) struct PGConnectionTests {
     @Test func everySQLValueKindRoundTrips() async throws {
         try await TestPostgres.with { pg in
             let connection = try pg.connect()

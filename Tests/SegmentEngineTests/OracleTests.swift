@@ -18,7 +18,9 @@ import WireJSON
         let book = try TestBook(backend: backend)
         let now = TestBook.start
         var builder = OracleBookBuilder(seed: 0x5E6_3E47, now: now)
-        let model = try await builder.build(into: book, contacts: Self.contacts)
+        // Through PostgreSQL the same rules on fewer contacts: what is checked there is the
+        // store (every write and the reload), not the in-memory evaluation again.
+        let model = try await builder.build(into: book, contacts: backend == .postgres ? Self.contacts / 3 : Self.contacts)
         let alive = model.alive
         #expect(book.engine.countContacts().total == alive.count)
         let built = Date().timeIntervalSince(started)

@@ -12,7 +12,7 @@ import WireJSON
 /// event per transition, include_existing, persisted baselines, re-baselining on a rule edit,
 /// retention and cursor errors. Time moves only through `ManualTime`; nothing sleeps. Feeds
 /// wait for events, so each test has a time limit: a broken build fails a test, not the run.
-@Suite(.timeLimit(.minutes(1)), .ownThreads) struct TriggerTests {
+@Suite(.timeLimit(.minutes(3)), .ownThreads) struct TriggerTests {
     // MARK: Fixtures
 
     /// A book with `city` (text) and `lifetime_value` (number) and four contacts:
