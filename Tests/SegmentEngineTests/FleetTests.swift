@@ -22,7 +22,7 @@ import WireJSON
         }
         book.rotateWriters(among: [a, b, c])
         var builder = OracleBookBuilder(seed: 0xF1EE7, now: TestBook.start)
-        let model = try await builder.build(into: book, contacts: 6_000)
+        let model = try await builder.build(into: book, contacts: 3_000)
         book.rotateWriters(among: [])
         try await a.refresh()
         let version = a.snapshot.version
