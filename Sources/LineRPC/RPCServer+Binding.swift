@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 extension RPCServer {
     /// Binds the configured Unix socket and TCP listener (closing what was bound on failure).
@@ -61,8 +62,37 @@ extension RPCServer {
             try sync.addHandler(LineTimeoutHandler(timeout: TimeAmount(limits.lineTimeout)))
             try sync.addHandler(ByteToMessageHandler(LineFrameDecoder(maxLineBytes: limits.maxLineBytes)))
             try sync.addHandler(FrameActivityHandler())
-            return try NIOAsyncChannel<LineFrame, ByteBuffer>(wrappingChannelSynchronously: channel)
+            let wrapped = try NIOAsyncChannel<LineFrame, ByteBuffer>(wrappingChannelSynchronously: channel)
+            unserved.add(wrapped)
+            return wrapped
         }
+    }
+}
+
+/// Accepted connections not yet taken by the accept loop. NIO drops the connections still
+/// buffered in a listener's stream when the listener closes or its task ends, and a dropped
+/// `NIOAsyncChannel` traps ("Deinited NIOAsyncWriter without calling finish()",
+/// apple/swift-nio#2813). Holding each until it is served, and closing what is left when
+/// the listeners end, keeps a shutdown that races an incoming connection from crashing.
+final class UnservedConnections: Sendable {
+    private let channels = Mutex<[ObjectIdentifier: NIOAsyncChannel<LineFrame, ByteBuffer>]>([:])
+
+    func add(_ channel: NIOAsyncChannel<LineFrame, ByteBuffer>) {
+        channels.withLock { $0[ObjectIdentifier(channel.channel)] = channel }
+    }
+
+    /// The accept loop took it: it is served (and closed) there.
+    func taken(_ channel: NIOAsyncChannel<LineFrame, ByteBuffer>) {
+        _ = channels.withLock { $0.removeValue(forKey: ObjectIdentifier(channel.channel)) }
+    }
+
+    /// Closes every connection accepted but never served.
+    func closeAll() async {
+        let left = channels.withLock { channels in
+            defer { channels = [:] }
+            return Array(channels.values)
+        }
+        for channel in left { try? await channel.executeThenClose { _, _ in } }
     }
 }
 

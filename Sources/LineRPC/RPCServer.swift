@@ -50,6 +50,8 @@ public final class RPCServer: Service, Sendable {
     let handlerThreads: WorkerThreads
     private let lifecycle = Mutex(Lifecycle.idle)
     private let lastConnectionID = Atomic<UInt64>(0)
+    /// Accepted connections the accept loop has not taken yet (see ``UnservedConnections``).
+    let unserved = UnservedConnections()
 
     /// Creates a server; nothing is bound until ``start()`` or ``run()``.
     ///
@@ -187,9 +189,11 @@ public final class RPCServer: Service, Sendable {
                 if !shutdownSignal.isFired { logger.error("accepting connections failed: \(error)") }
             }
         }
+        await unserved.closeAll()
     }
 
     private func serveConnection(_ child: NIOAsyncChannel<LineFrame, ByteBuffer>, transport: RPCTransport) async {
+        unserved.taken(child)
         let id = lastConnectionID.add(1, ordering: .relaxed).newValue
         let peer = transport == .tcp ? (child.channel.remoteAddress?.description ?? "tcp") : "unix"
         let info = RPCConnectionInfo(id: id, transport: transport, peer: peer)
