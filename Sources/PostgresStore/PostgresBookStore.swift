@@ -147,17 +147,10 @@ public final class PostgresBookStore: BookStore {
         _ body: @escaping @Sendable (any SQLExecutor) throws -> T,
         afterCommit: @escaping @Sendable (T) -> Void
     ) async throws -> T {
-        try await onQueue { [self] in
-            operationCount.add(1, ordering: .relaxed)
-            let result = try using(writer) { pg in
-                try pg.transaction { sql in
-                    try sql.advisoryXactLock(lockKey)
-                    let result = try body(ReturningExecutor(base: sql))
-                    try sql.notify(schema, "")
-                    return result
-                }
-            }
-            afterCommit(result)
+        try await onWriterQueue(afterCommit: afterCommit) { [self] sql in
+            try sql.advisoryXactLock(lockKey)
+            let result = try body(ReturningExecutor(base: sql))
+            try sql.notify(schema, "")
             return result
         }
     }
@@ -166,14 +159,19 @@ public final class PostgresBookStore: BookStore {
         _ body: @escaping @Sendable (any SQLExecutor) throws -> T,
         afterCommit: @escaping @Sendable (T) -> Void
     ) async throws -> T {
+        try await onWriterQueue(afterCommit: afterCommit) { sql in
+            try sql.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", [])
+            return try body(sql)
+        }
+    }
+
+    /// One transaction on the writer's connection and queue, then `afterCommit` there too.
+    private func onWriterQueue<T: Sendable>(
+        afterCommit: @escaping @Sendable (T) -> Void, _ body: @escaping @Sendable (PGExecutor) throws -> T
+    ) async throws -> T {
         try await onQueue { [self] in
             operationCount.add(1, ordering: .relaxed)
-            let result = try using(writer) { pg in
-                try pg.transaction { sql in
-                    try sql.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", [])
-                    return try body(sql)
-                }
-            }
+            let result = try using(writer) { pg in try pg.transaction(body) }
             afterCommit(result)
             return result
         }

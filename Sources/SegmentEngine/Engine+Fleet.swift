@@ -143,15 +143,9 @@ extension Engine {
             var present: [Int: (String, Double)] = [:]
             var ids: [SQLValue] = []
             touched.forEach { ids.append(.integer(Int64($0))) }
-            var start = 0
-            while start < ids.count {
-                let chunk = Array(ids[start..<min(start + 500, ids.count)])
-                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
-                try sql.forEachRow("SELECT id, email, created_at FROM contact WHERE id IN (\(marks))", chunk) { row in
-                    guard let id = row[0].int64, let email = row[1].string else { return }
-                    present[Int(id)] = (email, row[2].double ?? 0)
-                }
-                start += chunk.count
+            try PartStorage.forEachRow("SELECT id, email, created_at FROM contact WHERE id IN", ids, sql: sql) { row in
+                guard let id = row[0].int64, let email = row[1].string else { return }
+                present[Int(id)] = (email, row[2].double ?? 0)
             }
             touched.forEach { slot in
                 if let (email, createdAt) = present[slot] {
@@ -178,14 +172,8 @@ extension Engine {
             let chunks = Set(touched.nonEmptyChunks)
             var rows: [Int64: [Int: [UInt8]]] = [:]
             let list = chunks.sorted().map { SQLValue.integer(Int64($0)) }
-            var start = 0
-            while start < list.count {
-                let part = Array(list[start..<min(start + 500, list.count)])
-                let marks = Array(repeating: "?", count: part.count).joined(separator: ", ")
-                try sql.forEachRow("SELECT trigger_id, chunk, bits FROM trigger_baseline WHERE chunk IN (\(marks))", part) { row in
-                    if let id = row[0].int64, let chunk = row[1].int64, let bits = row[2].bytes { rows[id, default: [:]][Int(chunk)] = bits }
-                }
-                start += part.count
+            try PartStorage.forEachRow("SELECT trigger_id, chunk, bits FROM trigger_baseline WHERE chunk IN", list, sql: sql) { row in
+                if let id = row[0].int64, let chunk = row[1].int64, let bits = row[2].bytes { rows[id, default: [:]][Int(chunk)] = bits }
             }
             for id in Array(book.triggers.keys) {
                 for chunk in chunks {

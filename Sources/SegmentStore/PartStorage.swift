@@ -106,18 +106,23 @@ public enum PartStorage {
         slots.forEach { ids.append(.integer(Int64($0))) }
         let table = table(provider.name)
         let stored = StoredParts(replacing: slots, definitions: try definitions(of: provider.name, sql: sql)) { body in
-            var start = 0
-            while start < ids.count {
-                let chunk = Array(ids[start..<min(start + 500, ids.count)])
-                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
-                try sql.forEachRow("SELECT contact_id, doc FROM \(table) WHERE contact_id IN (\(marks)) ORDER BY contact_id", chunk) { row in
-                    guard let slot = row[0].int64, let doc = row[1].bytes else { return }
-                    try body(Int(slot), doc)
-                }
-                start += chunk.count
+            try forEachRow("SELECT contact_id, doc FROM \(table) WHERE contact_id IN", ids, sql: sql) { row in
+                guard let slot = row[0].int64, let doc = row[1].bytes else { return }
+                try body(Int(slot), doc)
             }
         }
         try provider.load(stored, into: &book)
+    }
+
+    /// Runs `select` (ending in `IN`) over `keys` 500 at a time, placeholders only.
+    public static func forEachRow(_ select: String, _ keys: [SQLValue], sql: any SQLExecutor, _ body: ([SQLValue]) throws -> Void) throws {
+        var start = 0
+        while start < keys.count {
+            let chunk = Array(keys[start..<min(start + 500, keys.count)])
+            let marks = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
+            try sql.forEachRow(select + " (" + marks + ")", chunk, body)
+            start += chunk.count
+        }
     }
 
     static func definitions(of provider: String, sql: any SQLExecutor) throws -> [String: [UInt8]] {
