@@ -202,6 +202,31 @@ import Glibc
         }
     }
 
+    /// A book created on one node is served by another on its first request, both list it,
+    /// and a book dropped on one node can be created again.
+    @Test func booksCreatedOnOneNodeAreServedByTheOthers() async throws {
+        try await TestPostgres.with { postgres in
+            let a = try Node(store: postgres.url.description), b = try Node(store: postgres.url.description)
+            let first = try await a.start()
+            let second = try await b.start()
+            _ = try await first.call("books.create", ["name": "acme"])
+            let written = try await first.call("contacts.upsert", ["book": "acme", "contacts": [["email": "ana@acme.example", "labels": ["hot"]]]])
+            let version = try #require(written["version"]?.intValue)
+            let count = try await second.call(
+                "segments.count", ["book": "acme", "filters": Self.hotFilter, "audience": "all", "min_version": .int(version)])
+            #expect(count["matched"] == 1)
+            let listed = try await second.call("books.list")
+            #expect((listed["books"]?.arrayValue ?? []).contains { $0["name"] == "acme" }, "\(listed.serialized())")
+            await #expect(throws: (any Error).self) { _ = try await second.call("books.create", ["name": "acme"]) }
+            _ = try await first.call("books.drop", ["name": "acme", "confirm": "acme"])
+            _ = try await first.call("books.create", ["name": "acme"])
+            let empty = try await first.call("segments.count", ["book": "acme", "filters": Self.hotFilter, "audience": "all"])
+            #expect(empty["matched"] == 0)
+            try await first.close()
+            try await second.close()
+        }
+    }
+
     /// A node paused (SIGSTOP) while another writes catches up once resumed.
     @Test func aPausedNodeCatchesUp() async throws {
         try await TestPostgres.with { postgres in
