@@ -148,11 +148,7 @@ import WireJSON
         let a = book.engine
         var fleet = FleetSettings()
         fleet.catchUpInterval = .milliseconds(200)
-        var configuration = Engine.Configuration(databasePath: book.path, clock: book.clock)
-        let url = try TestPostgres.shared().url
-        configuration.name = book.bookName
-        configuration.fleet = fleet
-        configuration.openStore = { name, providers in try PostgresBookStore(url: url, book: name, providers: providers, listens: false) }
+        let configuration = try Self.deafConfiguration(book, fleet: fleet)
         let deaf = try Engine(configuration: configuration, registry: TestBook.registry(), logger: TestBook.quietLogger)
         defer { try? deaf.close() }
         _ = try await a.upsert(contacts: [["email": "bo@fleet.example"]])
@@ -172,19 +168,13 @@ import WireJSON
         var fleet = FleetSettings()
         fleet.catchUpInterval = .seconds(600)
         fleet.changeHorizonSeconds = 60
-        var configuration = Engine.Configuration(databasePath: book.path, clock: book.clock)
-        let url = try TestPostgres.shared().url
-        configuration.name = book.bookName
-        configuration.fleet = fleet
-        configuration.openStore = { name, providers in try PostgresBookStore(url: url, book: name, providers: providers, listens: false) }
+        let configuration = try Self.deafConfiguration(book, fleet: fleet)
         let behind = try Engine(configuration: configuration, registry: TestBook.registry(), logger: TestBook.quietLogger)
         defer { try? behind.close() }
         for n in 0..<5 { _ = try await a.upsert(contacts: [["email": .string("old\(n)@fleet.example"), "labels": ["vip"]]]) }
         book.clock.advance(seconds: 3_600)
         _ = try await a.upsert(contacts: [["email": "new@fleet.example", "labels": ["vip"]]])
-        var pruning = configuration
-        pruning.openStore = { name, providers in try PostgresBookStore(url: url, book: name, providers: providers, listens: false) }
-        let leader = try Engine(configuration: pruning, registry: TestBook.registry(), logger: TestBook.quietLogger)
+        let leader = try Engine(configuration: configuration, registry: TestBook.registry(), logger: TestBook.quietLogger)
         _ = try await leader.pruneEvents()
         try leader.close()
         try await behind.waitFor(version: a.snapshot.version)
@@ -228,6 +218,18 @@ import WireJSON
         #expect(events.filter { $0.type == "exit" }.count == 10)
         #expect(Set(events.map { "\($0.email) \($0.type)" }).count == events.count, "no event twice")
         try b.close()
+    }
+}
+
+extension FleetTests {
+    /// A node of `book`'s fleet that hears no notification (its LISTEN is off).
+    static func deafConfiguration(_ book: TestBook, fleet: FleetSettings) throws -> Engine.Configuration {
+        var configuration = Engine.Configuration(databasePath: book.path, clock: book.clock)
+        let url = try TestPostgres.shared().url
+        configuration.name = book.bookName
+        configuration.fleet = fleet
+        configuration.openStore = { name, providers in try PostgresBookStore(url: url, book: name, providers: providers, listens: false) }
+        return configuration
     }
 }
 
