@@ -148,9 +148,12 @@ public final class PostgresBookStore: BookStore {
         afterCommit: @escaping @Sendable (T) -> Void
     ) async throws -> T {
         try await onWriterQueue(afterCommit: afterCommit) { [self] sql in
-            try sql.advisoryXactLock(lockKey)
+            // The first statement whose rows are read (the engine's catch-up) waits for it.
+            try sql.queueAdvisoryXactLock(lockKey)
             let result = try body(ReturningExecutor(base: sql))
-            try sql.notify(schema, "")
+            // The payload is the book's change sequence after this write: a node that has
+            // applied it (the writer itself) need not ask the store again.
+            try sql.execute("SELECT pg_notify(?, (SELECT value FROM meta WHERE key = 'change_sequence')::text)", [.text(schema)])
             return result
         }
     }
@@ -196,7 +199,7 @@ public final class PostgresBookStore: BookStore {
         return try await WorkerThread.run { [self] in try using(reader) { pg in try body(PGExecutor(connection: pg)) } }
     }
 
-    public func waitForChange(upTo interval: Duration) async {
+    public func waitForChange(upTo interval: Duration) async -> Int64? {
         await wake.wait(upTo: interval)
     }
 
@@ -256,7 +259,7 @@ public final class PostgresBookStore: BookStore {
                     self.listenerConnection.current = pg
                     try await pg.notifications(on: self.schema) { notifications in
                         self.wake.signal()
-                        for try await _ in notifications { self.wake.signal() }
+                        for try await payload in notifications { self.wake.signal(announcing: Int64(payload)) }
                     }
                 } catch {
                     guard !Task.isCancelled else { return }
@@ -317,35 +320,64 @@ enum WorkerThread {
     }
 }
 
-/// Wakes the follower loop when a notification arrives (or at its interval).
+/// Wakes the follower loop when a notification arrives (or at its interval), with the
+/// newest change sequence the notifications since the last wait announced.
 final class ChangeSignal: Sendable {
-    private let state = Mutex<(pending: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    /// What the waiter learns: nothing yet, the newest sequence announced, or that it must
+    /// ask (woken by the interval or a restarted LISTEN, or a payload without a sequence).
+    enum Hint {
+        case none, announced(Int64), ask
 
-    func signal() {
-        let waiters = state.withLock { state in
-            let waiters = state.waiters
-            state = (waiters.isEmpty, [])
-            return waiters
+        mutating func merge(_ sequence: Int64?) {
+            switch (self, sequence) {
+            case (.ask, _), (_, nil): self = .ask
+            case (.announced(let old), let new?): self = .announced(max(old, new))
+            case (.none, let new?): self = .announced(new)
+            }
         }
-        for waiter in waiters { waiter.resume() }
+
+        var sequence: Int64? {
+            if case .announced(let sequence) = self { return sequence }
+            return nil
+        }
     }
 
-    func wait(upTo interval: Duration) async {
+    private struct State {
+        var hint = Hint.none
+        var waiters: [CheckedContinuation<Int64?, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    /// Wakes the waiter; `announcing` is the sequence a notification carried (nil: ask).
+    func signal(announcing sequence: Int64? = nil) {
+        let (waiters, hint) = state.withLock { state in
+            state.hint.merge(sequence)
+            let waiters = state.waiters
+            state.waiters = []
+            let hint = state.hint
+            if !waiters.isEmpty { state.hint = .none }
+            return (waiters, hint)
+        }
+        for waiter in waiters { waiter.resume(returning: hint.sequence) }
+    }
+
+    func wait(upTo interval: Duration) async -> Int64? {
         let timer = Task { [weak self] in
             try? await Task.sleep(for: interval)
             self?.signal()
         }
         defer { timer.cancel() }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = state.withLock { state in
-                if state.pending {
-                    state.pending = false
-                    return true
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Int64?, Never>) in
+            let ready = state.withLock { state -> Hint? in
+                if case .none = state.hint {
+                    state.waiters.append(continuation)
+                    return nil
                 }
-                state.waiters.append(continuation)
-                return false
+                defer { state.hint = .none }
+                return state.hint
             }
-            if ready { continuation.resume() }
+            if let ready { continuation.resume(returning: ready.sequence) }
         }
     }
 }

@@ -36,27 +36,27 @@ extension Engine {
         guard contacts.count <= configuration.maxBatch else {
             throw SegmentError(.tooLarge, "at most \(configuration.maxBatch) contacts per call, got \(contacts.count)", path: "contacts")
         }
-        try await catchUpBeforeValidating()
-        let book = snapshot
+        // Validated against this node's state, off the writer; a fleet node validates again
+        // under the book's lock when the write's catch-up brought other nodes' changes (a
+        // field defined a moment ago, or deleted), which costs no round trip when none did.
+        var book = snapshot
+        var (prepared, failed) = prepareAll(contacts, book: book)
+        if !failed.isEmpty, configuration.fleet != nil, try await catchUpBeforeValidating() {
+            book = snapshot
+            (prepared, failed) = prepareAll(contacts, book: book)
+        }
         var result = UpsertResult()
-        var prepared: [PreparedContact] = []
-        prepared.reserveCapacity(contacts.count)
-        for (i, item) in contacts.enumerated() {
-            do {
-                prepared.append(try prepare(item, path: "contacts".index(i), book: book))
-            } catch {
-                result.failed.append((i, error))
-            }
-        }
-        if atomic, let first = result.failed.first {
-            throw SegmentError(
-                .invalidParams, "atomic batch refused, nothing written: \(result.failed.count) invalid item(s); first: \(first.error.message)",
-                path: first.error.path)
-        }
+        result.failed = failed
+        try Self.refuseAtomic(atomic, failed)
         guard !prepared.isEmpty else { return result }
-        let items = prepared
+        let validated = book.changeSequence, validItems = prepared
         let providers = registry.providers
-        let (created, updated) = try await write(cause: "contacts.upsert") { context in
+        let (created, updated, refused) = try await write(cause: "contacts.upsert") { context in
+            var items = validItems, refused: [(index: Int, error: SegmentError)]?
+            if context.book.changeSequence != validated {
+                (items, refused) = self.prepareAll(contacts, book: context.book)
+                try Self.refuseAtomic(atomic, refused!)
+            }
             // New contacts first, in document order, a hundred rows per statement (one
             // statement per contact was a third of the core's time on ingest). A repeated
             // email in one batch is created by its first occurrence and updated by the others.
@@ -110,12 +110,36 @@ extension Engine {
             for (p, provider) in providers.enumerated() where !writes[p].isEmpty {
                 try provider.apply(batch: writes[p], context: &context)
             }
-            return (created, updated)
+            return (created, updated, refused)
         }
+        if let refused { result.failed = refused }
         result.created = created
         result.updated = updated
         metrics.upserted(created + updated)
         return result
+    }
+
+    /// The batch's valid items, and the others with what is wrong (by index).
+    func prepareAll(_ contacts: [JSONValue], book: Book) -> ([PreparedContact], [(index: Int, error: SegmentError)]) {
+        var prepared: [PreparedContact] = []
+        var failed: [(index: Int, error: SegmentError)] = []
+        prepared.reserveCapacity(contacts.count)
+        for (i, item) in contacts.enumerated() {
+            do {
+                prepared.append(try prepare(item, path: "contacts".index(i), book: book))
+            } catch {
+                failed.append((i, error))
+            }
+        }
+        return (prepared, failed)
+    }
+
+    /// An atomic batch with an invalid item is refused whole.
+    static func refuseAtomic(_ atomic: Bool, _ failed: [(index: Int, error: SegmentError)]) throws(SegmentError) {
+        guard atomic, let first = failed.first else { return }
+        throw SegmentError(
+            .invalidParams, "atomic batch refused, nothing written: \(failed.count) invalid item(s); first: \(first.error.message)",
+            path: first.error.path)
     }
 
     func prepare(_ item: JSONValue, path: String, book: Book) throws(SegmentError) -> PreparedContact {

@@ -257,11 +257,13 @@ extension Engine {
     /// A fleet node validates a write against the latest state, not against what it happens
     /// to have applied (a field another node defined a moment ago is known). Outside a fleet,
     /// nothing to do.
-    /// Costs one statement when nothing is new.
-    func catchUpBeforeValidating() async throws {
-        guard configuration.fleet != nil else { return }
+    /// Costs one statement when nothing is new; returns whether something was applied.
+    @discardableResult
+    func catchUpBeforeValidating() async throws -> Bool {
+        guard configuration.fleet != nil else { return false }
         let latest = try await store.peek { sql in try Self.changeSequence(sql) }
-        if latest > snapshot.changeSequence { try await refresh() }
+        guard latest > snapshot.changeSequence else { return false }
+        return try await refresh()
     }
 
     /// The book's version in the store (what this node's lag is measured against).

@@ -212,9 +212,12 @@ public final class Engine: Sendable {
             var first = true
             while !Task.isCancelled {
                 guard let store = self?.store else { return }
-                if !first { await store.waitForChange(upTo: interval) }
+                var announced: Int64?
+                if !first { announced = await store.waitForChange(upTo: interval) }
                 first = false
                 guard !Task.isCancelled, let self else { return }
+                // This node's own writes are announced too: nothing to ask for those.
+                if let announced, announced <= self.snapshot.changeSequence { continue }
                 do {
                     try await self.refresh()
                 } catch {

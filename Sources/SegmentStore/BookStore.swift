@@ -36,8 +36,10 @@ public protocol BookStore: Sendable {
     /// Runs `body` without a transaction around it (each statement sees the latest commit):
     /// for one quick statement.
     func peek<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) throws -> T) async throws -> T
-    /// Returns when another node may have changed the book, or after `interval`.
-    func waitForChange(upTo interval: Duration) async
+    /// Returns when another node may have changed the book, or after `interval`: the newest
+    /// change sequence announced meanwhile, or nil when it cannot tell (the interval ran out,
+    /// notifications were interrupted), so the caller asks the store.
+    func waitForChange(upTo interval: Duration) async -> Int64?
     /// Whether this node runs the book's clock re-evaluation (one node of a fleet does; a
     /// store of one node always).
     func holdsClockLead() -> Bool
@@ -51,8 +53,9 @@ extension BookStore {
         try await write(body, afterCommit: afterCommit)
     }
 
-    public func waitForChange(upTo interval: Duration) async {
+    public func waitForChange(upTo interval: Duration) async -> Int64? {
         try? await Task.sleep(for: interval)
+        return nil
     }
 
     public func holdsClockLead() -> Bool { true }

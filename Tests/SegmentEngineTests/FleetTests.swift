@@ -160,6 +160,33 @@ import WireJSON
         #expect(reached && deaf.contact(email: "bo@fleet.example") != nil)
     }
 
+    /// A node validates contacts against the latest definitions, not only those it has
+    /// applied: a field another node defined a moment ago is known, and one it deleted a
+    /// moment ago is refused (validated again under the book's lock), atomic batches whole.
+    @Test func writesValidateAgainstTheLatestDefinitions() async throws {
+        let book = try TestBook(backend: .postgres)
+        var fleet = FleetSettings()
+        fleet.catchUpInterval = .seconds(600)
+        let behind = try Engine(configuration: try Self.deafConfiguration(book, fleet: fleet), registry: TestBook.registry(), logger: TestBook.quietLogger)
+        defer { try? behind.close() }
+        _ = try await book.engine.run(try book.method("fields.define"), params: ["name": "plan", "type": "number"])
+        let defined = try await behind.upsert(contacts: [["email": "first@fleet.example", "fields": ["plan": 3]]])
+        #expect(defined.created == 1 && defined.failed.isEmpty, "a field defined on another node is known")
+
+        _ = try await book.engine.run(try book.method("fields.delete"), params: ["name": "plan", "force": true])
+        #expect(behind.fleetStatus?.appliedVersion ?? 0 < book.engine.snapshot.version, "the node has not applied the delete yet")
+        let version = book.engine.snapshot.version
+        let refused = try await behind.upsert(contacts: [["email": "second@fleet.example", "fields": ["plan": 4]], ["email": "third@fleet.example"]])
+        #expect(refused.failed.map(\.index) == [0] && refused.created == 1, "\(refused.failed)")
+        #expect(refused.failed.first?.error.message.contains("unknown field \"plan\"") == true)
+        await #expect(throws: SegmentError.self) {
+            _ = try await behind.upsert(contacts: [["email": "fourth@fleet.example", "fields": ["plan": 5]]], atomic: true)
+        }
+        try await book.engine.waitFor(version: version + 1)
+        #expect(book.engine.contact(email: "second@fleet.example") == nil && book.engine.contact(email: "fourth@fleet.example") == nil)
+        #expect(book.engine.contact(email: "third@fleet.example") != nil)
+    }
+
     /// Change records older than the horizon are pruned (by the clock leader, with retention);
     /// a node that was further behind reloads the book and answers like the others.
     @Test func aNodeBehindThePrunedChangesReloads() async throws {
@@ -171,6 +198,8 @@ import WireJSON
         let configuration = try Self.deafConfiguration(book, fleet: fleet)
         let behind = try Engine(configuration: configuration, registry: TestBook.registry(), logger: TestBook.quietLogger)
         defer { try? behind.close() }
+        // Its first catch-up (right after loading) is done before the others write.
+        #expect(await waitUntil { behind.fleetStatus?.lastReached != nil })
         for n in 0..<5 { _ = try await a.upsert(contacts: [["email": .string("old\(n)@fleet.example"), "labels": ["vip"]]]) }
         book.clock.advance(seconds: 3_600)
         _ = try await a.upsert(contacts: [["email": "new@fleet.example", "labels": ["vip"]]])
