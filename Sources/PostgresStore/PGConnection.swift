@@ -349,14 +349,6 @@ public struct PGExecutor: SQLExecutor {
         try forEachRow("SELECT pg_advisory_xact_lock(?)", [.integer(key)]) { _ in }
     }
 
-    /// `pg_advisory_xact_lock` sent without waiting for it (inside a transaction, which
-    /// pipelines): PostgreSQL runs a connection's statements in order, so every statement
-    /// after it runs with the lock held (a READ COMMITTED read sees what committed before it
-    /// was granted), and the first one whose rows are read waits for it. Saves a round trip.
-    public func queueAdvisoryXactLock(_ key: Int64) throws {
-        try execute("SELECT pg_advisory_xact_lock(?)", [.integer(key)])
-    }
-
     /// `pg_try_advisory_xact_lock`: false when another transaction holds it.
     public func tryAdvisoryXactLock(_ key: Int64) throws -> Bool {
         try connection.query("SELECT pg_try_advisory_xact_lock(?)", [.integer(key)]).first?.first == .integer(1)

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Logging
 import SegmentCore
 import SegmentStore
@@ -41,6 +42,9 @@ public final class PostgresBookStore: BookStore {
     private let wake = ChangeSignal()
     private let operationCount = Atomic<Int>(0)
     private let closed = Atomic<Bool>(false)
+    /// This store's name in its notifications' payload (another store of the same book, in
+    /// this process or another, has its own).
+    private let nodeID = UUID().uuidString
 
     public var operations: Int { operationCount.load(ordering: .relaxed) }
     public var walBytes: Int { 0 }
@@ -148,12 +152,14 @@ public final class PostgresBookStore: BookStore {
         afterCommit: @escaping @Sendable (T) -> Void
     ) async throws -> T {
         try await onWriterQueue(afterCommit: afterCommit) { [self] sql in
-            // The first statement whose rows are read (the engine's catch-up) waits for it.
-            try sql.queueAdvisoryXactLock(lockKey)
+            // The lock, and the notification the write sends when it commits (a rolled-back
+            // one sends none), in one statement sent without waiting: PostgreSQL runs a
+            // connection's statements in order, so each statement after it runs with the lock
+            // held (a READ COMMITTED read sees what committed before it was granted), and the
+            // first one whose rows are read (the engine's catch-up) waits for it. The payload
+            // names this node, which has its own writes already.
+            try sql.execute("SELECT pg_advisory_xact_lock(?), pg_notify(?, ?)", [.integer(lockKey), .text(schema), .text(nodeID)])
             let result = try body(ReturningExecutor(base: sql))
-            // The payload is the book's change sequence after this write: a node that has
-            // applied it (the writer itself) need not ask the store again.
-            try sql.execute("SELECT pg_notify(?, (SELECT value FROM meta WHERE key = 'change_sequence')::text)", [.text(schema)])
             return result
         }
     }
@@ -199,7 +205,7 @@ public final class PostgresBookStore: BookStore {
         return try await WorkerThread.run { [self] in try using(reader) { pg in try body(PGExecutor(connection: pg)) } }
     }
 
-    public func waitForChange(upTo interval: Duration) async -> Int64? {
+    public func waitForChange(upTo interval: Duration) async -> Bool {
         await wake.wait(upTo: interval)
     }
 
@@ -259,7 +265,7 @@ public final class PostgresBookStore: BookStore {
                     self.listenerConnection.current = pg
                     try await pg.notifications(on: self.schema) { notifications in
                         self.wake.signal()
-                        for try await payload in notifications { self.wake.signal(announcing: Int64(payload)) }
+                        for try await payload in notifications { self.wake.signal(own: payload == self.nodeID) }
                     }
                 } catch {
                     guard !Task.isCancelled else { return }
@@ -320,64 +326,45 @@ enum WorkerThread {
     }
 }
 
-/// Wakes the follower loop when a notification arrives (or at its interval), with the
-/// newest change sequence the notifications since the last wait announced.
+/// Wakes the follower loop when a notification arrives (or at its interval), and tells it
+/// whether anything but this node's own writes was announced meanwhile.
 final class ChangeSignal: Sendable {
-    /// What the waiter learns: nothing yet, the newest sequence announced, or that it must
-    /// ask (woken by the interval or a restarted LISTEN, or a payload without a sequence).
-    enum Hint {
-        case none, announced(Int64), ask
-
-        mutating func merge(_ sequence: Int64?) {
-            switch (self, sequence) {
-            case (.ask, _), (_, nil): self = .ask
-            case (.announced(let old), let new?): self = .announced(max(old, new))
-            case (.none, let new?): self = .announced(new)
-            }
-        }
-
-        var sequence: Int64? {
-            if case .announced(let sequence) = self { return sequence }
-            return nil
-        }
-    }
-
     private struct State {
-        var hint = Hint.none
-        var waiters: [CheckedContinuation<Int64?, Never>] = []
+        /// Woken since the last wait: nothing yet (nil), own writes only (false), or anything
+        /// else: another node's write, the interval, a restarted LISTEN (true).
+        var pending: Bool?
+        var waiters: [CheckedContinuation<Bool, Never>] = []
     }
 
     private let state = Mutex(State())
 
-    /// Wakes the waiter; `announcing` is the sequence a notification carried (nil: ask).
-    func signal(announcing sequence: Int64? = nil) {
-        let (waiters, hint) = state.withLock { state in
-            state.hint.merge(sequence)
+    /// Wakes the waiter; `own`: the notification announced this node's own write.
+    func signal(own: Bool = false) {
+        let (waiters, other) = state.withLock { state in
+            let other = (state.pending ?? false) || !own
             let waiters = state.waiters
             state.waiters = []
-            let hint = state.hint
-            if !waiters.isEmpty { state.hint = .none }
-            return (waiters, hint)
+            state.pending = waiters.isEmpty ? other : nil
+            return (waiters, other)
         }
-        for waiter in waiters { waiter.resume(returning: hint.sequence) }
+        for waiter in waiters { waiter.resume(returning: other) }
     }
 
-    func wait(upTo interval: Duration) async -> Int64? {
+    /// Returns true when something other than this node's own writes woke it.
+    func wait(upTo interval: Duration) async -> Bool {
         let timer = Task { [weak self] in
-            try? await Task.sleep(for: interval)
+            // Cancelled when the wait ends otherwise: then it must not signal.
+            guard (try? await Task.sleep(for: interval)) != nil else { return }
             self?.signal()
         }
         defer { timer.cancel() }
-        return await withCheckedContinuation { (continuation: CheckedContinuation<Int64?, Never>) in
-            let ready = state.withLock { state -> Hint? in
-                if case .none = state.hint {
-                    state.waiters.append(continuation)
-                    return nil
-                }
-                defer { state.hint = .none }
-                return state.hint
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let ready = state.withLock { state -> Bool? in
+                defer { state.pending = nil }
+                if state.pending == nil { state.waiters.append(continuation) }
+                return state.pending
             }
-            if let ready { continuation.resume(returning: ready.sequence) }
+            if let ready { continuation.resume(returning: ready) }
         }
     }
 }

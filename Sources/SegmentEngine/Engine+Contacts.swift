@@ -41,9 +41,12 @@ extension Engine {
         // field defined a moment ago, or deleted), which costs no round trip when none did.
         var book = snapshot
         var (prepared, failed) = prepareAll(contacts, book: book)
-        if !failed.isEmpty, configuration.fleet != nil, try await catchUpBeforeValidating() {
-            book = snapshot
-            (prepared, failed) = prepareAll(contacts, book: book)
+        if !failed.isEmpty, configuration.fleet != nil {
+            try await catchUpBeforeValidating()
+            if snapshot.changeSequence != book.changeSequence {
+                book = snapshot
+                (prepared, failed) = prepareAll(contacts, book: book)
+            }
         }
         var result = UpsertResult()
         result.failed = failed

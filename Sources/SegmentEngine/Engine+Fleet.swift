@@ -77,12 +77,17 @@ extension Engine {
         if context.storedDefinitions { kinds.insert(.definitions) }
         let touched = context.touched.union(context.storedContacts)
         let sequence = base.changeSequence + 1
+        // One statement (PostgreSQL's data-modifying WITH: a fleet's store): each statement is
+        // a round trip, and they run one after another before the commit.
         try sql.execute(
-            "INSERT INTO change_log(sequence, version, contacts, kinds, at) VALUES (?, ?, ?, ?, ?)",
-            [.integer(sequence), .integer(context.book.version), .blob(ChangeRecord.encode(touched)), .integer(kinds.rawValue), .real(context.now)])
-        try sql.execute(
-            "INSERT INTO meta(key, value) VALUES ('change_sequence', ?), ('version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [.integer(sequence), .integer(context.book.version)])
+            """
+            WITH logged AS (INSERT INTO change_log(sequence, version, contacts, kinds, at) VALUES (?, ?, ?, ?, ?))
+            INSERT INTO meta(key, value) VALUES ('change_sequence', ?), ('version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value
+            """,
+            [
+                .integer(sequence), .integer(context.book.version), .blob(ChangeRecord.encode(touched)), .integer(kinds.rawValue),
+                .real(context.now), .integer(sequence), .integer(context.book.version),
+            ])
         return sequence
     }
 
@@ -257,13 +262,11 @@ extension Engine {
     /// A fleet node validates a write against the latest state, not against what it happens
     /// to have applied (a field another node defined a moment ago is known). Outside a fleet,
     /// nothing to do.
-    /// Costs one statement when nothing is new; returns whether something was applied.
-    @discardableResult
-    func catchUpBeforeValidating() async throws -> Bool {
-        guard configuration.fleet != nil else { return false }
+    /// Costs one statement when nothing is new.
+    func catchUpBeforeValidating() async throws {
+        guard configuration.fleet != nil else { return }
         let latest = try await store.peek { sql in try Self.changeSequence(sql) }
-        guard latest > snapshot.changeSequence else { return false }
-        return try await refresh()
+        if latest > snapshot.changeSequence { try await refresh() }
     }
 
     /// The book's version in the store (what this node's lag is measured against).

@@ -210,14 +210,15 @@ public final class Engine: Sendable {
             // At once first: loading read the core and each dimension in transactions of their
             // own, so writes other nodes made meanwhile are applied before anything waits.
             var first = true
+            var asked = ContinuousClock.now
             while !Task.isCancelled {
                 guard let store = self?.store else { return }
-                var announced: Int64?
-                if !first { announced = await store.waitForChange(upTo: interval) }
+                // This node's own writes are announced too: nothing to ask for those (but
+                // the interval holds even while this node writes all the time).
+                if !first, await !store.waitForChange(upTo: interval), ContinuousClock.now - asked < interval { continue }
                 first = false
+                asked = ContinuousClock.now
                 guard !Task.isCancelled, let self else { return }
-                // This node's own writes are announced too: nothing to ask for those.
-                if let announced, announced <= self.snapshot.changeSequence { continue }
                 do {
                     try await self.refresh()
                 } catch {

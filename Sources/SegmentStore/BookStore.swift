@@ -36,10 +36,11 @@ public protocol BookStore: Sendable {
     /// Runs `body` without a transaction around it (each statement sees the latest commit):
     /// for one quick statement.
     func peek<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) throws -> T) async throws -> T
-    /// Returns when another node may have changed the book, or after `interval`: the newest
-    /// change sequence announced meanwhile, or nil when it cannot tell (the interval ran out,
-    /// notifications were interrupted), so the caller asks the store.
-    func waitForChange(upTo interval: Duration) async -> Int64?
+    /// Returns when another node may have changed the book, or after `interval`: false when
+    /// only this node's own writes were announced meanwhile (nothing to ask the store for),
+    /// true otherwise (another node wrote, the interval ran out, notifications were
+    /// interrupted).
+    func waitForChange(upTo interval: Duration) async -> Bool
     /// Whether this node runs the book's clock re-evaluation (one node of a fleet does; a
     /// store of one node always).
     func holdsClockLead() -> Bool
@@ -53,9 +54,9 @@ extension BookStore {
         try await write(body, afterCommit: afterCommit)
     }
 
-    public func waitForChange(upTo interval: Duration) async -> Int64? {
+    public func waitForChange(upTo interval: Duration) async -> Bool {
         try? await Task.sleep(for: interval)
-        return nil
+        return true
     }
 
     public func holdsClockLead() -> Bool { true }

@@ -141,6 +141,27 @@ import WireJSON
         }
     }
 
+    /// A node hears of its own writes too, and does not ask the store for them again: each of
+    /// its writes is one store operation, and another node's write one more (its catch-up).
+    @Test func aNodeDoesNotCatchUpOnItsOwnWrites() async throws {
+        let book = try TestBook(backend: .postgres)
+        var slow = FleetSettings()
+        slow.catchUpInterval = .seconds(60)
+        let node = try book.node(fleet: slow)
+        defer { try? node.close() }
+        // Its first catch-up, and its LISTEN (which wakes it once when it starts), are done.
+        #expect(await waitUntil { node.fleetStatus?.lastReached != nil })
+        try await Task.sleep(for: .milliseconds(500))
+        let before = node.storeOperations
+        for n in 0..<20 { _ = try await node.upsert(contacts: [["email": .string("own\(n)@fleet.example")]]) }
+        _ = try await book.engine.upsert(contacts: [["email": "other@fleet.example"]])
+        let version = book.engine.snapshot.version
+        #expect(await waitUntil { node.snapshot.version >= version }, "the other node's write is applied")
+        try await Task.sleep(for: .milliseconds(200))
+        let spent = node.storeOperations - before
+        #expect(spent >= 21 && spent <= 22, "20 writes and 1 catch-up (22: a late LISTEN start), not a catch-up per own write: \(spent)")
+    }
+
     /// A node that hears no notification (its LISTEN is off) still applies every change, by
     /// its periodic catch-up.
     @Test func aLostNotificationIsCoveredByTheCatchUp() async throws {
