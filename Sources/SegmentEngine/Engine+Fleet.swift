@@ -118,6 +118,7 @@ extension Engine {
             var book = try BookLoader(registry: registry, time: time).load(sql)
             book.setChangeSequence(latest)
             fleetState.withLock { $0.reloads += 1 }
+            metrics.reloaded()
             return book
         }
         var touched = ContactSet()
@@ -131,6 +132,7 @@ extension Engine {
         book.bumpVersion(to: records.last!.version)
         book.setChangeSequence(latest)
         fleetState.withLock { $0.applied += records.count }
+        metrics.applied(changes: records.count)
         return book
     }
 
@@ -216,6 +218,8 @@ struct FleetState: Sendable {
     var lastReached: Double?
     /// The newest change sequence and version the store had when last asked.
     var storeVersion: Int64 = 0
+    /// Whether this node held the book's clock lead when it last asked (each clock tick).
+    var clockLeader = false
 }
 
 extension Engine {
@@ -242,9 +246,11 @@ extension Engine {
     /// Asking may open a connection: it runs on a thread of Dispatch's, not the caller's.
     public func holdsClockLead() async -> Bool {
         let store = self.store
-        return await withCheckedContinuation { continuation in
+        let leads = await withCheckedContinuation { continuation in
             DispatchQueue.global().async { continuation.resume(returning: store.holdsClockLead()) }
         }
+        fleetState.withLock { $0.clockLeader = leads }
+        return leads
     }
 
     /// Deletes change records older than the fleet's horizon (the clock leader does, with
@@ -317,7 +323,7 @@ extension Engine {
         let stale = state.lastReached.map { now - $0 > 3 * interval } ?? true
         return FleetStatus(
             appliedVersion: applied, storeVersion: max(state.storeVersion, applied), changesApplied: state.applied,
-            reloads: state.reloads, lastReached: state.lastReached, mayBeStale: stale)
+            reloads: state.reloads, lastReached: state.lastReached, mayBeStale: stale, clockLeader: state.clockLeader)
     }
 }
 
@@ -331,6 +337,9 @@ public struct FleetStatus: Sendable {
     public var lastReached: Double?
     /// The store has not answered for three catch-up intervals: answers may be stale.
     public var mayBeStale: Bool
+    /// This node re-evaluates the book's time-dependent triggers (it held the clock lock at
+    /// its last clock tick).
+    public var clockLeader: Bool
 
     public var lag: Int64 { storeVersion - appliedVersion }
 }

@@ -175,6 +175,7 @@ public struct SegmentdApplication: Sendable {
         var out: [String: JSONValue] = [
             "applied_version": .int(status.appliedVersion), "store_version": .int(status.storeVersion), "lag_versions": .int(status.lag),
             "changes_applied": .int(Int64(status.changesApplied)), "reloads": .int(Int64(status.reloads)), "may_be_stale": .bool(status.mayBeStale),
+            "clock_leader": .bool(status.clockLeader),
         ]
         if let reached = status.lastReached { out["store_reached_at"] = .string(ISOTime.format(reached)) }
         return .object(out)

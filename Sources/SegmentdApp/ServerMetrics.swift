@@ -66,7 +66,7 @@ public final class ServerMetrics: Sendable {
                 present.insert(status.name)
                 counts[status.state, default: 0] += 1
                 guard let engine = status.engine else { continue }
-                let book = gauges[status.name] ?? BookGauges(book: status.name, factory: factory)
+                let book = gauges[status.name] ?? BookGauges(book: status.name, fleet: engine.fleetStatus != nil, factory: factory)
                 gauges[status.name] = book
                 book.sample(engine)
             }
@@ -81,18 +81,22 @@ public final class ServerMetrics: Sendable {
     }
 }
 
-/// A book's figures, sampled at each scrape, labelled `book`.
+/// A book's figures, sampled at each scrape, labelled `book`: an SQLite book's WAL size, a
+/// fleet node's ``FleetGauges``.
 private struct BookGauges: Sendable {
-    let contacts, version, resident, wal, subscribers, lag: CoreMetrics.Gauge
+    let contacts, version, resident, subscribers, lag: CoreMetrics.Gauge
+    let wal: CoreMetrics.Gauge?
+    let fleet: FleetGauges?
 
-    init(book: String, factory: any MetricsFactory) {
+    init(book: String, fleet: Bool, factory: any MetricsFactory) {
         func gauge(_ name: String) -> CoreMetrics.Gauge { CoreMetrics.Gauge(label: name, dimensions: [("book", book)], factory: factory) }
         contacts = gauge("segmentd_book_contacts")
         version = gauge("segmentd_book_version")
         resident = gauge("segmentd_book_resident_bytes")
-        wal = gauge("segmentd_sqlite_wal_bytes")
         subscribers = gauge("segmentd_subscribers")
         lag = gauge("segmentd_subscriber_lag_events")
+        wal = fleet ? nil : gauge("segmentd_sqlite_wal_bytes")
+        self.fleet = fleet ? FleetGauges(gauge) : nil
     }
 
     func sample(_ engine: Engine) {
@@ -100,7 +104,8 @@ private struct BookGauges: Sendable {
         contacts.record(book.contactCount)
         version.record(book.version)
         resident.record(engine.residentBytes)
-        wal.record(engine.walBytes)
+        wal?.record(engine.walBytes)
+        if let fleet, let status = engine.fleetStatus { fleet.sample(status, now: engine.now) }
         let delivered = engine.subscribers.deliveredCursors
         subscribers.record(delivered.count)
         // The subscriber furthest behind the newest event: what alerting wants.
@@ -109,7 +114,34 @@ private struct BookGauges: Sendable {
     }
 
     func destroy() {
-        for gauge in [contacts, version, resident, wal, subscribers, lag] { gauge.destroy() }
+        for gauge in [contacts, version, resident, subscribers, lag] + [wal].compactMap({ $0 }) { gauge.destroy() }
+        fleet?.destroy()
+    }
+}
+
+/// A fleet node's figures for one book (what `server.stats` shows as `books.NAME.fleet`).
+private struct FleetGauges: Sendable {
+    let storeVersion, lag, stale, reachedAgo, leader: CoreMetrics.Gauge
+
+    init(_ gauge: (String) -> CoreMetrics.Gauge) {
+        storeVersion = gauge("segmentd_fleet_store_version")
+        lag = gauge("segmentd_fleet_lag_versions")
+        stale = gauge("segmentd_fleet_may_be_stale")
+        reachedAgo = gauge("segmentd_fleet_store_reached_seconds_ago")
+        leader = gauge("segmentd_fleet_clock_leader")
+    }
+
+    func sample(_ status: FleetStatus, now: Double) {
+        storeVersion.record(status.storeVersion)
+        lag.record(status.lag)
+        stale.record(status.mayBeStale ? 1 : 0)
+        // Never reached yet: as old as can be said, which alerting treats as stale.
+        reachedAgo.record(status.lastReached.map { max(0, now - $0) } ?? Double(Int32.max))
+        leader.record(status.clockLeader ? 1 : 0)
+    }
+
+    func destroy() {
+        for gauge in [storeVersion, lag, stale, reachedAgo, leader] { gauge.destroy() }
     }
 }
 
