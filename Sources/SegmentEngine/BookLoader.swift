@@ -58,7 +58,7 @@ struct BookLoader {
         try sql.forEachRow("SELECT email FROM suppression", []) { row in
             if let email = row[0].string { book.setSuppressed(email, true) }
         }
-        try sql.forEachRow("SELECT id, email, created_at FROM contact ORDER BY id", []) { row in
+        try PartStorage.scan("SELECT id, email, created_at FROM contact", key: "id", sql: sql) { row in
             guard let id = row[0].int64, let email = row[1].string else { return }
             book.loadContact(slot: Int(id), email: email, createdAt: row[2].double ?? 0)
         }

@@ -91,7 +91,7 @@ public enum PartStorage {
     /// A full load of provider `provider` into `book`.
     public static func load(_ provider: any DimensionProvider, into book: inout Book, sql: any SQLExecutor) throws {
         let stored = StoredParts(replacing: nil, definitions: try definitions(of: provider.name, sql: sql)) { body in
-            try sql.forEachRow("SELECT contact_id, doc FROM \(table(provider.name)) ORDER BY contact_id", []) { row in
+            try scan("SELECT contact_id, doc FROM \(table(provider.name))", key: "contact_id", sql: sql) { row in
                 guard let slot = row[0].int64, let doc = row[1].bytes else { return }
                 try body(Int(slot), doc)
             }
@@ -112,6 +112,26 @@ public enum PartStorage {
             }
         }
         try provider.load(stored, into: &book)
+    }
+
+    /// Calls `body` with every row of `select` (`SELECT … FROM table`, no clause after) in
+    /// ascending `key` (an integer column, unique, the first one selected), `pageSize` rows per
+    /// statement: a whole table is never held at once (PostgreSQL's driver receives a
+    /// statement's rows before the first is handed over). Within one transaction (a
+    /// repeatable-read one on PostgreSQL) the pages are one state.
+    public static func scan(
+        _ select: String, key: String, pageSize: Int = 50_000, sql: any SQLExecutor, _ body: ([SQLValue]) throws -> Void
+    ) throws {
+        var after = Int64.min
+        while true {
+            var rows = 0
+            try sql.forEachRow(select + " WHERE \(key) > ? ORDER BY \(key) LIMIT ?", [.integer(after), .integer(Int64(pageSize))]) { row in
+                rows += 1
+                after = row[0].int64 ?? after
+                try body(row)
+            }
+            if rows < pageSize { return }
+        }
     }
 
     /// Runs `select` (ending in `IN`) over `keys` 500 at a time, placeholders only.

@@ -1,6 +1,8 @@
+import PostgresStore
 import SegmentCore
 import SegmentEngine
 import SegmentStore
+import TestPostgres
 import TestThreads
 import Testing
 import WireJSON
@@ -52,6 +54,28 @@ import WireJSON
             fields: try await engine.run(try book.method("fields.list"), params: [:]),
             labels: try await engine.run(try book.method("labels.list"), params: [:]),
             total: counts.total, byStatus: counts.byStatus, suppression: suppression)
+    }
+
+    /// Loading reads whole tables a page at a time: every row once, in key order, whatever
+    /// the page size (PostgreSQL's driver holds a statement's rows until the last arrives).
+    @Test(arguments: Backend.allCases) func scansReadEveryRowOncePageByPage(_ backend: Backend) async throws {
+        let book = try TestBook(backend: backend)
+        let emails = (0..<25).map { "p\($0)@example.com" }
+        _ = try await book.engine.upsert(contacts: emails.map { ["email": .string($0), "labels": ["x"]] })
+        let store: any BookStore = backend == .sqlite
+            ? try Store(path: book.path, migrations: PartStorage.sqliteMigrations(for: TestBook.registry().providers), readOnly: true)
+            : try PostgresBookStore(url: TestPostgres.shared().url, book: book.bookName, providers: TestBook.registry().providers, listens: false)
+        defer { try? store.close() }
+        for pageSize in [1, 7, 25, 26, 50_000] {
+            let (ids, labelled) = try store.readNow { sql in
+                var ids: [Int64] = [], labelled: [Int64] = []
+                try PartStorage.scan("SELECT id, email FROM contact", key: "id", pageSize: pageSize, sql: sql) { ids.append($0[0].int64!) }
+                try PartStorage.scan("SELECT contact_id, doc FROM part_label", key: "contact_id", pageSize: pageSize, sql: sql) { labelled.append($0[0].int64!) }
+                return (ids, labelled)
+            }
+            #expect(ids.count == 25 && ids == ids.sorted() && Set(ids).count == 25, "page size \(pageSize): \(ids)")
+            #expect(labelled == ids, "page size \(pageSize)")
+        }
     }
 
     /// A database a newer segmentd migrated further is refused, not read with the wrong
