@@ -43,6 +43,8 @@ public struct FleetBench: Sendable {
         public var achievedUpdateRate: Double
         public var joinSeconds: Double
         public var contacts: Int
+        /// PostgreSQL ÷ SQLite update rate of each round (the rounds alternate the stores).
+        public var updateRatios: [Double] = []
 
         public var table: String {
             func rate(_ x: Double) -> String { String(format: "%.0f/s", x) }
@@ -53,6 +55,7 @@ public struct FleetBench: Sendable {
                 | updates (100 per call) | \(rate(sqlite.updates)) | \(rate(postgres.updates)) | \(String(format: "%.2f", postgres.updates / sqlite.updates)) |
                 | count (label vip, median of 11) | \(String(format: "%.2f ms", sqlite.countMs)) | \(String(format: "%.2f ms", postgres.countMs)) | \(String(format: "%.2f", postgres.countMs / max(sqlite.countMs, 0.001))) |
 
+                updates: \(updateRatios.count) rounds alternating the stores, PostgreSQL ÷ SQLite per round \(String(format: "%.2f", updateRatios.min() ?? 0))–\(String(format: "%.2f", updateRatios.max() ?? 0))
                 follower lag at \(String(format: "%.0f", achievedUpdateRate)) contact updates/s: p50 \(String(format: "%.1f", lagP50Ms)) ms, p99 \(String(format: "%.1f", lagP99Ms)) ms, max \(String(format: "%.1f", lagMaxMs)) ms
                 a new node joins the \(contacts)-contact book in \(String(format: "%.2f", joinSeconds)) s
                 """
@@ -64,6 +67,7 @@ public struct FleetBench: Sendable {
                 "contacts": .int(Int64(contacts)), "sqlite": rates(sqlite), "postgres": rates(postgres),
                 "follower_lag_ms": ["p50": .double(lagP50Ms), "p99": .double(lagP99Ms), "max": .double(lagMaxMs)],
                 "lag_update_rate_per_s": .double(achievedUpdateRate), "join_seconds": .double(joinSeconds),
+                "update_ratio_rounds": .array(updateRatios.map(JSONValue.double)),
             ]
         }
     }
@@ -78,8 +82,7 @@ public struct FleetBench: Sendable {
 
         let sqliteEngine = try Engine(configuration: .init(databasePath: directory + "/bench.sqlite"), registry: registry)
         log("SQLite: writing \(contacts) contacts")
-        let sqlite = try await measure(sqliteEngine)
-        try sqliteEngine.close()
+        var sqlite = Rates(ingest: try await ingest(sqliteEngine), updates: 0, countMs: 0)
 
         var fleet = FleetSettings()
         fleet.catchUpInterval = .seconds(1)
@@ -92,7 +95,27 @@ public struct FleetBench: Sendable {
         }
         let writer = try Engine(configuration: configuration(), registry: registry)
         log("PostgreSQL: writing \(contacts) contacts (book \(book))")
-        let postgres = try await measure(writer)
+        var postgres = Rates(ingest: try await ingest(writer), updates: 0, countMs: 0)
+
+        // Updates alternate between the stores, round by round, so both see the same machine
+        // (a shared host's speed swings within a minute).
+        let rounds = 5, perRound = min(contacts, 20_000)
+        log("updates: \(rounds) rounds of \(perRound) per store, alternating")
+        var seconds = (sqlite: 0.0, postgres: 0.0)
+        var ratios: [Double] = []
+        for round in 0..<rounds {
+            let first = (round * perRound) % contacts
+            let a = try await updateRound(sqliteEngine, from: first, count: perRound, label: "round-\(round)")
+            let b = try await updateRound(writer, from: first, count: perRound, label: "round-\(round)")
+            seconds.sqlite += a
+            seconds.postgres += b
+            ratios.append(a / b)
+        }
+        sqlite.updates = Double(rounds * perRound) / seconds.sqlite
+        postgres.updates = Double(rounds * perRound) / seconds.postgres
+        sqlite.countMs = try countMedian(sqliteEngine)
+        postgres.countMs = try countMedian(writer)
+        try sqliteEngine.close()
 
         // Joining: a new node loads the whole book from PostgreSQL.
         let joinStart = ContinuousClock.now
@@ -107,40 +130,50 @@ public struct FleetBench: Sendable {
         func percentile(_ p: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
         return Report(
             sqlite: sqlite, postgres: postgres, lagP50Ms: percentile(0.5), lagP99Ms: percentile(0.99), lagMaxMs: sorted.last ?? 0,
-            achievedUpdateRate: achieved, joinSeconds: join, contacts: contacts)
+            achievedUpdateRate: achieved, joinSeconds: join, contacts: contacts, updateRatios: ratios)
     }
 
-    /// Ingest, updates and a count on one engine.
-    func measure(_ engine: Engine) async throws -> Rates {
+    /// Defines the synthetic book's fields and writes its contacts, 1,000 per call; returns
+    /// contacts per second.
+    func ingest(_ engine: Engine) async throws -> Double {
         let synthetic = SyntheticBook(count: contacts, seed: seed, now: engine.now)
         let define = try require(engine.providerMethods.first { $0.name == "fields.define" })
         for (name, type) in SyntheticBook.fields {
             _ = try await engine.run(define, params: ["name": .string(name), "type": .string(type)])
         }
-        let ingestStart = ContinuousClock.now
+        let start = ContinuousClock.now
         var i = 0
         while i < contacts {
             let end = min(contacts, i + 1_000)
             _ = try await engine.upsert(contacts: (i..<end).map { synthetic.contact($0).document })
             i = end
         }
-        let ingest = Double(contacts) / (ContinuousClock.now - ingestStart).seconds
-        let updates = min(contacts, 50_000)
-        let updateStart = ContinuousClock.now
-        i = 0
-        while i < updates {
-            let end = min(updates, i + 100)
-            _ = try await engine.upsert(contacts: (i..<end).map { ["email": .string(synthetic.contact($0).email), "add_labels": ["bench-updated"]] })
+        return Double(contacts) / (ContinuousClock.now - start).seconds
+    }
+
+    /// Adds `label` to `count` existing contacts from `first` on, 100 per call; returns the
+    /// seconds it took.
+    func updateRound(_ engine: Engine, from first: Int, count: Int, label: String) async throws -> Double {
+        let synthetic = SyntheticBook(count: contacts, seed: seed, now: engine.now)
+        let start = ContinuousClock.now
+        var i = 0
+        while i < count {
+            let end = min(count, i + 100)
+            _ = try await engine.upsert(contacts: (i..<end).map { ["email": .string(synthetic.contact((first + $0) % contacts).email), "add_labels": .array([.string(label)])] })
             i = end
         }
-        let updateRate = Double(updates) / (ContinuousClock.now - updateStart).seconds
+        return (ContinuousClock.now - start).seconds
+    }
+
+    /// The median of 11 timed counts (label vip, send audience), in milliseconds.
+    func countMedian(_ engine: Engine) throws -> Double {
         var times: [Double] = []
         for _ in 0..<11 {
             let start = ContinuousClock.now
             _ = try engine.count(filters: [["dimension": "label", "op": "contains", "value": "vip"]], audience: .send)
             times.append((ContinuousClock.now - start).seconds * 1_000)
         }
-        return Rates(ingest: ingest, updates: updateRate, countMs: times.sorted()[5])
+        return times.sorted()[5]
     }
 
     /// Writes `updateRate` contact updates a second (calls of 100, paced) on `writer` for

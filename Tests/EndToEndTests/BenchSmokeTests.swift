@@ -55,6 +55,8 @@ import WireJSON
             }
         }
         #expect((report["follower_lag_ms"]?["p99"]?.doubleValue ?? -1) >= 0 && (report["join_seconds"]?.doubleValue ?? 0) > 0)
+        let rounds = report["update_ratio_rounds"]?.arrayValue?.compactMap(\.doubleValue) ?? []
+        #expect(rounds.count == 5 && rounds.allSatisfy { $0 > 0 }, "updates alternate the stores, five rounds: \(rounds)")
         #expect(run.out.contains("| figure | SQLite | PostgreSQL | PostgreSQL ÷ SQLite |"))
     }
 
