@@ -208,7 +208,9 @@ public final class PGConnection: Sendable {
                     gate.deferred = []
                 }
             }
-            try execute(depth == 0 ? "BEGIN" : "SAVEPOINT \(savepoint)")
+            // READ COMMITTED whatever the role's default: a write's reads after the book's
+            // lock must see what committed before it was granted (reads set their own level).
+            try execute(depth == 0 ? "BEGIN ISOLATION LEVEL READ COMMITTED" : "SAVEPOINT \(savepoint)")
             gate.depth += 1
             defer { gate.depth -= 1 }
             do {

@@ -12,6 +12,9 @@ public struct Book: Sendable {
     public internal(set) var version: Int64 = 0
     /// The last change record of the book's fleet applied to this state (0 outside a fleet).
     public private(set) var changeSequence: Int64 = 0
+    /// How many times other nodes' changes were applied to reach this state (a fleet node): a
+    /// batch validated against a state with another count is validated again.
+    public private(set) var foreignChanges = 0
     /// Every slot that holds a contact.
     public internal(set) var alive = ContactSet()
     /// Slot → email as given (empty for a free slot). Chunked: a write copies what it touches.
@@ -165,4 +168,7 @@ extension Book {
     public mutating func bumpVersion(to v: Int64) { version = v }
 
     package mutating func setChangeSequence(_ sequence: Int64) { changeSequence = sequence }
+
+    /// Other nodes' changes were applied to `base` to make this state (or it was reloaded).
+    package mutating func markForeignChanges(since base: Book) { foreignChanges = base.foreignChanges + 1 }
 }

@@ -36,9 +36,11 @@ extension Engine {
         guard contacts.count <= configuration.maxBatch else {
             throw SegmentError(.tooLarge, "at most \(configuration.maxBatch) contacts per call, got \(contacts.count)", path: "contacts")
         }
-        // Validated against this node's state, off the writer; a fleet node validates again
-        // under the book's lock when the write's catch-up brought other nodes' changes (a
-        // field defined a moment ago, or deleted), which costs no round trip when none did.
+        // Validated against this node's state, off the writer. A fleet node validates again
+        // under the book's lock when other nodes' changes were applied since (a field they
+        // defined or deleted a moment ago): no round trip more when none were. (This node's
+        // own writes in between are not checked again, as with one node: a field deleted by
+        // a call running at the same moment may drop a value, as if deleted just after.)
         var book = snapshot
         var (prepared, failed) = prepareAll(contacts, book: book)
         if !failed.isEmpty, configuration.fleet != nil {
@@ -52,74 +54,89 @@ extension Engine {
         result.failed = failed
         try Self.refuseAtomic(atomic, failed)
         guard !prepared.isEmpty else { return result }
-        let validated = book.changeSequence, validItems = prepared
+        let validItems = prepared, foreign = book.foreignChanges
         let providers = registry.providers
-        let (created, updated, refused) = try await write(cause: "contacts.upsert") { context in
-            var items = validItems, refused: [(index: Int, error: SegmentError)]?
-            if context.book.changeSequence != validated {
-                (items, refused) = self.prepareAll(contacts, book: context.book)
-                try Self.refuseAtomic(atomic, refused!)
-            }
-            // New contacts first, in document order, a hundred rows per statement (one
-            // statement per contact was a third of the core's time on ingest). A repeated
-            // email in one batch is created by its first occurrence and updated by the others.
-            var created = 0, updated = 0
-            var rows = RowBatch("INSERT INTO contact(email, email_key, created_at)", width: 3)
-            var waiting: [Int] = []  // items whose rows wait in `rows`
-            var slots = [Int](repeating: -1, count: items.count)
-            var isNew = [Bool](repeating: false, count: items.count)
-            var newKeys: Set<String> = []
-            func place(_ ids: ClosedRange<Int64>?) {
-                guard let ids else { return }
-                for (i, id) in zip(waiting, ids) {
-                    slots[i] = Int(id)
-                    context.book.addContact(slot: slots[i], email: items[i].email, key: items[i].key, createdAt: context.now)
-                    context.touched.insert(slots[i])
+        let written: (created: Int, updated: Int, refused: [(index: Int, error: SegmentError)]?)
+        do {
+            written = try await write(cause: "contacts.upsert") { context in
+                var items = validItems, refused: [(index: Int, error: SegmentError)]?
+                if context.book.foreignChanges != foreign {
+                    (items, refused) = self.prepareAll(contacts, book: context.book)
+                    try Self.refuseAtomic(atomic, refused!)
+                    // Nothing left to write: no version, no change record.
+                    if items.isEmpty { throw NothingToWrite(failed: refused!) }
                 }
-                waiting.removeAll(keepingCapacity: true)
+                let (created, updated) = try Self.writeContacts(items, providers: providers, context: &context)
+                return (created, updated, refused)
             }
-            for (i, item) in items.enumerated() {
-                if let slot = context.book.slot(ofKey: item.key) {
-                    slots[i] = slot
-                    continue
-                }
-                guard newKeys.insert(item.key).inserted else { continue }  // a repeat: found once created
-                isNew[i] = true
-                waiting.append(i)
-                rows.append(.text(item.email))
-                rows.append(.text(item.key))
-                rows.append(.real(context.now))
-                place(try rows.endRow(context.sql))
-            }
-            place(try rows.flush(context.sql))
-            // Then each provider applies its part of the whole batch, in document order; a new
-            // contact gets a write from every provider (with or without a change), so each
-            // can set its defaults.
-            var writes = Array(repeating: [ContactWrite](), count: providers.count)
-            for p in providers.indices { writes[p].reserveCapacity(items.count) }
-            var changes = [(any ContactChange)?](repeating: nil, count: providers.count)
-            for (i, item) in items.enumerated() {
-                let slot = slots[i] >= 0 ? slots[i] : context.book.slot(ofKey: item.key)!
-                if isNew[i] {
-                    for p in changes.indices { changes[p] = nil }
-                    for (p, change) in item.changes { changes[p] = change }
-                    for p in providers.indices { writes[p].append(ContactWrite(slot: slot, isNew: true, change: changes[p])) }
-                    created += 1
-                } else {
-                    for (p, change) in item.changes { writes[p].append(ContactWrite(slot: slot, isNew: false, change: change)) }
-                    updated += 1
-                }
-            }
-            for (p, provider) in providers.enumerated() where !writes[p].isEmpty {
-                try provider.apply(batch: writes[p], context: &context)
-            }
-            return (created, updated, refused)
+        } catch let nothing as NothingToWrite {
+            result.failed = nothing.failed
+            return result
         }
+        let (created, updated, refused) = written
         if let refused { result.failed = refused }
         result.created = created
         result.updated = updated
         metrics.upserted(created + updated)
         return result
+    }
+
+    /// Writes validated contacts: returns how many were created and updated.
+    static func writeContacts(_ items: [PreparedContact], providers: [any DimensionProvider], context: inout WriteContext) throws -> (Int, Int) {
+        // New contacts first, in document order, a hundred rows per statement (one
+        // statement per contact was a third of the core's time on ingest). A repeated
+        // email in one batch is created by its first occurrence and updated by the others.
+        var created = 0, updated = 0
+        var rows = RowBatch("INSERT INTO contact(email, email_key, created_at)", width: 3)
+        var waiting: [Int] = []  // items whose rows wait in `rows`
+        var slots = [Int](repeating: -1, count: items.count)
+        var isNew = [Bool](repeating: false, count: items.count)
+        var newKeys: Set<String> = []
+        func place(_ ids: ClosedRange<Int64>?) {
+            guard let ids else { return }
+            for (i, id) in zip(waiting, ids) {
+                slots[i] = Int(id)
+                context.book.addContact(slot: slots[i], email: items[i].email, key: items[i].key, createdAt: context.now)
+                context.touched.insert(slots[i])
+            }
+            waiting.removeAll(keepingCapacity: true)
+        }
+        for (i, item) in items.enumerated() {
+            if let slot = context.book.slot(ofKey: item.key) {
+                slots[i] = slot
+                continue
+            }
+            guard newKeys.insert(item.key).inserted else { continue }  // a repeat: found once created
+            isNew[i] = true
+            waiting.append(i)
+            rows.append(.text(item.email))
+            rows.append(.text(item.key))
+            rows.append(.real(context.now))
+            place(try rows.endRow(context.sql))
+        }
+        place(try rows.flush(context.sql))
+        // Then each provider applies its part of the whole batch, in document order; a new
+        // contact gets a write from every provider (with or without a change), so each
+        // can set its defaults.
+        var writes = Array(repeating: [ContactWrite](), count: providers.count)
+        for p in providers.indices { writes[p].reserveCapacity(items.count) }
+        var changes = [(any ContactChange)?](repeating: nil, count: providers.count)
+        for (i, item) in items.enumerated() {
+            let slot = slots[i] >= 0 ? slots[i] : context.book.slot(ofKey: item.key)!
+            if isNew[i] {
+                for p in changes.indices { changes[p] = nil }
+                for (p, change) in item.changes { changes[p] = change }
+                for p in providers.indices { writes[p].append(ContactWrite(slot: slot, isNew: true, change: changes[p])) }
+                created += 1
+            } else {
+                for (p, change) in item.changes { writes[p].append(ContactWrite(slot: slot, isNew: false, change: change)) }
+                updated += 1
+            }
+        }
+        for (p, provider) in providers.enumerated() where !writes[p].isEmpty {
+            try provider.apply(batch: writes[p], context: &context)
+        }
+        return (created, updated)
     }
 
     /// The batch's valid items, and the others with what is wrong (by index).
@@ -249,4 +266,10 @@ extension String {
         while let c = s.last, c == " " || c == "\t" { s.removeLast() }
         return String(s)
     }
+}
+
+/// A batch whose every item was refused when validated again under the lock: the write
+/// rolls back and the call answers with the failures alone.
+struct NothingToWrite: Error {
+    let failed: [(index: Int, error: SegmentError)]
 }

@@ -98,13 +98,15 @@ extension Engine {
     func catchUp(_ base: Book, sql: any SQLExecutor) throws -> CaughtUp? {
         let latest = try Self.changeSequence(sql)
         guard latest > base.changeSequence else { return nil }
-        let book = try catchUpBook(base, latest: latest, sql: sql)
+        var (book, applied) = try catchUpBook(base, latest: latest, sql: sql)
+        book.markForeignChanges(since: base)
         // Events other nodes appended: this node's log extent, and its subscribers' wake-up.
         let log = try EventLogSummary(sql)
-        return CaughtUp(book: book, log: log)
+        return CaughtUp(book: book, log: log, applied: applied)
     }
 
-    private func catchUpBook(_ base: Book, latest: Int64, sql: any SQLExecutor) throws -> Book {
+    /// The book caught up, and the change records applied (nil: the whole book was reloaded).
+    private func catchUpBook(_ base: Book, latest: Int64, sql: any SQLExecutor) throws -> (Book, Int?) {
         var records: [ChangeRecord] = []
         try sql.forEachRow(
             "SELECT sequence, version, contacts, kinds FROM change_log WHERE sequence > ? ORDER BY sequence", [.integer(base.changeSequence)]
@@ -117,9 +119,7 @@ extension Engine {
         guard records.first?.sequence == base.changeSequence + 1, records.last?.sequence == latest else {
             var book = try BookLoader(registry: registry, time: time).load(sql)
             book.setChangeSequence(latest)
-            fleetState.withLock { $0.reloads += 1 }
-            metrics.reloaded()
-            return book
+            return (book, nil)
         }
         var touched = ContactSet()
         var kinds: ChangeRecord.Kinds = []
@@ -131,9 +131,7 @@ extension Engine {
         try applyChanges(touched: touched, kinds: kinds, to: &book, sql: sql)
         book.bumpVersion(to: records.last!.version)
         book.setChangeSequence(latest)
-        fleetState.withLock { $0.applied += records.count }
-        metrics.applied(changes: records.count)
-        return book
+        return (book, records.count)
     }
 
     /// Re-reads the touched contacts (core columns and every provider's document), and the
@@ -191,10 +189,12 @@ extension Engine {
     }
 }
 
-/// A catch-up's outcome: the book brought up to date, and the event log as it now is.
+/// A catch-up's outcome: the book brought up to date, the event log as it now is, and the
+/// change records applied (nil: the book was reloaded whole).
 struct CaughtUp: Sendable {
     var book: Book
     var log: EventLogSummary
+    var applied: Int?
 }
 
 /// How a node of a fleet keeps up with the others.
@@ -282,9 +282,13 @@ extension Engine {
         return version
     }
 
-    /// Takes the event log's extent after a catch-up, and wakes subscribers for the events
-    /// other nodes appended.
+    /// Takes the event log's extent after a committed catch-up, and wakes subscribers for the
+    /// events other nodes appended; counts the records applied (or the reload).
     func adoptLog(_ caughtUp: CaughtUp) {
+        fleetState.withLock { state in
+            if let applied = caughtUp.applied { state.applied += applied } else { state.reloads += 1 }
+        }
+        if let applied = caughtUp.applied { metrics.applied(changes: applied) } else { metrics.reloaded() }
         let newest = caughtUp.log.newestCursor
         eventLog.withLock { $0 = caughtUp.log }
         if newest > 0 { hub.publish(through: newest) }

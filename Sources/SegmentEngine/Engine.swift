@@ -104,7 +104,7 @@ public final class Engine: Sendable {
         let book = try BookLoader(registry: registry, time: time).load(store)
         eventLog = Mutex(try store.readNow { try EventLogSummary($0) })
         hub = EventHub()
-        metrics = EngineMetrics(book: configuration.name, factory: configuration.metricsFactory)
+        metrics = EngineMetrics(book: configuration.name, fleet: configuration.fleet != nil, factory: configuration.metricsFactory)
         published = Mutex(book)
         // The book is in memory now: the connections loading it used go.
         store.releaseMemory()
@@ -132,7 +132,7 @@ public final class Engine: Sendable {
     ) async throws -> T {
         let now = self.now
         let time = self.time
-        let (result, _, _) = try await store.write({ [self] sql in
+        let (result, _, _, _) = try await store.write({ [self] sql in
             var base = self.snapshot
             var caughtUp: CaughtUp?
             if self.configuration.fleet != nil, let fresh = try self.catchUp(base, sql: sql) {
@@ -156,9 +156,9 @@ public final class Engine: Sendable {
                 let sequence = try self.appendChange(context, base: base, events: events, sql: sql)
                 context.book.setChangeSequence(sequence)
             }
-            if let caughtUp { self.adoptLog(caughtUp) }
-            return (result, context.book, events)
-        }, afterCommit: { [self] (output: (T, Book, [TriggerEvent])) in
+            return (result, context.book, events, caughtUp)
+        }, afterCommit: { [self] (output: (T, Book, [TriggerEvent], CaughtUp?)) in
+            if let caughtUp = output.3 { self.adoptLog(caughtUp) }
             self.published.withLock { $0 = output.1 }
             self.eventLog.withLock { $0.appended(output.2) }
             self.metrics.appended(output.2)
@@ -215,7 +215,11 @@ public final class Engine: Sendable {
                 guard let store = self?.store else { return }
                 // This node's own writes are announced too: nothing to ask for those (but
                 // the interval holds even while this node writes all the time).
-                if !first, await !store.waitForChange(upTo: interval), ContinuousClock.now - asked < interval { continue }
+                if !first, await !store.waitForChange(upTo: max(interval - (ContinuousClock.now - asked), .milliseconds(1))),
+                    ContinuousClock.now - asked < interval
+                {
+                    continue
+                }
                 first = false
                 asked = ContinuousClock.now
                 guard !Task.isCancelled, let self else { return }

@@ -13,15 +13,16 @@ struct EngineMetrics: Sendable {
     private let upserted: Counter
     private let entered: Counter
     private let exited: Counter
-    private let changesApplied: Counter
-    private let reloads: Counter
+    /// A fleet node's only.
+    private let changesApplied: Counter?
+    private let reloads: Counter?
 
-    init(book: String, factory: any MetricsFactory) {
+    init(book: String, fleet: Bool, factory: any MetricsFactory) {
         upserted = Counter(label: "segmentd_contacts_upserted_total", dimensions: [("book", book)], factory: factory)
         entered = Counter(label: "segmentd_trigger_events_total", dimensions: [("book", book), ("type", "enter")], factory: factory)
         exited = Counter(label: "segmentd_trigger_events_total", dimensions: [("book", book), ("type", "exit")], factory: factory)
-        changesApplied = Counter(label: "segmentd_fleet_changes_applied_total", dimensions: [("book", book)], factory: factory)
-        reloads = Counter(label: "segmentd_fleet_reloads_total", dimensions: [("book", book)], factory: factory)
+        changesApplied = fleet ? Counter(label: "segmentd_fleet_changes_applied_total", dimensions: [("book", book)], factory: factory) : nil
+        reloads = fleet ? Counter(label: "segmentd_fleet_reloads_total", dimensions: [("book", book)], factory: factory) : nil
     }
 
     func upserted(_ count: Int) { if count > 0 { upserted.increment(by: count) } }
@@ -33,16 +34,16 @@ struct EngineMetrics: Sendable {
         if events.count > enters { exited.increment(by: events.count - enters) }
     }
 
-    func applied(changes: Int) { if changes > 0 { changesApplied.increment(by: changes) } }
+    func applied(changes: Int) { if changes > 0 { changesApplied?.increment(by: changes) } }
 
-    func reloaded() { reloads.increment() }
+    func reloaded() { reloads?.increment() }
 
     /// Removes the book's series (a dropped book's figures do not linger in scrapes).
     func destroy() {
         upserted.destroy()
         entered.destroy()
         exited.destroy()
-        changesApplied.destroy()
-        reloads.destroy()
+        changesApplied?.destroy()
+        reloads?.destroy()
     }
 }

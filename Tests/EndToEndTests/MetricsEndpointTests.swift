@@ -107,6 +107,7 @@ import WireJSON
         #expect(after.value("segmentd_subscribers", ["book": "default"]) == 1)
         #expect(after.value("segmentd_subscriber_lag_events", ["book": "default"]) == 0)
         #expect(after.value("segmentd_sqlite_wal_bytes", ["book": "default"]) > 0)
+        #expect(!after.samples.contains { $0.name.hasPrefix("segmentd_fleet_") }, "no fleet series outside a fleet")
         #expect(after.value("segmentd_books", ["state": "ready"]) == 1)
         #expect(after.value("process_resident_memory_bytes") > 1_000_000)
         #expect(after.value("segmentd_rpc_connections_open") >= 2, "the setup and subscriber connections")

@@ -183,29 +183,38 @@ import WireJSON
 
     /// A node validates contacts against the latest definitions, not only those it has
     /// applied: a field another node defined a moment ago is known, and one it deleted a
-    /// moment ago is refused (validated again under the book's lock), atomic batches whole.
+    /// moment ago is refused (validated again under the book's lock): an atomic batch whole,
+    /// a batch left with nothing valid without writing a version.
     @Test func writesValidateAgainstTheLatestDefinitions() async throws {
         let book = try TestBook(backend: .postgres)
+        let a = book.engine
         var fleet = FleetSettings()
         fleet.catchUpInterval = .seconds(600)
         let behind = try Engine(configuration: try Self.deafConfiguration(book, fleet: fleet), registry: TestBook.registry(), logger: TestBook.quietLogger)
         defer { try? behind.close() }
-        _ = try await book.engine.run(try book.method("fields.define"), params: ["name": "plan", "type": "number"])
+        // Its first catch-up (right after loading) is done before the other node writes.
+        #expect(await waitUntil { behind.fleetStatus?.lastReached != nil })
+        _ = try await a.run(try book.method("fields.define"), params: ["name": "plan", "type": "number"])
         let defined = try await behind.upsert(contacts: [["email": "first@fleet.example", "fields": ["plan": 3]]])
         #expect(defined.created == 1 && defined.failed.isEmpty, "a field defined on another node is known")
 
-        _ = try await book.engine.run(try book.method("fields.delete"), params: ["name": "plan", "force": true])
-        #expect(behind.fleetStatus?.appliedVersion ?? 0 < book.engine.snapshot.version, "the node has not applied the delete yet")
-        let version = book.engine.snapshot.version
-        let refused = try await behind.upsert(contacts: [["email": "second@fleet.example", "fields": ["plan": 4]], ["email": "third@fleet.example"]])
-        #expect(refused.failed.map(\.index) == [0] && refused.created == 1, "\(refused.failed)")
-        #expect(refused.failed.first?.error.message.contains("unknown field \"plan\"") == true)
+        _ = try await a.run(try book.method("fields.delete"), params: ["name": "plan", "force": true])
+        let deleted = a.snapshot.version
         await #expect(throws: SegmentError.self) {
-            _ = try await behind.upsert(contacts: [["email": "fourth@fleet.example", "fields": ["plan": 5]]], atomic: true)
+            _ = try await behind.upsert(contacts: [["email": "atomic@fleet.example", "fields": ["plan": 5]], ["email": "fine@fleet.example"]], atomic: true)
         }
-        try await book.engine.waitFor(version: version + 1)
-        #expect(book.engine.contact(email: "second@fleet.example") == nil && book.engine.contact(email: "fourth@fleet.example") == nil)
-        #expect(book.engine.contact(email: "third@fleet.example") != nil)
+        #expect(behind.snapshot.version < deleted, "refused under the lock: the node validated on a state without the delete")
+        let nothing = try await behind.upsert(contacts: [["email": "alone@fleet.example", "fields": ["plan": 6]]])
+        #expect(nothing.failed.map(\.index) == [0] && nothing.created == 0)
+        let mixed = try await behind.upsert(contacts: [["email": "second@fleet.example", "fields": ["plan": 4]], ["email": "third@fleet.example"]])
+        #expect(mixed.failed.map(\.index) == [0] && mixed.created == 1, "\(mixed.failed)")
+        #expect(mixed.failed.first?.error.message.contains("unknown field \"plan\"") == true)
+        try await a.waitFor(version: deleted + 1)
+        #expect(a.snapshot.version == deleted + 1, "one write after the delete: the refused ones wrote no version")
+        for email in ["atomic@fleet.example", "fine@fleet.example", "alone@fleet.example", "second@fleet.example"] {
+            #expect(a.contact(email: email) == nil, "\(email) was refused")
+        }
+        #expect(a.contact(email: "third@fleet.example") != nil)
     }
 
     /// Change records older than the horizon are pruned (by the clock leader, with retention);
