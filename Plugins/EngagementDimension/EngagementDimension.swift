@@ -37,18 +37,18 @@ public struct EngagementDimension: DimensionProvider {
                 CREATE TABLE contact_engagement (contact_id INTEGER PRIMARY KEY, last_open REAL, last_click REAL, last_send REAL)
                 """)],
             dropTables: ["contact_engagement"]
-        ) { [name] sql, book in
+        ) { sql, book in
             var index = Index()
             try sql.forEachRow("SELECT contact_id, last_open, last_click, last_send FROM contact_engagement", []) { row in
                 guard let slot = row[0].int64.map(Int.init), book.alive.contains(slot) else { return }
                 for e in 0..<3 { if let t = row[e + 1].double { index.set(e, slot, t) } }
             }
-            book.setPart(name, index)
+            book.setPart(index)
         }
     }
 
     /// The engagement part of the book: one column per event type, NaN for never.
-    struct Index: Sendable {
+    struct Index: BookPart {
         /// Chunked, so a write copies the chunks it touches rather than whole columns.
         var columns: [ChunkedArray<Double>] = [ChunkedArray(), ChunkedArray(), ChunkedArray()]
 
@@ -63,12 +63,12 @@ public struct EngagementDimension: DimensionProvider {
         }
     }
 
-    static func index(_ book: Book, _ name: String) -> Index { book.part(name, as: Index.self) ?? Index() }
+    static func index(_ book: Book, _ name: String) -> Index { book.part(Index.self) ?? Index() }
 
     /// A contact's document is its three times (open, click, send), each a 0 byte for never or
     /// a 1 byte and the time's 8 bytes: exact, and no parsing on load.
     public func load(_ stored: StoredParts, into book: inout Book) throws {
-        var index = stored.replacing == nil ? Index() : book.takePart(name, as: Index.self) ?? Index()
+        var index = stored.replacing == nil ? Index() : book.takePart(Index.self) ?? Index()
         stored.replacing?.forEach { slot in
             for e in 0..<3 where slot < index.columns[e].count { index.columns[e][slot] = .nan }
         }
@@ -77,7 +77,7 @@ public struct EngagementDimension: DimensionProvider {
             var reader = DocumentReader(doc)
             for e in 0..<3 { if let t = try reader.optionalDouble() { index.set(e, slot, t) } }
         }
-        book.setPart(name, index)
+        book.setPart(index)
     }
 
     public func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) {
@@ -93,18 +93,19 @@ public struct EngagementDimension: DimensionProvider {
 
     public func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? { nil }
 
-    public func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {}
+    /// Contact documents carry no engagement (it comes by `engagement.record`): nothing to apply.
+    public func apply(batch: [ContactWrite], context: inout WriteContext) throws {}
 
     public func remove(slot: Int, context: inout WriteContext) throws {
-        var index = context.book.takePart(name, as: Index.self) ?? Index()
+        var index = context.book.takePart(Index.self) ?? Index()
         for e in 0..<3 where slot < index.columns[e].count { index.columns[e][slot] = .nan }
-        context.book.setPart(name, index)
+        context.book.setPart(index)
     }
 
     /// Moves one event time forward (never back); returns whether it moved.
     func record(event: Int, slot: Int, at t: Double, context: inout WriteContext) throws -> Bool {
-        var index = context.book.takePart(name, as: Index.self) ?? Index()
-        defer { context.book.setPart(name, index) }
+        var index = context.book.takePart(Index.self) ?? Index()
+        defer { context.book.setPart(index) }
         if let old = index.time(event, slot), old >= t { return false }
         index.set(event, slot, t)
         context.changed(slot, in: name)
@@ -113,8 +114,8 @@ public struct EngagementDimension: DimensionProvider {
 
     /// Forgets one event time of a contact; the time it had, or `nil` (nothing written).
     func clear(event: Int, slot: Int, context: inout WriteContext) throws -> Double? {
-        var index = context.book.takePart(name, as: Index.self) ?? Index()
-        defer { context.book.setPart(name, index) }
+        var index = context.book.takePart(Index.self) ?? Index()
+        defer { context.book.setPart(index) }
         guard let old = index.time(event, slot) else { return nil }
         index.set(event, slot, .nan)
         context.changed(slot, in: name)

@@ -71,7 +71,7 @@ extension FieldDimension {
         index.rename(field, to: to)
         Self.definitionsChanged(index, gone: [field], dimension: name, context: &context)
         context.restore(ContactSet(holders), in: name)
-        context.book.setPart(name, index)
+        context.book.setPart(index)
         // The rules now say `to` where they said `field`: the same contacts, so no trigger fires.
         var rewritten: [JSONValue] = []
         for var segment in Self.segments(naming: field, in: context.book, dimension: name) {
@@ -104,7 +104,7 @@ extension FieldDimension {
         index.undefine(field)
         Self.definitionsChanged(index, gone: [field], dimension: name, context: &context)
         context.restore(ContactSet(holders), in: name)
-        context.book.setPart(name, index)
+        context.book.setPart(index)
         for slot in holders { context.touched.insert(slot) }
         // Segments naming the field keep their rule as written, flagged for review: it no
         // longer compiles, so they count, resolve and export nothing but an error naming the

@@ -35,7 +35,7 @@ extension FieldDimension {
                     }
                     index.define(field, type: type)
                     context.changedDefinition(field, in: dimension)
-                    context.book.setPart(dimension, index)
+                    context.book.setPart(index)
                     return Self.json(index.definitions[field]!)
                 }),
             DimensionMethod(

@@ -53,7 +53,7 @@ public struct FieldDimension: DimensionProvider {
             ],
             dropTables: ["contact_fields", "field_def"],
             definitionKeys: { [name] book in Self.index(book, name).order }
-        ) { [name] sql, book in
+        ) { sql, book in
             var index = Index()
             try sql.forEachRow("SELECT name, type FROM field_def ORDER BY rowid", []) { row in
                 guard let name = row[0].string, let type = row[1].string.flatMap(FieldType.init(rawValue:)) else { return }
@@ -63,12 +63,12 @@ public struct FieldDimension: DimensionProvider {
                 guard let slot = row[0].int64.map(Int.init), book.alive.contains(slot), let text = row[1].string else { return }
                 Self.read(Array(text.utf8), slot: slot, into: &index)
             }
-            book.setPart(name, index)
+            book.setPart(index)
         }
     }
 
     /// The field dimension's part of the book.
-    struct Index: Sendable {
+    struct Index: BookPart {
         /// Custom fields by name, and their names in declaration order for listing.
         private(set) var definitions: [String: FieldDefinition] = [:]
         private(set) var order: [String] = []
@@ -146,7 +146,7 @@ public struct FieldDimension: DimensionProvider {
         let values: [(String, FieldValue?)]
     }
 
-    static func index(_ book: Book, _ name: String) -> Index { book.part(name, as: Index.self) ?? Index() }
+    static func index(_ book: Book, _ name: String) -> Index { book.part(Index.self) ?? Index() }
 
     /// A contact's document is the JSON object of its values (sorted keys); a custom field's
     /// definition (under its name) is `{"type": …, "position": N}`, N its place in the listing.
@@ -176,7 +176,7 @@ public struct FieldDimension: DimensionProvider {
             guard book.alive.contains(slot) else { return }
             Self.read(doc, slot: slot, into: &index)
         }
-        book.setPart(name, index)
+        book.setPart(index)
     }
 
     static func read(_ doc: [UInt8], slot: Int, into index: inout Index) {
@@ -324,7 +324,7 @@ public struct FieldDimension: DimensionProvider {
 
     /// Takes the index out of the book once for the whole batch.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
-        WriteContext.withPart(name, in: &context, orNew: Index.init) { index, context in
+        WriteContext.withPart(in: &context, orNew: Index.init) { index, context in
             for write in batch { apply(write.change, slot: write.slot, index: &index, context: &context) }
         }
     }
@@ -338,9 +338,9 @@ public struct FieldDimension: DimensionProvider {
     }
 
     public func remove(slot: Int, context: inout WriteContext) throws {
-        var index = context.book.takePart(name, as: Index.self) ?? Index()
+        var index = context.book.takePart(Index.self) ?? Index()
         index.clear(slot: slot)
-        context.book.setPart(name, index)
+        context.book.setPart(index)
     }
 
     public func render(slot: Int, book: Book) -> [String: JSONValue] {

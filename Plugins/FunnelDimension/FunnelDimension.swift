@@ -33,19 +33,19 @@ public struct FunnelDimension: DimensionProvider {
                 CREATE TABLE contact_funnel (contact_id INTEGER PRIMARY KEY, stage INTEGER, lost INTEGER NOT NULL DEFAULT 0)
                 """)],
             dropTables: ["contact_funnel"]
-        ) { [name] sql, book in
+        ) { sql, book in
             var index = Index()
             try sql.forEachRow("SELECT contact_id, stage, lost FROM contact_funnel", []) { row in
                 guard let slot = row[0].int64.map(Int.init), book.alive.contains(slot) else { return }
                 if let stage = row[1].int64 { index.stages.set(UInt8(stage), at: slot) }
                 if row[2].int64 == 1 { index.lost.insert(slot) }
             }
-            book.setPart(name, index)
+            book.setPart(index)
         }
     }
 
     /// The funnel's part of the book.
-    struct Index: Sendable {
+    struct Index: BookPart {
         var stages = CodeColumn(codeCount: FunnelDimension.stages.count)
         var lost = ContactSet()
     }
@@ -67,7 +67,7 @@ public struct FunnelDimension: DimensionProvider {
 
     /// A contact's document is two bytes: its stage code (255 for none) and the lost flag.
     public func load(_ stored: StoredParts, into book: inout Book) throws {
-        var index = stored.replacing == nil ? Index() : book.takePart(name, as: Index.self) ?? Index()
+        var index = stored.replacing == nil ? Index() : book.takePart(Index.self) ?? Index()
         stored.replacing?.forEach { slot in
             index.stages.set(CodeColumn.none, at: slot)
             index.lost.remove(slot)
@@ -77,11 +77,11 @@ public struct FunnelDimension: DimensionProvider {
             if Int(doc[0]) < Self.stages.count { index.stages.set(doc[0], at: slot) }
             if doc[1] == 1 { index.lost.insert(slot) }
         }
-        book.setPart(name, index)
+        book.setPart(index)
     }
 
     public func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) {
-        let index = book.part(name, as: Index.self) ?? Index()
+        let index = book.part(Index.self) ?? Index()
         slots.forEach { slot in
             let stage = index.stages.code(at: slot), lost = index.lost.contains(slot)
             emit(slot, stage == CodeColumn.none && !lost ? nil : [stage, lost ? 1 : 0])
@@ -103,7 +103,7 @@ public struct FunnelDimension: DimensionProvider {
 
     /// Takes the index out of the book once for the whole batch.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
-        WriteContext.withPart(name, in: &context, orNew: Index.init) { index, context in
+        WriteContext.withPart(in: &context, orNew: Index.init) { index, context in
             for write in batch {
                 guard let change = write.change as? Change else { continue }
                 let slot = write.slot
@@ -120,10 +120,10 @@ public struct FunnelDimension: DimensionProvider {
     }
 
     public func remove(slot: Int, context: inout WriteContext) throws {
-        var index = context.book.takePart(name, as: Index.self) ?? Index()
+        var index = context.book.takePart(Index.self) ?? Index()
         index.stages.set(CodeColumn.none, at: slot)
         index.lost.remove(slot)
-        context.book.setPart(name, index)
+        context.book.setPart(index)
     }
 
     public func compile(_ filter: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> any ContactPredicate {
@@ -146,13 +146,13 @@ public struct FunnelDimension: DimensionProvider {
     }
 
     public func render(slot: Int, book: Book) -> [String: JSONValue] {
-        let index = book.part(name, as: Index.self) ?? Index()
+        let index = book.part(Index.self) ?? Index()
         let c = index.stages.code(at: slot)
         return ["funnel": c == CodeColumn.none ? .null : .string(Self.stages[Int(c)]), "lost": .bool(index.lost.contains(slot))]
     }
 
     public func column(_ column: String, book: Book) -> ColumnReader? {
-        let index = book.part(name, as: Index.self) ?? Index()
+        let index = book.part(Index.self) ?? Index()
         switch column {
         case "funnel":
             return ColumnReader { slot in
@@ -180,7 +180,7 @@ struct FunnelPredicate: ContactPredicate {
     }
 
     func resolve(in book: Book, at now: Double, within candidates: ContactSet) -> ContactSet {
-        let index = book.part(dimension, as: FunnelDimension.Index.self) ?? FunnelDimension.Index()
+        let index = book.part(FunnelDimension.Index.self) ?? FunnelDimension.Index()
         var set = candidates
         if let codes {
             let hit = index.stages.union(of: codes, within: candidates)
@@ -193,14 +193,14 @@ struct FunnelPredicate: ContactPredicate {
     }
 
     func matches(slot: Int, in book: Book, at now: Double) -> Bool {
-        let index = book.part(dimension, as: FunnelDimension.Index.self) ?? FunnelDimension.Index()
+        let index = book.part(FunnelDimension.Index.self) ?? FunnelDimension.Index()
         if let codes, codes.contains(index.stages.code(at: slot)) == negated { return false }
         if let lost, index.lost.contains(slot) != lost { return false }
         return true
     }
 
     func explain(slot: Int, in book: Book, at now: Double) -> String {
-        let index = book.part(dimension, as: FunnelDimension.Index.self) ?? FunnelDimension.Index()
+        let index = book.part(FunnelDimension.Index.self) ?? FunnelDimension.Index()
         let c = index.stages.code(at: slot)
         let stage = c == CodeColumn.none ? "no stage" : "stage \(FunnelDimension.stages[Int(c)])"
         var parts: [String] = []

@@ -67,7 +67,7 @@ extension LabelDimension {
         let from = try checkedName(params, "name").lowercased()
         let to = try checkedName(params, "to")
         let toKey = to.lowercased()
-        var index = context.book.part(name, as: Index.self) ?? Index()
+        var index = context.book.part(Index.self) ?? Index()
         guard let entry = index.labels[from] else { throw SegmentError.notFound("no label \(try params.string("name"))") }
         let members = entry.members.intersection(context.book.alive)
         let merged = toKey != from && index.labels[toKey] != nil
@@ -90,7 +90,7 @@ extension LabelDimension {
             context.touched.formUnion(members)
         }
         let display = index.labels[toKey]!.name
-        context.book.setPart(name, index)
+        context.book.setPart(index)
         // Rules now name `to` where they named the old label. Renaming keeps each rule's
         // answer; a merge widens it to the target's carriers (who are re-checked, and fire,
         // like contacts the write touched).
@@ -136,7 +136,7 @@ extension LabelDimension {
         try params.rejectUnknownKeys(allowed: ["name", "force"])
         let key = try checkedName(params, "name").lowercased()
         let force = try params.optionalBool("force") ?? false
-        var index = context.book.part(name, as: Index.self) ?? Index()
+        var index = context.book.part(Index.self) ?? Index()
         guard let entry = index.labels[key] else { throw SegmentError.notFound("no label \(try params.string("name"))") }
         let using = Self.segments(naming: key, in: context.book, dimension: name)
         if !using.isEmpty && !force {
@@ -145,7 +145,7 @@ extension LabelDimension {
         }
         let members = entry.members.intersection(context.book.alive)
         index.labels.removeValue(forKey: key)
-        context.book.setPart(name, index)
+        context.book.setPart(index)
         context.changedDefinition(key, in: name)
         context.restore(members, in: name)
         context.touched.formUnion(members)

@@ -6,7 +6,7 @@ extension LabelDimension {
     /// campaign labels ("campaign-q1") outlive their purpose.
     public func lint(_ filter: ParamReader, book: Book, now: Double, settings: LintSettings) -> [LintWarning] {
         guard let labels = try? filter.stringOrList() else { return [] }
-        let index = book.part(name, as: Index.self) ?? Index()
+        let index = book.part(Index.self) ?? Index()
         var out: [LintWarning] = []
         for label in labels {
             let key = label.trimmingWhitespace.lowercased()

@@ -3,7 +3,6 @@ import WireJSON
 
 extension LabelDimension {
     public var methods: [DimensionMethod] {
-        let dimension = name
         return [
             DimensionMethod(
                 name: "labels.list",
@@ -18,7 +17,7 @@ extension LabelDimension {
                 ],
                 body: .read { params, book in
                     try params.rejectUnknownKeys(allowed: [])
-                    let index = book.part(dimension, as: Index.self) ?? Index()
+                    let index = book.part(Index.self) ?? Index()
                     let rows = index.labels.values.sorted { $0.name.lowercased() < $1.name.lowercased() }.map { entry -> JSONValue in
                         .object([
                             "name": .string(entry.name),

@@ -46,8 +46,8 @@ public struct LabelDimension: DimensionProvider {
                     """),
             ],
             dropTables: ["contact_labels", "label"],
-            definitionKeys: { [name] book in Array((book.part(name, as: Index.self) ?? Index()).labels.keys) }
-        ) { [name] sql, book in
+            definitionKeys: { book in Array((book.part(Index.self) ?? Index()).labels.keys) }
+        ) { sql, book in
             var index = Index()
             try sql.forEachRow("SELECT key, name, last_added_at FROM label", []) { row in
                 guard let key = row[0].string, let name = row[1].string else { return }
@@ -59,7 +59,7 @@ public struct LabelDimension: DimensionProvider {
                 else { return }
                 for case .string(let key) in keys { index.labels[key]?.members.insert(slot) }
             }
-            book.setPart(name, index)
+            book.setPart(index)
         }
     }
 
@@ -71,7 +71,7 @@ public struct LabelDimension: DimensionProvider {
     }
 
     /// The label dimension's part of the book, keyed by lower-cased label.
-    public struct Index: Sendable {
+    public struct Index: BookPart {
         public var labels: [String: Entry] = [:]
 
         public func labels(of slot: Int) -> [String] {
@@ -101,7 +101,7 @@ public struct LabelDimension: DimensionProvider {
     /// A contact's document is the JSON array of its label keys, sorted; a label's definition
     /// (under its key) is `{"name": display name, "last_added_at": time or null}`.
     public func load(_ stored: StoredParts, into book: inout Book) throws {
-        var index = stored.replacing == nil ? Index() : book.takePart(name, as: Index.self) ?? Index()
+        var index = stored.replacing == nil ? Index() : book.takePart(Index.self) ?? Index()
         var definitions: [String: Entry] = [:]
         for (key, doc) in stored.definitions {
             guard case .object(let object)? = try? JSONParser.parse(doc), let display = object["name"]?.stringValue else { continue }
@@ -115,11 +115,11 @@ public struct LabelDimension: DimensionProvider {
             guard book.alive.contains(slot), case .array(let keys)? = try? JSONParser.parse(doc) else { return }
             for case .string(let key) in keys { index.labels[key]?.members.insert(slot) }
         }
-        book.setPart(name, index)
+        book.setPart(index)
     }
 
     public func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) {
-        let index = book.part(name, as: Index.self) ?? Index()
+        let index = book.part(Index.self) ?? Index()
         // Labels in key order, each with its key's JSON bytes, once per write: a contact's
         // document is then its labels in that order, with no sort and no lookup per contact.
         let sorted = index.labels.sorted { $0.key < $1.key }.map { key, entry -> (members: ContactSet, json: [UInt8]) in
@@ -144,7 +144,7 @@ public struct LabelDimension: DimensionProvider {
     }
 
     public func definition(_ key: String, in book: Book) -> [UInt8]? {
-        guard let entry = (book.part(name, as: Index.self) ?? Index()).labels[key] else { return nil }
+        guard let entry = (book.part(Index.self) ?? Index()).labels[key] else { return nil }
         var doc: [UInt8] = []
         JSONValue.object(["name": .string(entry.name), "last_added_at": entry.lastAddedAt.map(JSONValue.double) ?? .null]).write(into: &doc)
         return doc
@@ -161,7 +161,7 @@ public struct LabelDimension: DimensionProvider {
     /// Takes the index out of the book once for the whole batch, and marks each added
     /// label's definition (its `last_added_at`) once per batch rather than once per contact.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
-        WriteContext.withPart(name, in: &context, orNew: Index.init) { index, context in
+        WriteContext.withPart(in: &context, orNew: Index.init) { index, context in
             var added: Set<String> = []
             for write in batch {
                 apply(write.change, slot: write.slot, isNew: write.isNew, index: &index, added: &added, context: &context)
@@ -207,10 +207,10 @@ public struct LabelDimension: DimensionProvider {
     }
 
     public func remove(slot: Int, context: inout WriteContext) throws {
-        var index = context.book.takePart(name, as: Index.self) ?? Index()
+        var index = context.book.takePart(Index.self) ?? Index()
         let carried = index.labels.compactMap { key, entry in entry.members.contains(slot) ? key : nil }
         for key in carried { index.labels[key]!.members.remove(slot) }
-        context.book.setPart(name, index)
+        context.book.setPart(index)
     }
 
     public func compile(_ filter: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> any ContactPredicate {
@@ -226,13 +226,13 @@ public struct LabelDimension: DimensionProvider {
     }
 
     public func render(slot: Int, book: Book) -> [String: JSONValue] {
-        let index = book.part(name, as: Index.self) ?? Index()
+        let index = book.part(Index.self) ?? Index()
         return ["labels": .array(index.labels(of: slot).map { .string($0) })]
     }
 
     public func column(_ column: String, book: Book) -> ColumnReader? {
         guard column == "labels" else { return nil }
-        let index = book.part(name, as: Index.self) ?? Index()
+        let index = book.part(Index.self) ?? Index()
         let entries = index.labels.values.sorted { $0.name.lowercased() < $1.name.lowercased() }
         return ColumnReader { slot in .array(entries.filter { $0.members.contains(slot) }.map { .string($0.name) }) }
     }

@@ -16,7 +16,7 @@ struct LabelPredicate: ContactPredicate {
     /// Starts from the candidates, so re-checking a few touched contacts combines only their
     /// blocks with the label bitmaps.
     func resolve(in book: Book, at now: Double, within candidates: ContactSet) -> ContactSet {
-        let index = book.part(dimension, as: LabelDimension.Index.self) ?? LabelDimension.Index()
+        let index = book.part(LabelDimension.Index.self) ?? LabelDimension.Index()
         switch mode {
         case .all:
             var set = candidates
@@ -32,7 +32,7 @@ struct LabelPredicate: ContactPredicate {
     }
 
     func matches(slot: Int, in book: Book, at now: Double) -> Bool {
-        let index = book.part(dimension, as: LabelDimension.Index.self) ?? LabelDimension.Index()
+        let index = book.part(LabelDimension.Index.self) ?? LabelDimension.Index()
         let has = { (key: String) in index.labels[key]?.members.contains(slot) ?? false }
         switch mode {
         case .all: return keys.allSatisfy(has)
@@ -42,7 +42,7 @@ struct LabelPredicate: ContactPredicate {
     }
 
     func explain(slot: Int, in book: Book, at now: Double) -> String {
-        let index = book.part(dimension, as: LabelDimension.Index.self) ?? LabelDimension.Index()
+        let index = book.part(LabelDimension.Index.self) ?? LabelDimension.Index()
         let carried = index.labels(of: slot)
         let have = carried.isEmpty ? "no labels" : "labels \(carried.joined(separator: ", "))"
         let wanted = keys.joined(separator: ", ")

@@ -28,17 +28,23 @@ public struct StatusDimension: DimensionProvider {
         LegacyStorage(
             migrations: [StoreMigration("status.v1", sql: "CREATE TABLE contact_status (contact_id INTEGER PRIMARY KEY, status INTEGER NOT NULL)")],
             dropTables: ["contact_status"]
-        ) { [name] sql, book in
-            var column = CodeColumn(codeCount: Self.statuses.count)
+        ) { sql, book in
+            var column = StatusIndex()
             try sql.forEachRow("SELECT contact_id, status FROM contact_status", []) { row in
                 guard let slot = row[0].int64, let code = row[1].int64, book.alive.contains(Int(slot)) else { return }
-                column.set(UInt8(code), at: Int(slot))
+                column.codes.set(UInt8(code), at: Int(slot))
             }
-            book.setPart(name, column)
+            book.setPart(column)
         }
     }
 
     struct Change: ContactChange { let code: UInt8 }
+
+    /// The dimension's part of the book: each slot's status code.
+    public struct StatusIndex: BookPart {
+        public var codes = CodeColumn(codeCount: StatusDimension.statuses.count)
+        public init() {}
+    }
 
     /// Case-insensitive, like labels and text: `"Active"` is `active`. Replies always spell
     /// the status in lower case.
@@ -50,18 +56,18 @@ public struct StatusDimension: DimensionProvider {
     }
 
     func index(_ book: Book) -> CodeColumn {
-        book.part(name, as: CodeColumn.self) ?? CodeColumn(codeCount: Self.statuses.count)
+        (book.part(StatusDimension.StatusIndex.self) ?? StatusDimension.StatusIndex()).codes
     }
 
     /// A contact's document is its status code, one byte.
     public func load(_ stored: StoredParts, into book: inout Book) throws {
-        var column = stored.replacing == nil ? CodeColumn(codeCount: Self.statuses.count) : book.takePart(name, as: CodeColumn.self) ?? CodeColumn(codeCount: Self.statuses.count)
-        stored.replacing?.forEach { column.set(CodeColumn.none, at: $0) }
+        var column = stored.replacing == nil ? StatusIndex() : book.takePart(StatusIndex.self) ?? StatusIndex()
+        stored.replacing?.forEach { column.codes.set(CodeColumn.none, at: $0) }
         try stored.forEachDocument { slot, doc in
             guard book.alive.contains(slot), let code = doc.first, Int(code) < Self.statuses.count else { return }
-            column.set(code, at: slot)
+            column.codes.set(code, at: slot)
         }
-        book.setPart(name, column)
+        book.setPart(column)
     }
 
     public func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) {
@@ -79,21 +85,21 @@ public struct StatusDimension: DimensionProvider {
 
     /// Takes the index out of the book once for the whole batch.
     public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
-        WriteContext.withPart(name, in: &context, orNew: { CodeColumn(codeCount: Self.statuses.count) }) { column, context in
+        WriteContext.withPart(in: &context, orNew: StatusIndex.init) { column, context in
             for write in batch {
                 let new: UInt8
                 if let change = write.change as? Change { new = change.code } else if write.isNew { new = 0 } else { continue }
-                if column.code(at: write.slot) == new { continue }
-                column.set(new, at: write.slot)
+                if column.codes.code(at: write.slot) == new { continue }
+                column.codes.set(new, at: write.slot)
                 context.changed(write.slot, in: name)
             }
         }
     }
 
     public func remove(slot: Int, context: inout WriteContext) throws {
-        var column = context.book.takePart(name, as: CodeColumn.self) ?? CodeColumn(codeCount: Self.statuses.count)
-        column.set(CodeColumn.none, at: slot)
-        context.book.setPart(name, column)
+        var column = context.book.takePart(StatusIndex.self) ?? StatusIndex()
+        column.codes.set(CodeColumn.none, at: slot)
+        context.book.setPart(column)
     }
 
     public func compile(_ filter: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> any ContactPredicate {
@@ -133,21 +139,25 @@ struct StatusPredicate: ContactPredicate {
     }
 
     func resolve(in book: Book, at now: Double, within candidates: ContactSet) -> ContactSet {
-        let column = book.part(dimension, as: CodeColumn.self) ?? CodeColumn(codeCount: StatusDimension.statuses.count)
+        let column = (book.part(StatusDimension.StatusIndex.self) ?? StatusDimension.StatusIndex()).codes
         let hit = column.union(of: codes, within: candidates)
         return negated ? candidates.subtracting(hit) : hit
     }
 
     func matches(slot: Int, in book: Book, at now: Double) -> Bool {
-        let code = book.part(dimension, as: CodeColumn.self)?.code(at: slot) ?? CodeColumn.none
+        let code = book.part(StatusDimension.StatusIndex.self)?.codes.code(at: slot) ?? CodeColumn.none
         return codes.contains(code) != negated
     }
 
     func explain(slot: Int, in book: Book, at now: Double) -> String {
-        let code = book.part(dimension, as: CodeColumn.self)?.code(at: slot) ?? CodeColumn.none
+        let code = book.part(StatusDimension.StatusIndex.self)?.codes.code(at: slot) ?? CodeColumn.none
         let status = code == CodeColumn.none ? "none" : StatusDimension.statuses[Int(code)]
         let wanted = codes.map { StatusDimension.statuses[Int($0)] }.joined(separator: ", ")
         let ok = matches(slot: slot, in: book, at: now)
         return "status \(status) \(ok ? "is" : "is not") \(negated ? "other than " : codes.count > 1 ? "one of " : "")\(wanted)"
     }
+}
+
+extension StatusDimension.StatusIndex: ResidentSize {
+    public var residentBytes: Int { codes.residentBytes }
 }

@@ -32,8 +32,8 @@ public struct Book: Sendable {
     public internal(set) var segments: [Int64: Segment] = [:]
     /// Automation triggers by id, with their membership baselines.
     public var triggers: [Int64: Trigger] = [:]
-    /// The providers' indexes, keyed by dimension name.
-    var parts: [String: any Sendable] = [:]
+    /// The providers' indexes, keyed by their type.
+    var parts: [ObjectIdentifier: any BookPart] = [:]
 
     public init() {}
 
@@ -75,21 +75,30 @@ public struct Book: Sendable {
         for (name, part) in other.parts where parts[name] == nil { parts[name] = part }
     }
 
-    /// The index a provider keeps in this book, or `nil` before it was first stored.
-    public func part<Index: Sendable>(_ name: String, as type: Index.Type) -> Index? {
-        parts[name] as? Index
+    /// The index of type `Index` a provider keeps in this book, or `nil` before it was first
+    /// stored. The type is the key: there is no name to get wrong.
+    public func part<Index: BookPart>(_ type: Index.Type) -> Index? {
+        parts[ObjectIdentifier(type)] as? Index
     }
 
-    /// Stores a provider's index.
-    public mutating func setPart<Index: Sendable>(_ name: String, _ index: Index) {
-        parts[name] = index
+    /// Stores a provider's index (replacing the one of the same type).
+    public mutating func setPart<Index: BookPart>(_ index: Index) {
+        parts[ObjectIdentifier(Index.self)] = index
     }
 
     /// Takes a provider's index out of the book so it can be mutated without a second
     /// reference forcing a copy; put it back with `setPart`.
-    public mutating func takePart<Index: Sendable>(_ name: String, as type: Index.Type) -> Index? {
-        parts.removeValue(forKey: name) as? Index
+    public mutating func takePart<Index: BookPart>(_ type: Index.Type) -> Index? {
+        parts.removeValue(forKey: ObjectIdentifier(type)) as? Index
     }
+}
+
+/// What a provider keeps in a `Book`: its own type (the key it is found by), a value copied
+/// with the book. Give a shared core type (a `CodeColumn`) a wrapper of the provider's own,
+/// so two providers never meet under one key.
+public protocol BookPart: Sendable {}
+
+extension Book {
 }
 
 extension Book: ResidentSize {

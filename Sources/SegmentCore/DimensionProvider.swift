@@ -9,20 +9,80 @@ import WireJSON
 /// depending on SegmentCore only; a new dimension is one more conformance and one
 /// registration line.
 ///
+/// The whole contract, a dimension that flags VIP contacts (`{"vip": true}` in a contact
+/// document; filter `{"dimension": "vip", "op": "is", "value": true}`):
+///
 /// ```swift
 /// struct VIPDimension: DimensionProvider {
+///     /// Its part of the book, found by its type.
+///     struct Index: BookPart { var vip = ContactSet() }
+///     struct Change: ContactChange { let vip: Bool }
+///
 ///     let name = "vip"
-///     var descriptor: DimensionDescriptor { DimensionDescriptor(name: name, summary: "VIP flag", operators: [...]) }
+///     var descriptor: DimensionDescriptor {
+///         DimensionDescriptor(name: name, summary: "VIP flag", operators: [.init("is", value: "boolean", "contacts flagged (true) or not")])
+///     }
 ///     var contactKeys: [String] { ["vip"] }
-///     func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? { ... }
-///     func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws { ... }
-///     func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) { ... }
-///     func load(_ stored: StoredParts, into book: inout Book) throws { ... }
-///     func compile(_ filter: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> any ContactPredicate { ... }
-///     func render(slot: Int, book: Book) -> [String: JSONValue] { ["vip": ...] }
+///
+///     // Writing: validate a document off the writer, then apply a batch under it.
+///     func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? {
+///         guard doc.has("vip") else { return nil }
+///         guard let vip = doc.object["vip"]?.boolValue else { throw .invalidParams(path: doc.path.member("vip"), "vip is true or false") }
+///         return Change(vip: vip)
+///     }
+///     func apply(batch: [ContactWrite], context: inout WriteContext) throws {
+///         WriteContext.withPart(in: &context, orNew: Index.init) { index, context in
+///             for write in batch {
+///                 guard let change = write.change as? Change, index.vip.contains(write.slot) != change.vip else { continue }
+///                 if change.vip { index.vip.insert(write.slot) } else { index.vip.remove(write.slot) }
+///                 context.changed(write.slot, in: name)   // the core stores its document
+///             }
+///         }
+///     }
+///     func remove(slot: Int, context: inout WriteContext) throws {
+///         WriteContext.withPart(in: &context, orNew: Index.init) { index, _ in index.vip.remove(slot) }
+///     }
+///
+///     // Storing: one document per contact (bytes of its own encoding), and back.
+///     func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) {
+///         let index = book.part(Index.self) ?? Index()
+///         slots.forEach { emit($0, index.vip.contains($0) ? [1] : nil) }
+///     }
+///     func load(_ stored: StoredParts, into book: inout Book) throws {
+///         var index = stored.replacing == nil ? Index() : book.takePart(Index.self) ?? Index()
+///         stored.replacing?.forEach { index.vip.remove($0) }
+///         try stored.forEachDocument { slot, doc in if doc == [1] { index.vip.insert(slot) } }
+///         book.setPart(index)
+///     }
+///
+///     // Reading: a filter, and the contact's part of `contacts.get`.
+///     func compile(_ filter: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> any ContactPredicate {
+///         try filter.rejectUnknownKeys(allowed: ["dimension", "op", "value"])
+///         return VIPIs(wanted: filter.object["value"]?.boolValue ?? true)
+///     }
+///     func render(slot: Int, book: Book) -> [String: JSONValue] {
+///         ["vip": .bool(book.part(Index.self)?.vip.contains(slot) ?? false)]
+///     }
 /// }
+///
+/// struct VIPIs: ContactPredicate {
+///     let wanted: Bool
+///     var aspects: Set<String> { ["vip"] }
+///     func resolve(in book: Book, at now: Double) -> ContactSet {
+///         let vip = book.part(VIPDimension.Index.self)?.vip ?? ContactSet()
+///         return wanted ? vip.intersection(book.alive) : book.alive.subtracting(vip)
+///     }
+///     func matches(slot: Int, in book: Book, at now: Double) -> Bool {
+///         (book.part(VIPDimension.Index.self)?.vip.contains(slot) ?? false) == wanted
+///     }
+/// }
+///
 /// registry.register(VIPDimension())
 /// ```
+///
+/// Optional: `methods` (RPC methods of its own), `definition(_:in:)` (definition documents,
+/// marked with ``WriteContext/changedDefinition(_:in:)``), `column(_:book:)` (export
+/// columns), `lint`, `legacy` (tables kept before documents).
 public protocol DimensionProvider: Sendable {
     /// The `dimension` value in filters (`"label"`).
     var name: String { get }
@@ -49,16 +109,12 @@ public protocol DimensionProvider: Sendable {
     /// returns the typed change, or `nil` when the document has none of its keys.
     func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)?
 
-    /// Applies a prepared change inside the write transaction to its index, marking each
-    /// contact it changed (``WriteContext/changed(_:in:)``). Called
-    /// for every new contact, with a `nil` change when the document had none of its keys,
-    /// so the provider can set defaults. Implement this or `apply(batch:)` (each defaults to
-    /// the other).
-    func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws
-
-    /// Applies one upsert batch's writes, in order. The default calls `apply` per write; a
-    /// provider overrides it to take its index out of the book once per batch instead of
-    /// once per contact (that round trip was a tenth of an ingest profile).
+    /// Applies one upsert batch's prepared changes, in document order, inside the write
+    /// transaction, to its index, marking each contact it changed
+    /// (``WriteContext/changed(_:in:)``). Every new contact has a write, with a `nil` change
+    /// when the document had none of its keys, so the provider can set defaults. Take the
+    /// index out of the book once per batch (``WriteContext/withPart(in:orNew:_:)``), not once
+    /// per contact: that round trip was a tenth of an ingest profile.
     func apply(batch: [ContactWrite], context: inout WriteContext) throws
 
     /// Removes a deleted contact from its index (the core deletes the stored document).
@@ -86,14 +142,6 @@ extension DimensionProvider {
     public func definition(_ key: String, in book: Book) -> [UInt8]? { nil }
     public var isDashboardDimension: Bool { false }
     public var methods: [DimensionMethod] { [] }
-    // Each of the two `apply`s defaults to the other: a provider implements at least one,
-    // per contact (simple) or per batch (to touch its index once per batch).
-    public func apply(batch: [ContactWrite], context: inout WriteContext) throws {
-        for write in batch { try apply(write.change, slot: write.slot, isNew: write.isNew, context: &context) }
-    }
-    public func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {
-        try apply(batch: [ContactWrite(slot: slot, isNew: isNew, change: change)], context: &context)
-    }
     public func remove(slot: Int, context: inout WriteContext) throws {}
     public func column(_ name: String, book: Book) -> ColumnReader? { nil }
     public func lint(_ filter: ParamReader, book: Book, now: Double, settings: LintSettings) -> [LintWarning] { [] }
@@ -199,14 +247,14 @@ extension WriteContext {
         return (changedDocuments, changedDefinitions)
     }
 
-    /// Runs `body` with provider part `name` taken out of the book (or `make()` when there is
+    /// Runs `body` with the provider's part taken out of the book (or `make()` when there is
     /// none yet) and puts it back after: a part mutated while the book still holds it is copied
     /// on every write. Providers call it once per batch in `apply(batch:)`.
-    public static func withPart<Part: Sendable>(
-        _ name: String, in context: inout WriteContext, orNew make: () -> Part, _ body: (inout Part, inout WriteContext) throws -> Void
+    public static func withPart<Part: BookPart>(
+        in context: inout WriteContext, orNew make: () -> Part, _ body: (inout Part, inout WriteContext) throws -> Void
     ) rethrows {
-        var part = context.book.takePart(name, as: Part.self) ?? make()
-        defer { context.book.setPart(name, part) }
+        var part = context.book.takePart(Part.self) ?? make()
+        defer { context.book.setPart(part) }
         try body(&part, &context)
     }
 }

@@ -17,8 +17,8 @@
 ///
 /// ```swift
 /// func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) {
-///     let column = book.part(name, as: CodeColumn.self)
-///     slots.forEach { slot in emit(slot, column.map { [$0.code(at: slot)] }) }
+///     let index = book.part(StatusIndex.self)
+///     slots.forEach { slot in emit(slot, index.map { [$0.codes.code(at: slot)] }) }
 /// }
 /// ```
 public struct StoredParts {

@@ -22,7 +22,7 @@ struct ScoreDimension: DimensionProvider {
     }
 
     /// Slot → score.
-    struct Index: Sendable {
+    struct Index: BookPart {
         var scores: [Int: Int] = [:]
     }
 
@@ -30,17 +30,17 @@ struct ScoreDimension: DimensionProvider {
 
     /// A contact's document is its score, one byte.
     func load(_ stored: StoredParts, into book: inout Book) throws {
-        var index = stored.replacing == nil ? Index() : book.takePart(name, as: Index.self) ?? Index()
+        var index = stored.replacing == nil ? Index() : book.takePart(Index.self) ?? Index()
         stored.replacing?.forEach { index.scores[$0] = nil }
         try stored.forEachDocument { slot, doc in
             guard book.alive.contains(slot), let score = doc.first else { return }
             index.scores[slot] = Int(score)
         }
-        book.setPart(name, index)
+        book.setPart(index)
     }
 
     func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) {
-        let index = book.part(name, as: Index.self) ?? Index()
+        let index = book.part(Index.self) ?? Index()
         slots.forEach { slot in emit(slot, index.scores[slot].map { [UInt8($0)] }) }
     }
 
@@ -53,18 +53,20 @@ struct ScoreDimension: DimensionProvider {
         return Change(score: Int(score))
     }
 
-    func apply(_ change: (any ContactChange)?, slot: Int, isNew: Bool, context: inout WriteContext) throws {
-        guard let change = change as? Change else { return }
-        var index = context.book.takePart(name, as: Index.self) ?? Index()
-        defer { context.book.setPart(name, index) }
-        index.scores[slot] = change.score
-        context.changed(slot, in: name)
+    func apply(batch: [ContactWrite], context: inout WriteContext) throws {
+        WriteContext.withPart(in: &context, orNew: Index.init) { index, context in
+            for write in batch {
+                guard let change = write.change as? Change else { continue }
+                index.scores[write.slot] = change.score
+                context.changed(write.slot, in: name)
+            }
+        }
     }
 
     func remove(slot: Int, context: inout WriteContext) throws {
-        var index = context.book.takePart(name, as: Index.self) ?? Index()
+        var index = context.book.takePart(Index.self) ?? Index()
         index.scores[slot] = nil
-        context.book.setPart(name, index)
+        context.book.setPart(index)
     }
 
     func compile(_ filter: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> any ContactPredicate {
@@ -80,7 +82,7 @@ struct ScoreDimension: DimensionProvider {
     }
 
     func render(slot: Int, book: Book) -> [String: JSONValue] {
-        let score = book.part(name, as: Index.self)?.scores[slot]
+        let score = book.part(Index.self)?.scores[slot]
         return ["score": score.map { .int(Int64($0)) } ?? .null]
     }
 }
@@ -92,7 +94,7 @@ struct ScorePredicate: ContactPredicate {
     var aspects: Set<String> { ["score"] }
 
     func matches(slot: Int, in book: Book, at now: Double) -> Bool {
-        guard let score = book.part(dimension, as: ScoreDimension.Index.self)?.scores[slot] else { return false }
+        guard let score = book.part(ScoreDimension.Index.self)?.scores[slot] else { return false }
         switch test {
         case .atLeast(let x): return Double(score) >= x
         case .below(let x): return Double(score) < x
