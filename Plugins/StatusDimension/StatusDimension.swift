@@ -161,3 +161,47 @@ struct StatusPredicate: ContactPredicate {
 extension StatusDimension.StatusIndex: ResidentSize {
     public var residentBytes: Int { codes.residentBytes }
 }
+
+/// Status decides the send audience: `active` contacts are let in; `unsubscribed`,
+/// `hard_bounce` and `pending` ones are kept out, reported under those names.
+extension StatusDimension: AudienceProvider {
+    static let excluded = ["unsubscribed", "hard_bounce", "pending"]
+
+    func contacts(with status: String, in book: Book) -> ContactSet {
+        guard let code = Self.statuses.firstIndex(of: status) else { return ContactSet() }
+        return index(book).union(of: [UInt8(code)], within: book.alive)
+    }
+
+    public func sendable(in book: Book) -> ContactSet { contacts(with: "active", in: book) }
+
+    public func exclusions(in book: Book) -> [(reason: String, contacts: ContactSet)] {
+        Self.excluded.map { ($0, contacts(with: $0, in: book)) }
+    }
+
+    public func whyNotSendable(slot: Int, in book: Book) -> String? {
+        let code = index(book).code(at: slot)
+        guard code != 0 else { return nil }  // active
+        return "status is \(code == CodeColumn.none ? "unknown" : Self.statuses[Int(code)]), not active"
+    }
+
+    public func breakdown(in book: Book) -> [String: Int] {
+        let codes = index(book)
+        var counts = [Int](repeating: 0, count: Self.statuses.count)
+        book.alive.forEach { slot in
+            let code = codes.code(at: slot)
+            if code != CodeColumn.none { counts[Int(code)] += 1 }
+        }
+        var out: [String: Int] = [:]
+        for (i, n) in counts.enumerated() where n > 0 { out[Self.statuses[i]] = n }
+        return out
+    }
+
+    public func restatement(of filter: JSONValue) -> String? {
+        guard filter["dimension"] == .string(name) else { return nil }
+        switch filter["op"]?.stringValue {
+        case "equals" where filter["value"] == "active", "in" where filter["value"] == ["active"]:
+            return "status = active: this is the whole active list"
+        default: return nil
+        }
+    }
+}

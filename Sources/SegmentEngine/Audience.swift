@@ -13,8 +13,8 @@ public enum Audience: String, Sendable {
 public struct CountResult: Sendable, Equatable {
     public var matched: Int
     public var sendable: Int
-    /// Matches left out of the send audience, by reason. Status reasons come first; a
-    /// contact counts under `suppressed` only if its status would have let it through.
+    /// Matches left out of the send audience, by reason. The audience provider's reasons
+    /// come first; a contact counts under `suppressed` only if it would have been let through.
     public var excluded: [String: Int]
     public var audience: Audience
     public var asOf: Double
@@ -32,22 +32,12 @@ public struct CountResult: Sendable, Equatable {
 }
 
 extension Engine {
-    /// Statuses that keep a contact out of the send audience, reported in `excluded`.
-    static let excludedStatuses = ["unsubscribed", "hard_bounce", "pending"]
-
-    /// The send audience of `book`: active (per the registered status dimension) and not suppressed.
+    /// The send audience of `book`: what the audience provider lets in (every contact when
+    /// none is registered), less the suppression list.
     func sendMask(_ book: Book, now: Double) -> ContactSet {
-        var mask = statusSet("active", book: book, now: now) ?? book.alive
+        var mask = registry.audience?.sendable(in: book).intersection(book.alive) ?? book.alive
         mask.subtract(book.suppressed)
         return mask
-    }
-
-    /// Contacts with `status`, through the status dimension's own filter, if it is registered.
-    func statusSet(_ status: String, book: Book, now: Double) -> ContactSet? {
-        guard registry.provider(named: "status") != nil,
-            let rule = try? registry.compile(filters: [["dimension": "status", "op": "equals", "value": .string(status)]], book: book, time: time)
-        else { return nil }
-        return rule.resolve(in: book, at: now)
     }
 
     /// Counts a rule's matches on one snapshot, with the send audience and its exclusions.
@@ -58,9 +48,8 @@ extension Engine {
         let sendable = matched.intersection(sendMask(book, now: now))
         var excluded: [String: Int] = [:]
         var rest = matched.subtracting(sendable)
-        for status in Self.excludedStatuses {
-            let set = statusSet(status, book: book, now: now) ?? ContactSet()
-            excluded[status] = rest.intersectionCount(set)
+        for (reason, set) in registry.audience?.exclusions(in: book) ?? [] {
+            excluded[reason] = rest.intersectionCount(set)
             rest.subtract(set)
         }
         excluded["suppressed"] = rest.intersectionCount(book.suppressed)

@@ -245,16 +245,10 @@ extension Engine {
         }
     }
 
-    /// Contacts in total and by status.
+    /// Contacts in total and by the audience provider's standing (status).
     public func countContacts() -> (total: Int, byStatus: [String: Int]) {
         let book = snapshot
-        var byStatus: [String: Int] = [:]
-        if let status = registry.providers.lazy.compactMap({ $0.column("status", book: book) }).first {
-            book.alive.forEach { slot in
-                if let s = status.read(slot).stringValue { byStatus[s, default: 0] += 1 }
-            }
-        }
-        return (book.contactCount, byStatus)
+        return (book.contactCount, registry.audience?.breakdown(in: book) ?? [:])
     }
 }
 

@@ -10,10 +10,7 @@ extension Engine {
         let now = self.now
         let matches = rule.matches(slot: slot, in: book, at: now)
         var reasons: [JSONValue] = []
-        if let active = statusSet("active", book: book, now: now), !active.contains(slot) {
-            let status = registry.providers.lazy.compactMap { $0.column("status", book: book) }.first?.read(slot).stringValue ?? "unknown"
-            reasons.append(.string("status is \(status), not active"))
-        }
+        if let why = registry.audience?.whyNotSendable(slot: slot, in: book) { reasons.append(.string(why)) }
         if book.suppressed.contains(slot) { reasons.append("the address is on the suppression list") }
         let filters: [JSONValue]
         if case .all(let children) = rule.root {

@@ -15,12 +15,13 @@ extension Engine {
         let now = self.now
         var out: [LintWarning] = []
         let items = filters.arrayValue ?? []
-        if items.isEmpty || items.allSatisfy(Self.isStatusActive) {
+        let restated = registry.audience.flatMap { audience in items.first.flatMap { audience.restatement(of: $0) } }
+        if items.isEmpty || (restated != nil && items.allSatisfy { registry.audience?.restatement(of: $0) != nil }) {
             out.append(LintWarning(
                 code: "overly_broad", path: "filters",
                 message: items.isEmpty
                     ? "no filter: this is the whole book, not a segment; add what the audience has in common"
-                    : "only status = active: this is the whole active list, not a segment; add what the audience has in common"))
+                    : "only \(restated ?? ""), not a segment; add what the audience has in common"))
         }
         for (i, item) in items.enumerated() { lintNode(item, path: "filters".index(i), book: book, now: now, into: &out) }
         if let name, Self.isGeneric(name) {
@@ -55,15 +56,6 @@ extension Engine {
             let reader = try? ParamReader(item, path: path)
         else { return }
         out.append(contentsOf: provider.lint(reader, book: book, now: now, settings: lintSettings))
-    }
-
-    static func isStatusActive(_ item: JSONValue) -> Bool {
-        guard item["dimension"] == "status" else { return false }
-        switch item["op"]?.stringValue {
-        case "equals": return item["value"] == "active"
-        case "in": return item["value"] == ["active"]
-        default: return false
-        }
     }
 
     static func isGeneric(_ name: String) -> Bool {
