@@ -136,6 +136,8 @@ public struct EngagementDimension: DimensionProvider {
         let index = Self.index(book, name)
         return ColumnReader { slot in index.time(e, slot).map { .string(ISOTime.format($0)) } ?? .null }
     }
+
+    public var columnNames: [String] { Self.events.map { "last_\($0)_at" } }
 }
 
 extension EngagementDimension.Index: ResidentSize {

@@ -362,6 +362,8 @@ public struct FieldDimension: DimensionProvider {
         }
     }
 
+    public var columnNames: [String] { ["name", "custom fields by name"] }
+
     public func column(_ column: String, book: Book) -> ColumnReader? {
         let index = Self.index(book, name)
         guard let values = index.column(column) else { return nil }

@@ -151,6 +151,8 @@ public struct FunnelDimension: DimensionProvider {
         return ["funnel": c == CodeColumn.none ? .null : .string(Self.stages[Int(c)]), "lost": .bool(index.lost.contains(slot))]
     }
 
+    public var columnNames: [String] { ["funnel", "lost"] }
+
     public func column(_ column: String, book: Book) -> ColumnReader? {
         let index = book.part(Index.self) ?? Index()
         switch column {

@@ -230,6 +230,8 @@ public struct LabelDimension: DimensionProvider {
         return ["labels": .array(index.labels(of: slot).map { .string($0) })]
     }
 
+    public var columnNames: [String] { ["labels"] }
+
     public func column(_ column: String, book: Book) -> ColumnReader? {
         guard column == "labels" else { return nil }
         let index = book.part(Index.self) ?? Index()

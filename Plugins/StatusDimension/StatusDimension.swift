@@ -118,6 +118,8 @@ public struct StatusDimension: DimensionProvider {
         return ["status": c == CodeColumn.none ? .null : .string(Self.statuses[Int(c)])]
     }
 
+    public var columnNames: [String] { ["status"] }
+
     public func column(_ column: String, book: Book) -> ColumnReader? {
         guard column == "status" else { return nil }
         let codes = index(book)

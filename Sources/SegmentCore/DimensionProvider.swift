@@ -130,6 +130,10 @@ public protocol DimensionProvider: Sendable {
     /// Named values for exports (`columns`); `nil` for a column it does not own.
     func column(_ name: String, book: Book) -> ColumnReader?
 
+    /// What `column(_:book:)` answers, for the unknown-column error: its column names, or a
+    /// phrase for names the user chose (`custom fields by name`).
+    var columnNames: [String] { get }
+
     /// Extra RPC methods (`labels.list`, `fields.define`, `engagement.record`).
     var methods: [DimensionMethod] { get }
 
@@ -144,6 +148,7 @@ extension DimensionProvider {
     public var methods: [DimensionMethod] { [] }
     public func remove(slot: Int, context: inout WriteContext) throws {}
     public func column(_ name: String, book: Book) -> ColumnReader? { nil }
+    public var columnNames: [String] { [] }
     public func lint(_ filter: ParamReader, book: Book, now: Double, settings: LintSettings) -> [LintWarning] { [] }
 }
 

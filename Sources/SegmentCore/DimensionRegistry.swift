@@ -17,6 +17,11 @@ public struct DimensionRegistry: Sendable {
     public static let maxFilters = 1_000
     public static let maxDepth = 8
 
+    /// The columns a resolution or export returns when a call names none: `email` (the
+    /// core's), then what whoever registers the dimensions chooses (segmentd: `name`,
+    /// `status`).
+    public var defaultColumns = ["email"]
+
     public init() {}
 
     /// Adds a dimension. Two providers may not share a name or a contact-document key.

@@ -66,9 +66,6 @@ public struct ResolvePlan: Sendable {
 }
 
 extension Engine {
-    /// Columns a resolution returns when none are asked for.
-    public static let defaultColumns = ["email", "name", "status"]
-
     /// Plans a resolution of a stored segment (`id`) or an ad-hoc rule on the current snapshot.
     public func plan(
         segment id: Int64? = nil, filters: JSONValue? = nil, audience: Audience = .send, columns: [String]? = nil, format: RowFormat = .ndjson
@@ -80,7 +77,7 @@ extension Engine {
         } else {
             rule = try compile(filters: filters ?? .array([]), book: book)
         }
-        let columns = columns ?? Self.defaultColumns
+        let columns = columns ?? registry.defaultColumns
         guard !columns.isEmpty else { throw .invalidParams(path: "columns", "give at least one column") }
         var readers: [ColumnReader] = []
         for (i, name) in columns.enumerated() {
@@ -103,9 +100,8 @@ extension Engine {
         }
     }
 
-    /// Column names the providers offer (for error messages).
+    /// The columns the providers offer (for error messages).
     func availableColumns(_ book: Book) -> [String] {
-        let builtIn = ["name", "status", "funnel", "lost", "labels", "last_open_at", "last_click_at", "last_send_at"]
-        return builtIn.filter { columnReader($0, book: book) != nil } + ["custom fields by name"]
+        registry.providers.flatMap(\.columnNames)
     }
 }

@@ -55,6 +55,7 @@ public struct SegmentdApplication: Sendable {
         registry.register(LabelDimension())
         registry.register(FunnelDimension())
         registry.register(EngagementDimension())
+        registry.defaultColumns = ["email", "name", "status"]
         return registry
     }
 

@@ -98,6 +98,7 @@ final class TestBook: Sendable {
         registry.register(FunnelDimension())
         registry.register(EngagementDimension())
         for provider in extra { registry.register(provider) }
+        registry.defaultColumns = ["email", "name", "status"]
         return registry
     }
 
