@@ -348,7 +348,27 @@ public struct PGExecutor: SQLExecutor {
     /// `pg_advisory_xact_lock`: waits for the lock (it holds it once this returns), held until
     /// this transaction ends.
     public func advisoryXactLock(_ key: Int64) throws {
-        try forEachRow("SELECT pg_advisory_xact_lock(?)", [.integer(key)]) { _ in }
+        try connection.forEachRow(try Self.lockStatement(key), []) { _ in }
+    }
+
+    /// A statement that takes transaction lock `key` and, when given, queues a notification
+    /// (delivered at commit), and returns no rows: a DO block, with the key and the texts
+    /// written into it (an integer; texts without `$` or NUL, quotes doubled).
+    ///
+    /// Why no rows: a `SELECT pg_advisory_xact_lock(…)` that waited for the lock was seen never
+    /// to complete under load: PostgreSQL had answered (the bytes sat unread in the socket) but
+    /// postgres-nio had stopped reading the connection while the statement's row description
+    /// was in and its row was not yet asked for. A statement without rows is read to its end.
+    static func lockStatement(_ key: Int64, notify: (channel: String, payload: String)? = nil) throws -> String {
+        func literal(_ text: String) throws -> String {
+            guard !text.contains("$"), !text.contains("\0") else {
+                throw SegmentError(.internal, "a NOTIFY channel or payload written into SQL may not hold $ or NUL: \(text)")
+            }
+            return "'" + text.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "''") + "'"
+        }
+        var body = "PERFORM pg_advisory_xact_lock(\(key));"
+        if let notify { body += " PERFORM pg_notify(\(try literal(notify.channel)), \(try literal(notify.payload)));" }
+        return "DO $segmentd$BEGIN " + body + " END$segmentd$"
     }
 
     /// `pg_try_advisory_xact_lock`: false when another transaction holds it.

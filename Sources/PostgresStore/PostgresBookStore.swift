@@ -158,7 +158,7 @@ public final class PostgresBookStore: BookStore {
             // held (a READ COMMITTED read sees what committed before it was granted), and the
             // first one whose rows are read (the engine's catch-up) waits for it. The payload
             // names this node, which has its own writes already.
-            try sql.execute("SELECT pg_advisory_xact_lock(?), pg_notify(?, ?)", [.integer(lockKey), .text(schema), .text(nodeID)])
+            try sql.execute(PGExecutor.lockStatement(lockKey, notify: (schema, nodeID)), [])
             let result = try body(ReturningExecutor(base: sql))
             return result
         }

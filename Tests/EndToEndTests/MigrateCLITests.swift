@@ -48,7 +48,8 @@ import WireJSON
         var environment = plain
         environment["SEGMENTD_STORE"] = store
         let done = try await runProcess(binary, ["migrate", "--from", path, "--book", name, "--progress", "always"], environment: environment)
-        #expect(done.status == 0, "\(done)")
+        let sessions = done.status == 0 ? "" : (try? TestPostgres.shared().activity()) ?? "?"
+        #expect(done.status == 0, "\(done.status): \(done.out)\n\(done.err)\nPostgreSQL sessions:\n\(sessions)")
         var rows: [String: Int] = [:]
         for line in done.out.split(separator: "\n") where line.hasSuffix(" rows") || line.hasSuffix(" row") {
             let parts = line.split(separator: ":", maxSplits: 1)

@@ -101,10 +101,19 @@ func runProcess(_ executable: String, _ arguments: [String], cwd: String? = nil,
     // Polls with Task.sleep: blocking a thread of the small cooperative pool could starve the
     // in-process server the child is talking to.
     while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+    // A child that hangs: where each of its threads waits, for the test's message.
+    let hung = process.isRunning ? threadStacks(of: process.processIdentifier) : ""
     if process.isRunning { process.terminate() }
     process.waitUntilExit()
     let status = process.terminationStatus ?? -1
     let out = (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
     let err = (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? ""
-    return (status, out, err)
+    return (status, out, hung.isEmpty ? err : err + "\n(timed out after \(Int(timeout)) s; its threads:)\n" + hung)
+}
+
+/// Where each thread of process `pid` waits, by the kernel's wait channel (gdb could say
+/// more, but attaching it to a debug build can take minutes: a diagnostic must not hang).
+func threadStacks(of pid: pid_t) -> String {
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+    return tasks.map { tid in "\(tid): " + ((try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/wchan", encoding: .utf8)) ?? "?") }.joined(separator: "\n")
 }

@@ -86,6 +86,20 @@ public final class TestPostgres: Sendable {
 
     public func connect() throws -> PGConnection { try PGConnection.connect(url) }
 
+    /// What every other session of the server is doing and waiting for (`pg_stat_activity`,
+    /// with the locks it waits on): for a test's message when something hung.
+    public func activity() -> String {
+        guard let pg = try? connect() else { return "(PostgreSQL unreachable)" }
+        defer { pg.close() }
+        let rows = (try? pg.query("""
+            SELECT a.pid, a.state, COALESCE(a.wait_event_type, ''), COALESCE(a.wait_event, ''),
+                   COALESCE((SELECT string_agg(l.locktype || ' ' || COALESCE(l.objid::text, ''), ', ') FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted), ''),
+                   left(a.query, 160)
+            FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'
+            """)) ?? []
+        return rows.map { row in row.map { $0.string ?? $0.int64.map(String.init) ?? "" }.joined(separator: " | ") }.joined(separator: "\n")
+    }
+
     /// `pg_ctl stop -m fast`: sessions are ended, the data directory stays.
     public func stopServer() async throws { try await ownCluster().stopServer() }
 
