@@ -15,8 +15,10 @@ extension Engine {
         let now = self.now
         var out: [LintWarning] = []
         let items = filters.arrayValue ?? []
-        let restated = registry.audience.flatMap { audience in items.first.flatMap { audience.restatement(of: $0) } }
-        if items.isEmpty || (restated != nil && items.allSatisfy { registry.audience?.restatement(of: $0) != nil }) {
+        // Filters that only restate the send audience ("status = active"), if all of them do.
+        let restatements = items.map { registry.audience?.restatement(of: $0) }
+        let restated = restatements.allSatisfy { $0 != nil } ? restatements.first ?? nil : nil
+        if items.isEmpty || restated != nil {
             out.append(LintWarning(
                 code: "overly_broad", path: "filters",
                 message: items.isEmpty
