@@ -173,7 +173,8 @@ let package = Package(
             name: "EndToEndTests",
             // `segmentd` (the executable) is built for the tests that run the real binary.
             dependencies: ["SegmentdApp", "SegmentRPC", "LineRPC", "WireJSON", "SegmentEngine", "SegmentCore", "StreamCodec", "segmentd", "TestThreads", "TestPostgres", "PostgresStore",
-                           .product(name: "Logging", package: "swift-log")],
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             // Read at run time from the package folder, not built into the bundle.
             exclude: ["Corpus"],
             swiftSettings: swiftSettings
