@@ -11,6 +11,11 @@ extension SegmentMethods {
             "last_used_at": ["type": ["string", "null"]], "warnings": Schema.array(["type": "object"]),
             "rebaselined_triggers": ["type": "array", "description": "update only: triggers that took the new rule as their baseline"],
         ])
+        let group = Schema.object(["count": Schema.integer, "sample": Schema.array(Schema.string)])
+        let preview: JSONValue = Schema.object([
+            "dry_run": Schema.boolean, "segment": segment, "added": group, "removed": group, "kept": group,
+            "audience": Schema.string, "as_of": Schema.timestamp, "version": Schema.integer,
+        ])
         let id = Param.required("id", Schema.integer)
         let target = [Param.optional("id", Schema.integer), .optional("filters", filtersSchema)]
         let audience = Param.optional("audience", Schema.enumeration(["send", "all"]))
@@ -25,11 +30,22 @@ extension SegmentMethods {
                 return withWarnings(s, engine.lint(filters: s.filters, name: s.name))
             },
             bookMethod(
-                "segments.update", access: .write, "Changes a segment's name, description or rule; review_needed: false signs a rule off.",
+                "segments.update", access: .write,
+                "Changes a segment's name, description or rule; review_needed: false signs a rule off. dry_run: true saves nothing and answers who the edit would add, remove and keep.",
                 params: [id, .optional("name", Schema.string), .optional("description", Schema.string), .optional("filters", filtersSchema),
-                         .optional("review_needed", Schema.boolean)],
-                result: segment
+                         .optional("review_needed", Schema.boolean), .optional("dry_run", Schema.boolean), audience],
+                result: ["oneOf": [segment, preview]]
             ) { engine, p, _ in
+                if try p.optionalBool("dry_run") == true {
+                    let preview = try await engine.previewSegmentUpdate(
+                        id: try p.int("id"), name: try p.optionalString("name"), description: try p.optionalString("description"),
+                        filters: p.has("filters") ? try p.value("filters") : nil, reviewNeeded: try p.optionalBool("review_needed"),
+                        audience: try Self.audience(p))
+                    guard case .object(var o) = preview.json else { return .null }
+                    o["segment"] = withWarnings(preview.segment, engine.lint(filters: preview.segment.filters, name: preview.segment.name))
+                    return .object(o)
+                }
+                if p.has("audience") { throw SegmentError.invalidParams(path: "audience", "audience applies only to a dry run (dry_run: true)") }
                 let (s, rebaselined) = try await engine.updateSegmentAndTriggers(
                     id: try p.int("id"), name: try p.optionalString("name"), description: try p.optionalString("description"),
                     filters: p.has("filters") ? try p.value("filters") : nil, reviewNeeded: try p.optionalBool("review_needed"))
