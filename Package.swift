@@ -12,9 +12,17 @@ let swiftSettings: [SwiftSetting] = [
 let package = Package(
     name: "segmentd",
     platforms: [.macOS(.v15)],
+    // What a package outside this repository builds on (README: Adding a dimension;
+    // Examples/CustomDimension uses them): the plugin API and its JSON values, the command
+    // line's entry point for a segmentd with dimensions of its own, the engine and the
+    // application for tests that run a dimension in-process, and the RPC client.
     products: [
         .executable(name: "segmentd", targets: ["segmentd"]),
         .library(name: "SegmentCore", targets: ["SegmentCore"]),
+        .library(name: "WireJSON", targets: ["WireJSON"]),
+        .library(name: "SegmentdCLI", targets: ["SegmentdCLI"]),
+        .library(name: "SegmentEngine", targets: ["SegmentEngine"]),
+        .library(name: "SegmentdApp", targets: ["SegmentdApp"]),
         .library(name: "LineRPC", targets: ["LineRPC"]),
     ],
     dependencies: [
@@ -123,13 +131,16 @@ let package = Package(
                            .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
-        .executableTarget(
-            name: "segmentd",
+        // The command line, as a library: `Segmentd.main(dimensions:)` is the entry point of
+        // segmentd and of a segmentd built with extra dimensions.
+        .target(
+            name: "SegmentdCLI",
             dependencies: ["SegmentdApp", "SegmentBench", "SegmentEngine", "SegmentCore", "StreamCodec", "LineRPC", "WireJSON", "PostgresStore",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics")],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(name: "segmentd", dependencies: ["SegmentdCLI"], swiftSettings: swiftSettings),
 
         // The test suites' `.ownThreads` trait: tests run on threads of their own, not on the
         // cooperative pool that one CPU-bound test would otherwise hold (see OwnThreads.swift).

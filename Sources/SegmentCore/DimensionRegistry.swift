@@ -24,17 +24,28 @@ public struct DimensionRegistry: Sendable {
 
     public init() {}
 
-    /// Adds a dimension. Two providers may not share a name or a contact-document key.
+    /// Adds a dimension. Two providers may not share a name or a contact-document key: check
+    /// ``refusal(for:)`` first where that depends on input (this stops the process).
     public mutating func register(_ provider: some DimensionProvider) {
-        precondition(byName[provider.name] == nil, "dimension \(provider.name) registered twice")
-        // The name is part of its document table's name (`part_NAME`).
-        precondition(Self.isIdentifier(provider.name), "a dimension's name is 1 to 32 lower-case letters, digits or _, starting with a letter: \(provider.name)")
-        for key in provider.contactKeys {
-            precondition(keyOwner[key] == nil && !Self.coreKeys.contains(key), "contact key \(key) claimed twice")
-            keyOwner[key] = providers.count
-        }
+        if let refusal = refusal(for: provider) { preconditionFailure(refusal) }
+        for key in provider.contactKeys { keyOwner[key] = providers.count }
         byName[provider.name] = providers.count
         providers.append(provider)
+    }
+
+    /// Why `provider` cannot be registered, or nil if it can: its name is taken or is not an
+    /// identifier, or a contact-document key it claims is the core's or another dimension's.
+    public func refusal(for provider: some DimensionProvider) -> String? {
+        if byName[provider.name] != nil { return "two dimensions are named \"\(provider.name)\": each needs a name of its own" }
+        // The name is part of its document table's name (`part_NAME`).
+        guard Self.isIdentifier(provider.name) else {
+            return "a dimension's name is 1 to 32 lower-case letters, digits or _, starting with a letter: \"\(provider.name)\""
+        }
+        for key in provider.contactKeys {
+            if Self.coreKeys.contains(key) { return "contact key \"\(key)\" of dimension \(provider.name) is the core's" }
+            if let owner = keyOwner[key] { return "contact key \"\(key)\" of dimension \(provider.name) is already dimension \(providers[owner].name)'s" }
+        }
+        return nil
     }
 
     /// `[a-z][a-z0-9_]{0,31}`.

@@ -70,4 +70,30 @@ import WireJSON
         #expect(try book.emails(filters) == ["high@example.com", "edge@example.com"])
         #expect(try book.contact("edge@example.com")["score"] == 50)
     }
+
+    /// What `Segmentd.main(dimensions:)` checks before registering a dimension from outside:
+    /// a taken name, a malformed one, or a contact key the core or another dimension reads is
+    /// an error naming it (not a crash).
+    @Test func aClashingDimensionIsRefusedNamingTheClash() {
+        struct Named: DimensionProvider {
+            let name: String
+            var contactKeys: [String] = []
+            var descriptor: DimensionDescriptor { DimensionDescriptor(name: name, summary: "", operators: []) }
+            func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? { nil }
+            func apply(batch: [ContactWrite], context: inout WriteContext) throws {}
+            func remove(slot: Int, context: inout WriteContext) throws {}
+            func documents(for slots: ContactSet, in book: Book, _ emit: (Int, [UInt8]?) -> Void) {}
+            func load(_ stored: StoredParts, into book: inout Book) throws {}
+            func compile(_ filter: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> any ContactPredicate {
+                throw .invalidParams(path: filter.path, "never compiled here")
+            }
+            func render(slot: Int, book: Book) -> [String: JSONValue] { [:] }
+        }
+        let registry = TestBook.registry(extra: [ScoreDimension()])
+        #expect(registry.refusal(for: Named(name: "label"))?.contains("two dimensions are named \"label\"") == true)
+        #expect(registry.refusal(for: Named(name: "Mailbox"))?.contains("lower-case letters") == true)
+        #expect(registry.refusal(for: Named(name: "tags", contactKeys: ["labels"])) == "contact key \"labels\" of dimension tags is already dimension label's")
+        #expect(registry.refusal(for: Named(name: "owner", contactKeys: ["email"])) == "contact key \"email\" of dimension owner is the core's")
+        #expect(registry.refusal(for: Named(name: "tier", contactKeys: ["tier"])) == nil)
+    }
 }

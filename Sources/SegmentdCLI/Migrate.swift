@@ -60,7 +60,7 @@ struct Migrate: ParsableCommand {
             LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
             var logger = Logger(label: "segmentd.migrate")
             logger.logLevel = .warning
-            report = try BookMigration.copy(from: from, to: url, book: book, logger: logger) { step in
+            report = try BookMigration.copy(from: from, to: url, book: book, registry: try Segmentd.registry(), logger: logger) { step in
                 line.update { elapsed in
                     let fraction = step.totalAll > 0 ? Double(step.copiedAll) / Double(step.totalAll) : 1
                     return "\(ProgressLine.bar(fraction)) \(step.table): \(ProgressLine.count(step.copied))/\(ProgressLine.count(step.total)) rows, "

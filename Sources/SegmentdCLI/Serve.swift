@@ -85,7 +85,7 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         try Self.refuseEarlierLayout(dataDir: settings.values["data_dir"]?.source == .defaults ? nil : config.dataDirectory, db: config.databasePath)
-        let app = try SegmentdApplication.build(config)
+        let app = try SegmentdApplication.build(config, registry: try Segmentd.registry())
         // What dependencies record through swift-metrics lands in the same registry.
         MetricsSystem.bootstrap(app.metrics.factory)
         for name in settings.unknownVariables {
