@@ -59,6 +59,7 @@ let package = Package(
         .target(name: "LabelDimension", dependencies: ["SegmentCore", "WireJSON"], path: "Plugins/LabelDimension", swiftSettings: swiftSettings),
         .target(name: "FunnelDimension", dependencies: ["SegmentCore", "WireJSON"], path: "Plugins/FunnelDimension", swiftSettings: swiftSettings),
         .target(name: "EngagementDimension", dependencies: ["SegmentCore", "WireJSON"], path: "Plugins/EngagementDimension", swiftSettings: swiftSettings),
+        .target(name: "SegmentDimension", dependencies: ["SegmentCore", "WireJSON"], path: "Plugins/SegmentDimension", swiftSettings: swiftSettings),
 
         .target(
             name: "SegmentStore",
@@ -111,7 +112,7 @@ let package = Package(
             name: "SegmentdApp",
             dependencies: [
                 "SegmentRPC", "SegmentEngine", "SegmentCore", "SegmentStore", "LineRPC", "WireJSON", "PostgresStore",
-                "StatusDimension", "FieldDimension", "LabelDimension", "FunnelDimension", "EngagementDimension",
+                "StatusDimension", "FieldDimension", "LabelDimension", "FunnelDimension", "EngagementDimension", "SegmentDimension",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -159,7 +160,7 @@ let package = Package(
             name: "SegmentEngineTests",
             dependencies: [
                 "SegmentEngine", "SegmentCore", "SegmentStore", "PostgresStore", "TestPostgres",
-                "StatusDimension", "FieldDimension", "LabelDimension", "FunnelDimension", "EngagementDimension",
+                "StatusDimension", "FieldDimension", "LabelDimension", "FunnelDimension", "EngagementDimension", "SegmentDimension",
                 "TestThreads", "WireJSON", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

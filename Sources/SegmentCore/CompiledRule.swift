@@ -81,6 +81,11 @@ public struct CompiledRule: Sendable {
         }
     }
 
+    /// What the rule costs to resolve, as the planner counts it (a bitmap filter is 1).
+    public var cost: Int { Self.cost(root) }
+
+    static func leafPredicates(_ node: Node) -> [any ContactPredicate] { leaves(node) }
+
     private static func leaves(_ node: Node) -> [any ContactPredicate] {
         switch node {
         case .leaf(let p, _, _): return [p]

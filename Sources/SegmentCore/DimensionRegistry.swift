@@ -67,8 +67,10 @@ public struct DimensionRegistry: Sendable {
     }
 
     /// Compiles a rule (a JSON array of filters, ANDed) with errors naming the filter's path.
+    /// `chain`: the stored segments being compiled, outermost first (``RuleCompiler``); a
+    /// stored segment's own rule is compiled with its id, so a reference back to it is a cycle.
     public func compile(
-        filters: JSONValue, path: String = "filters", book: Book, time: ISOTime
+        filters: JSONValue, path: String = "filters", book: Book, time: ISOTime, chain: [Int64] = []
     ) throws(SegmentError) -> CompiledRule {
         guard let items = filters.arrayValue else {
             throw .invalidParams(path: path, "expected an array of filters, got \(filters.typeName)")
@@ -77,13 +79,13 @@ public struct DimensionRegistry: Sendable {
         var review = false
         var nodes: [CompiledRule.Node] = []
         for (i, item) in items.enumerated() {
-            nodes.append(try compileNode(item, path: path.index(i), depth: 1, budget: &budget, review: &review, book: book, time: time))
+            nodes.append(try compileNode(item, path: path.index(i), depth: 1, budget: &budget, review: &review, book: book, time: time, chain: chain))
         }
         return CompiledRule(root: .all(nodes), reviewNeeded: review)
     }
 
     private func compileNode(
-        _ item: JSONValue, path: String, depth: Int, budget: inout Int, review: inout Bool, book: Book, time: ISOTime
+        _ item: JSONValue, path: String, depth: Int, budget: inout Int, review: inout Bool, book: Book, time: ISOTime, chain: [Int64]
     ) throws(SegmentError) -> CompiledRule.Node {
         budget -= 1
         guard budget >= 0 else { throw .invalidParams(path: path, "a rule may hold at most \(Self.maxFilters) filters") }
@@ -98,7 +100,7 @@ public struct DimensionRegistry: Sendable {
             guard !children.isEmpty else { throw .invalidParams(path: path.member("any"), "an any group needs at least one filter") }
             var nodes: [CompiledRule.Node] = []
             for (i, child) in children.enumerated() {
-                nodes.append(try compileNode(child, path: path.member("any").index(i), depth: depth + 1, budget: &budget, review: &review, book: book, time: time))
+                nodes.append(try compileNode(child, path: path.member("any").index(i), depth: depth + 1, budget: &budget, review: &review, book: book, time: time, chain: chain))
             }
             return .any(nodes, path: path)
         }
@@ -108,7 +110,11 @@ public struct DimensionRegistry: Sendable {
             throw .invalidParams(path: path.member("dimension"), "unknown dimension \"\(name)\"; known: \(known)")
         }
         if !provider.isDashboardDimension { review = true }
-        let predicate = try provider.compile(filter, book: book, time: time)
+        let predicate = if let referencing = provider as? any RuleReferencingProvider {
+            try referencing.compile(filter, book: book, time: time, rules: RuleCompiler(registry: self, chain: chain))
+        } else {
+            try provider.compile(filter, book: book, time: time)
+        }
         return .leaf(predicate, dimension: name, path: path)
     }
 }

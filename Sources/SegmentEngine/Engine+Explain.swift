@@ -52,11 +52,25 @@ extension Engine {
     private func explain(_ node: CompiledRule.Node, index: Int, slot: Int, book: Book, now: Double) -> JSONValue {
         switch node {
         case .leaf(let predicate, let dimension, let path):
-            return [
+            var out: [String: JSONValue] = [
                 "index": .int(Int64(index)), "path": .string(path), "dimension": .string(dimension),
                 "matches": .bool(predicate.matches(slot: slot, in: book, at: now)),
                 "detail": .string(predicate.explain(slot: slot, in: book, at: now)),
             ]
+            // A segment filter: the referenced segment's own filters, explained the same way.
+            if let reference = predicate as? any SegmentReferencePredicate {
+                let inner: [JSONValue]
+                if case .all(let children) = reference.rule.root {
+                    inner = children.enumerated().map { explain($0.element, index: $0.offset, slot: slot, book: book, now: now) }
+                } else {
+                    inner = [explain(reference.rule.root, index: 0, slot: slot, book: book, now: now)]
+                }
+                out["segment"] = [
+                    "id": .int(reference.segmentID), "name": .string(reference.segmentName),
+                    "matches": .bool(reference.rule.matches(slot: slot, in: book, at: now)), "filters": .array(inner),
+                ]
+            }
+            return .object(out)
         case .any(let children, let path):
             let parts = children.enumerated().map { explain($0.element, index: $0.offset, slot: slot, book: book, now: now) }
             return [

@@ -53,7 +53,7 @@ extension Engine {
             segment.name = name
         }
         let old = try compile(filters: segment.filters, book: book)
-        let new = try filters.map { f throws(SegmentError) in try compile(filters: f, book: book) } ?? old
+        let new = try filters.map { f throws(SegmentError) in try compile(filters: f, book: book, segment: id) } ?? old
         if let filters { segment.filters = filters; segment.reviewNeeded = new.reviewNeeded }
         if let description { segment.description = description }
         if let reviewNeeded { segment.reviewNeeded = reviewNeeded }

@@ -10,8 +10,10 @@ public struct ValidationResult: Sendable {
 
 extension Engine {
     /// Compiles a rule against the current book, with errors naming the filter's path.
-    public func compile(filters: JSONValue, path: String = "filters", book: Book? = nil) throws(SegmentError) -> CompiledRule {
-        try registry.compile(filters: filters, path: path, book: book ?? snapshot, time: time)
+    /// `segment`: the stored segment the rule is (or is to become) the rule of, so that a
+    /// reference back to it is refused as a cycle.
+    public func compile(filters: JSONValue, path: String = "filters", book: Book? = nil, segment: Int64? = nil) throws(SegmentError) -> CompiledRule {
+        try registry.compile(filters: filters, path: path, book: book ?? snapshot, time: time, chain: segment.map { [$0] } ?? [])
     }
 
     /// Checks every top-level filter and reports all errors, not only the first.
@@ -80,18 +82,20 @@ extension Engine {
     /// answered a different question).
     public func updateSegmentAndTriggers(
         id: Int64, name: String? = nil, description: String? = nil, filters: JSONValue? = nil, reviewNeeded: Bool? = nil
-    ) async throws -> (segment: Segment, rebaselined: [Int64]) {
+    ) async throws -> (segment: Segment, rebaselined: [Int64], rewritten: [Segment]) {
         let registry = self.registry, time = self.time
         let name = try name.map(Self.checkSegmentName)
         try await catchUpBeforeValidating()
-        let rule = try filters.map { f throws(SegmentError) in try compile(filters: f) }
+        let rule = try filters.map { f throws(SegmentError) in try compile(filters: f, segment: id) }
         let text = filters?.serialized()
         return try await write(cause: "segments.update") { context in
             guard var segment = context.book.segments[id] else { throw SegmentError.notFound("no segment with id \(id)") }
+            var rewritten: [Segment] = []
             if let name {
                 if context.book.segments.values.contains(where: { $0.id != id && $0.name.lowercased() == name.lowercased() }) {
                     throw SegmentError.conflict("a segment named \"\(name)\" already exists")
                 }
+                rewritten = Self.renameReferences(to: segment, as: name, context: &context)
                 segment.name = name
             }
             if let description { segment.description = description }
@@ -103,9 +107,37 @@ extension Engine {
                 [.text(segment.name), .text(segment.name.lowercased()), .text(segment.description), text.map(SQLValue.text) ?? .null,
                  .integer(segment.reviewNeeded ? 1 : 0), .real(context.now), .integer(id)])
             context.book.setSegment(segment)
-            let rebaselined = filters == nil ? [] : try Self.rebaseline(segment: segment, context: &context, registry: registry, time: time)
-            return (segment, rebaselined)
+            var rebaselined: [Int64] = []
+            if filters != nil {
+                // A new rule is a new question for this segment and for every segment that
+                // contains it: their triggers take it as their baseline, silently.
+                for changed in [segment] + Segment.referrers(of: id, in: context.book) {
+                    rebaselined += try Self.rebaseline(segment: changed, context: &context, registry: registry, time: time)
+                }
+            }
+            return (segment, rebaselined.sorted(), rewritten)
         }
+    }
+
+    /// Rewrites the segments that refer to `segment` by its name to its new `name` (a
+    /// reference by id needs nothing); returns them.
+    static func renameReferences(to segment: Segment, as name: String, context: inout WriteContext) -> [Segment] {
+        let old = segment.name.lowercased()
+        var rewritten: [Segment] = []
+        for var referrer in context.book.segments.values.sorted(by: { $0.id < $1.id }) where referrer.id != segment.id {
+            let renamed = Segment.rewriting(referrer.filters, dimension: "segment") { filter in
+                guard filter["value"]?.stringValue?.lowercased() == old else { return nil }
+                var copy = filter
+                copy["value"] = .string(name)
+                return copy
+            }
+            guard let renamed else { continue }
+            referrer.filters = renamed
+            referrer.updatedAt = context.now
+            context.rewrite(segment: referrer)
+            rewritten.append(referrer)
+        }
+        return rewritten
     }
 
     /// Deletes a segment; returns it as it was. A segment with triggers is refused unless
@@ -113,6 +145,11 @@ extension Engine {
     public func deleteSegment(id: Int64, force: Bool = false) async throws -> Segment {
         try await write(cause: "segments.delete") { context in
             guard let segment = context.book.segments[id] else { throw SegmentError.notFound("no segment with id \(id)") }
+            let referrers = Segment.referrers(of: id, in: context.book, directly: true)
+            if !referrers.isEmpty {
+                throw SegmentError.conflict(
+                    "segment \(id) \"\(segment.name)\" is used by \(Segment.describe(referrers)) (a segment filter); change their rules first")
+            }
             let triggers = context.book.triggers.values.filter { $0.segmentID == id }.map(\.id).sorted()
             if !triggers.isEmpty {
                 guard force else {

@@ -9,7 +9,11 @@ extension SegmentMethods {
             "id": Schema.integer, "name": Schema.string, "description": Schema.string, "filters": filtersSchema,
             "review_needed": Schema.boolean, "created_at": Schema.timestamp, "updated_at": Schema.timestamp,
             "last_used_at": ["type": ["string", "null"]], "warnings": Schema.array(["type": "object"]),
-            "rebaselined_triggers": ["type": "array", "description": "update only: triggers that took the new rule as their baseline"],
+            "rebaselined_triggers": ["type": "array", "description": "update only: triggers that took the new rule as their baseline (this segment's and those of segments that contain it)"],
+            "rewritten_segments": [
+                "type": "array", "description": "update only, when a rename rewrote them: segments whose segment filters named this one by its old name",
+                "items": ["type": "object", "properties": ["id": ["type": "integer"], "name": ["type": "string"]]],
+            ],
         ])
         let group = Schema.object(["count": Schema.integer, "sample": Schema.array(Schema.string)])
         let preview: JSONValue = Schema.object([
@@ -46,11 +50,12 @@ extension SegmentMethods {
                     return .object(o)
                 }
                 if p.has("audience") { throw SegmentError.invalidParams(path: "audience", "audience applies only to a dry run (dry_run: true)") }
-                let (s, rebaselined) = try await engine.updateSegmentAndTriggers(
+                let (s, rebaselined, rewritten) = try await engine.updateSegmentAndTriggers(
                     id: try p.int("id"), name: try p.optionalString("name"), description: try p.optionalString("description"),
                     filters: p.has("filters") ? try p.value("filters") : nil, reviewNeeded: try p.optionalBool("review_needed"))
                 guard case .object(var o) = withWarnings(s, engine.lint(filters: s.filters, name: s.name)) else { return .null }
                 o["rebaselined_triggers"] = .array(rebaselined.map { .int($0) })
+                if !rewritten.isEmpty { o["rewritten_segments"] = .array(rewritten.map(\.reference)) }
                 return .object(o)
             },
             bookMethod("segments.get", "One stored segment.", params: [id], result: segment) { engine, p, _ in

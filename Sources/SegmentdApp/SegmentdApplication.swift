@@ -7,6 +7,7 @@ import LineRPC
 import Logging
 import PostgresStore
 import SegmentCore
+import SegmentDimension
 import SegmentEngine
 import SegmentRPC
 import ServiceLifecycle
@@ -55,6 +56,7 @@ public struct SegmentdApplication: Sendable {
         registry.register(LabelDimension())
         registry.register(FunnelDimension())
         registry.register(EngagementDimension())
+        registry.register(SegmentDimension())
         registry.defaultColumns = ["email", "name", "status"]
         return registry
     }

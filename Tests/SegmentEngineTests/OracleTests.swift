@@ -25,7 +25,14 @@ import WireJSON
         #expect(book.engine.countContacts().total == alive.count)
         let built = Date().timeIntervalSince(started)
 
-        let covered = try Self.check(book, model: model, ruleSeed: 0xC0FFEE, rules: Self.rules)
+        // Stored segments for segment filters to name; later ones may name earlier ones.
+        var segments = OracleFilterGenerator(seed: 0x5E6, now: now, book: model)
+        for i in 0..<4 {
+            let rule = segments.rule()
+            let stored = try await book.engine.createSegment(name: "Oracle segment \(i)", filters: rule.json)
+            segments.stored.append((stored.id, stored.name, rule.test))
+        }
+        let covered = try Self.check(book, model: model, ruleSeed: 0xC0FFEE, rules: Self.rules, stored: segments.stored)
 
         let expectedOps: Set<String> = [
             "status.equals", "status.not_equals", "status.in",
@@ -40,17 +47,21 @@ import WireJSON
             "field.boolean.equals", "field.boolean.not_equals", "field.boolean.is_empty", "field.boolean.is_not_empty",
             "engagement.before", "engagement.after", "engagement.between", "engagement.within_last",
             "engagement.not_within_last", "engagement.never", "engagement.ever",
+            "segment.in", "segment.not_in",
         ]
         #expect(expectedOps.subtracting(covered).isEmpty, "operators never generated: \(expectedOps.subtracting(covered).sorted())")
         // What the store kept gives the same answers: the book reloaded from it.
         try book.restart()
-        _ = try Self.check(book, model: model, ruleSeed: 0xC0FFEE, rules: Self.rules / 3, name: "reloaded: ")
+        _ = try Self.check(book, model: model, ruleSeed: 0xC0FFEE, rules: Self.rules / 3, name: "reloaded: ", stored: segments.stored)
         print("oracle: \(alive.count) contacts built in \(Int(built)) s; \(Self.rules) rules checked in \(Int(Date().timeIntervalSince(started) - built)) s")
     }
 
     /// Checks `rules` random rules (from `ruleSeed`) on `book` against `model`; returns the
     /// operators they used.
-    static func check(_ book: TestBook, model: ModelBook, ruleSeed: UInt64, rules: Int, name: String = "") throws -> Set<String> {
+    static func check(
+        _ book: TestBook, model: ModelBook, ruleSeed: UInt64, rules: Int, name: String = "",
+        stored: [(id: Int64, name: String, test: (ModelContact) -> Bool)] = []
+    ) throws -> Set<String> {
         let now = TestBook.start
         let alive = model.alive
         let snapshot = book.engine.snapshot
@@ -65,6 +76,7 @@ import WireJSON
         let sampleSlots = Array(snapshot.alive.slots.enumerated().filter { $0.offset % 97 == 0 }.map(\.element))
 
         var generator = OracleFilterGenerator(seed: ruleSeed, now: now, book: model)
+        generator.stored = stored
         var covered: Set<String> = []
         var failures = 0
         var oracleTime = Duration.zero, engineTime = Duration.zero

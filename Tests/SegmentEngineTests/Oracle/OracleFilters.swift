@@ -22,6 +22,8 @@ struct OracleFilterGenerator {
     let eventTimes: [Double]
     let emails: [String]
     let createdTimes: [Double]
+    /// Stored segments a `segment` filter may name, with the test of each one's rule.
+    var stored: [(id: Int64, name: String, test: (ModelContact) -> Bool)] = []
 
     init(seed: UInt64, now: Double, book: ModelBook) {
         rng = SplitMix64(seed: seed)
@@ -50,7 +52,8 @@ struct OracleFilterGenerator {
     }
 
     mutating func leaf() -> OracleFilter {
-        switch rng.int(0...12) {
+        switch rng.int(0...(stored.isEmpty ? 12 : 13)) {
+        case 13: return segmentReference()
         case 12: return scoreField()
         case 0: return status()
         case 1, 2: return funnel()
@@ -65,6 +68,17 @@ struct OracleFilterGenerator {
     }
 
     // MARK: Dimensions
+
+    /// In (or not in) a stored segment, named by id or by its name in another case.
+    mutating func segmentReference() -> OracleFilter {
+        let segment = stored[rng.int(0...(stored.count - 1))]
+        let negated = rng.chance(0.3)
+        let value: JSONValue = rng.chance(0.5) ? .int(segment.id) : .string(rng.recase(segment.name))
+        let test = segment.test
+        return OracleFilter(
+            json: ["dimension": "segment", "op": .string(negated ? "not_in" : "in"), "value": value],
+            test: { negated != test($0) }, ops: ["segment." + (negated ? "not_in" : "in")])
+    }
 
     mutating func status() -> OracleFilter {
         let statuses = ModelContact.statuses

@@ -12,6 +12,7 @@ import EngagementDimension
 import FieldDimension
 import FunnelDimension
 import LabelDimension
+import SegmentDimension
 import StatusDimension
 
 /// One engine on a fresh SQLite file in its own temporary directory, with a hand-moved clock.
@@ -97,6 +98,7 @@ final class TestBook: Sendable {
         registry.register(LabelDimension())
         registry.register(FunnelDimension())
         registry.register(EngagementDimension())
+        registry.register(SegmentDimension())
         for provider in extra { registry.register(provider) }
         registry.defaultColumns = ["email", "name", "status"]
         return registry
