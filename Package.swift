@@ -104,7 +104,7 @@ let package = Package(
             dependencies: ["SegmentEngine", "SegmentCore", "LineRPC", "StreamCodec", "WireJSON", .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: swiftSettings
         ),
-        // Wires the five built-in plugins, the engine and the server: what `segmentd serve`
+        // Wires the six built-in plugins, the engine and the server: what `segmentd serve`
         // runs and what the end-to-end tests build directly.
         // Records the git commit for `segmentd --version` and `rpc.hello`.
         .plugin(name: "GitCommit", capability: .buildTool(), path: "BuildPlugins/GitCommit"),
