@@ -85,6 +85,10 @@ public struct BenchRunner {
         let rss = Double(server.residentBytes) / 1_048_576
         report.figures.append(BenchFigure(name: "resident memory after loading", value: rss, unit: "MB", baseline: nil, better: "lower", target: scale > 1 ? "≤ \(Int(500 * scale)) MB" : "≤ 500 MB", met: rss <= 500 * max(1, scale)))
         let rpc = try await RPCClient.connect(unixPath: server.socket)
+        // The segment the segment-reference count names.
+        _ = try await rpc.call("segments.create", [
+            "name": .string(BenchSegment.storedVIPCustomers.name), "filters": BenchSegment.storedVIPCustomers.filters,
+        ])
 
         // 3. Counts: server side (the engine in process on the same file, read-only and so
         // without the lock the server holds), round trip, baseline SQL.

@@ -10,6 +10,13 @@ struct BenchSegment {
 }
 
 extension BenchSegment {
+    /// The stored segment the segment-reference count names (created before the counts).
+    static let storedVIPCustomers = (
+        name: "bench: VIP customers",
+        filters: [["dimension": "label", "op": "contains", "value": "vip"],
+                  ["dimension": "funnel", "op": "in", "value": ["customer", "loyal_customer", "promoter"]]] as JSONValue
+    )
+
     static func all(now: Double) -> [BenchSegment] {
         let day = 86_400.0
         let iso = { (t: Double) in JSONValue.string(ISOTime.format(t)) }
@@ -69,6 +76,15 @@ extension BenchSegment {
                     AND EXISTS (SELECT 1 FROM contact_label l WHERE l.contact_id = c.id AND l.label IN ('promo','webinar'))
                     """,
                 arguments: [now - 30 * day, now - 730 * day]),
+            BenchSegment(
+                name: "segment reference: in VIP customers, active",
+                filters: [["dimension": "segment", "op": "in", "value": .string(storedVIPCustomers.name)],
+                          ["dimension": "status", "op": "equals", "value": "active"]],
+                sql: """
+                    SELECT COUNT(*) FROM contact_label l JOIN contact c ON c.id = l.contact_id
+                    WHERE l.label = 'vip' AND c.funnel IN ('customer','loyal_customer','promoter') AND c.status = 'active'
+                    """,
+                arguments: []),
         ]
     }
 

@@ -154,7 +154,8 @@ import Glibc
         }
         #expect(interpolated == allowed, "SQL built with interpolation: \(interpolated)")
         let registry = try String(contentsOf: packageRoot.appendingPathComponent("Sources/SegmentCore/DimensionRegistry.swift"), encoding: .utf8)
-        #expect(registry.contains(#"precondition(Self.isIdentifier(provider.name)"#), "a provider's name, part of its table's name, must be checked")
+        #expect(registry.contains(#"guard Self.isIdentifier(provider.name) else {"#) && registry.contains(#"if let refusal = refusal(for: provider) { preconditionFailure(refusal) }"#),
+                "a provider's name, part of its table's name, must be checked before it is registered")
         let parts = try String(contentsOf: packageRoot.appendingPathComponent("Sources/SegmentStore/PartStorage.swift"), encoding: .utf8)
         #expect(parts.contains(#"let marks = Array(repeating: "?", count: chunk.count).joined(separator: ", ")"#), "IN lists must be placeholders only")
         let copy = try String(contentsOf: packageRoot.appendingPathComponent("Sources/PostgresStore/PostgresBookImport.swift"), encoding: .utf8)

@@ -150,7 +150,7 @@ import WireJSON
 
         let friend = try await RPCClient.connect(host: "127.0.0.1", port: port)
         let hello = try await friend.call("rpc.hello", ["token": "s3cret-token"])
-        #expect(hello["dimensions"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["status", "field", "label", "funnel", "engagement"])
+        #expect(hello["dimensions"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["status", "field", "label", "funnel", "engagement", "segment"])
         #expect(try await friend.call("contacts.count")["total"] == 0)
         try await friend.close()
         try await server.stop()

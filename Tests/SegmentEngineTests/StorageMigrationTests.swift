@@ -24,6 +24,7 @@ import WireJSON
         #expect(Set(current.map(\.name)).subtracting(firstLayout.map(\.name)) == [
             "field.v2", "label.v2", "triggers.v2", "events.v2", "triggers.v3",
             "parts.v1", "parts.status.v1", "parts.field.v1", "parts.label.v1", "parts.funnel.v1", "parts.engagement.v1",
+            "parts.segment.v1",
         ])
 
         let ltv = 0.1 + 0.2  // 0.30000000000000004: SQLite's own JSON would print 0.3
