@@ -72,23 +72,33 @@ public struct DimensionRegistry: Sendable {
     public func compile(
         filters: JSONValue, path: String = "filters", book: Book, time: ISOTime, chain: [Int64] = []
     ) throws(SegmentError) -> CompiledRule {
+        try compile(filters: filters, path: path, book: book, time: time, chain: chain, depth: 0, budget: FilterBudget(Self.maxFilters))
+    }
+
+    /// A rule compiled as part of another (``RuleCompiler``): `depth` references followed,
+    /// `budget` shared with the outer rule.
+    func compile(
+        filters: JSONValue, path: String, book: Book, time: ISOTime, chain: [Int64], depth: Int, budget: FilterBudget
+    ) throws(SegmentError) -> CompiledRule {
         guard let items = filters.arrayValue else {
             throw .invalidParams(path: path, "expected an array of filters, got \(filters.typeName)")
         }
-        var budget = Self.maxFilters
         var review = false
         var nodes: [CompiledRule.Node] = []
+        let rules = RuleCompiler(registry: self, chain: chain, depth: depth, budget: budget)
         for (i, item) in items.enumerated() {
-            nodes.append(try compileNode(item, path: path.index(i), depth: 1, budget: &budget, review: &review, book: book, time: time, chain: chain))
+            nodes.append(try compileNode(item, path: path.index(i), depth: 1, budget: budget, review: &review, book: book, time: time, rules: rules))
         }
         return CompiledRule(root: .all(nodes), reviewNeeded: review)
     }
 
     private func compileNode(
-        _ item: JSONValue, path: String, depth: Int, budget: inout Int, review: inout Bool, book: Book, time: ISOTime, chain: [Int64]
+        _ item: JSONValue, path: String, depth: Int, budget: FilterBudget, review: inout Bool, book: Book, time: ISOTime, rules: RuleCompiler
     ) throws(SegmentError) -> CompiledRule.Node {
-        budget -= 1
-        guard budget >= 0 else { throw .invalidParams(path: path, "a rule may hold at most \(Self.maxFilters) filters") }
+        budget.remaining -= 1
+        guard budget.remaining >= 0 else {
+            throw .invalidParams(path: path, "a rule may hold at most \(Self.maxFilters) filters (those of the segments it refers to included)")
+        }
         let filter = try ParamReader(item, path: path)
         if filter.object["any"] != nil {
             review = true
@@ -100,7 +110,7 @@ public struct DimensionRegistry: Sendable {
             guard !children.isEmpty else { throw .invalidParams(path: path.member("any"), "an any group needs at least one filter") }
             var nodes: [CompiledRule.Node] = []
             for (i, child) in children.enumerated() {
-                nodes.append(try compileNode(child, path: path.member("any").index(i), depth: depth + 1, budget: &budget, review: &review, book: book, time: time, chain: chain))
+                nodes.append(try compileNode(child, path: path.member("any").index(i), depth: depth + 1, budget: budget, review: &review, book: book, time: time, rules: rules))
             }
             return .any(nodes, path: path)
         }
@@ -111,7 +121,7 @@ public struct DimensionRegistry: Sendable {
         }
         if !provider.isDashboardDimension { review = true }
         let predicate = if let referencing = provider as? any RuleReferencingProvider {
-            try referencing.compile(filter, book: book, time: time, rules: RuleCompiler(registry: self, chain: chain))
+            try referencing.compile(filter, book: book, time: time, rules: rules)
         } else {
             try provider.compile(filter, book: book, time: time)
         }

@@ -23,6 +23,11 @@ public struct RuleCompiler: Sendable {
     /// The segments being compiled, outermost first (the segment a `segments.update` edits
     /// comes first, so a reference back to it is a cycle).
     public let chain: [Int64]
+    /// References followed so far from the rule being compiled.
+    let depth: Int
+    /// The filters the whole rule may still hold, the referenced rules' included: one
+    /// budget for the whole expansion, so nested references cannot multiply it.
+    let budget: FilterBudget
 
     /// The deepest a chain of references may go.
     public static let maxDepth = 8
@@ -34,18 +39,27 @@ public struct RuleCompiler: Sendable {
             let names = (chain[start...] + [segment.id]).map { id in book.segments[id].map { "\"\($0.name)\"" } ?? "segment \(id)" }
             throw .invalidParams(path: path, "segment reference cycle: \(names.joined(separator: " → ")); a segment cannot contain itself")
         }
-        guard chain.count < Self.maxDepth else {
+        guard depth < Self.maxDepth else {
             throw .invalidParams(path: path, "segment references nest at most \(Self.maxDepth) deep")
         }
         do throws(SegmentError) {
-            return try registry.compile(filters: segment.filters, path: "filters", book: book, time: time, chain: chain + [segment.id])
-        } catch where error.message.hasPrefix("segment reference cycle") || error.message.hasPrefix("segment references nest") {
+            return try registry.compile(
+                filters: segment.filters, path: "filters", book: book, time: time, chain: chain + [segment.id], depth: depth + 1, budget: budget)
+        } catch where error.message.hasPrefix("segment reference cycle") || error.message.hasPrefix("segment references nest")
+            || error.message.hasPrefix("a rule may hold at most") {
             throw SegmentError.invalidParams(path: path, error.message)
         } catch {
             throw .invalidParams(
                 path: path, "segment \(segment.id) \"\(segment.name)\" does not compile: \(error.path.map { "\($0): " } ?? "")\(error.message)")
         }
     }
+}
+
+/// The filters a rule may still hold while it compiles (shared by the nested compiles of the
+/// segments it refers to).
+final class FilterBudget: @unchecked Sendable {
+    var remaining: Int
+    init(_ remaining: Int) { self.remaining = remaining }
 }
 
 extension CompiledRule {

@@ -31,8 +31,10 @@ extension Engine {
                 code: "generic_name", path: "name",
                 message: "\"\(name)\" does not say who is in it; name it for its audience, e.g. \"Inactive Buyers > 30 Days\""))
         }
-        // A segment with a trigger is in use: its rule is re-checked on every write.
-        if let segment, !book.triggers.values.contains(where: { $0.segmentID == segment.id }) {
+        // A segment with a trigger is in use: its rule is re-checked on every write. So is
+        // one that another segment contains (a segment filter).
+        if let segment, !book.triggers.values.contains(where: { $0.segmentID == segment.id }),
+            Segment.referrers(of: segment.id, in: book, directly: true).isEmpty {
             let last = segment.lastUsedAt ?? segment.createdAt
             if now - last > lintSettings.unusedDays * 86_400 {
                 let days = Int((now - last) / 86_400)

@@ -52,10 +52,13 @@ extension Engine {
         try await catchUpBeforeValidating()
         let rule = try compile(filters: filters)
         let text = filters.serialized()
+        let registry = self.registry, time = self.time
         return try await write(cause: "segments.create") { context in
             if context.book.segments.values.contains(where: { $0.name.lowercased() == name.lowercased() }) {
                 throw SegmentError.conflict("a segment named \"\(name)\" already exists")
             }
+            // Again under the writer: a segment it refers to may have changed since.
+            if !rule.referencedSegments.isEmpty { _ = try registry.compile(filters: filters, book: context.book, time: time) }
             try context.sql.execute(
                 "INSERT INTO segment(name, name_key, description, filters, review_needed, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [.text(name), .text(name.lowercased()), .text(description), .text(text), .integer(rule.reviewNeeded ? 1 : 0),
@@ -95,11 +98,17 @@ extension Engine {
                 if context.book.segments.values.contains(where: { $0.id != id && $0.name.lowercased() == name.lowercased() }) {
                     throw SegmentError.conflict("a segment named \"\(name)\" already exists")
                 }
-                rewritten = Self.renameReferences(to: segment, as: name, context: &context)
+                if name != segment.name { rewritten = Self.renameReferences(to: segment, as: name, context: &context) }
                 segment.name = name
             }
             if let description { segment.description = description }
-            if let filters, let rule { segment.filters = filters; segment.reviewNeeded = rule.reviewNeeded }
+            if let filters, let rule {
+                // Again under the writer when it refers to others: they may have changed since
+                // (a concurrent edit could otherwise close a cycle).
+                if !rule.referencedSegments.isEmpty { _ = try registry.compile(filters: filters, book: context.book, time: time, chain: [id]) }
+                segment.filters = filters
+                segment.reviewNeeded = rule.reviewNeeded
+            }
             if let reviewNeeded { segment.reviewNeeded = reviewNeeded }
             segment.updatedAt = context.now
             try context.sql.execute(
@@ -109,6 +118,16 @@ extension Engine {
             context.book.setSegment(segment)
             var rebaselined: [Int64] = []
             if filters != nil {
+                // The segments that contain this one must still compile with its new rule
+                // (depth, size): refused here rather than saved broken.
+                for referrer in Segment.referrers(of: id, in: context.book) {
+                    do throws(SegmentError) {
+                        _ = try registry.compile(filters: referrer.filters, book: context.book, time: time, chain: [referrer.id])
+                    } catch {
+                        throw SegmentError.invalidParams(
+                            path: "filters", "segment \(referrer.id) \"\(referrer.name)\" contains this one and would no longer compile: \(error.message)")
+                    }
+                }
                 // A new rule is a new question for this segment and for every segment that
                 // contains it: their triggers take it as their baseline, silently.
                 for changed in [segment] + Segment.referrers(of: id, in: context.book) {

@@ -168,7 +168,7 @@ import Glibc
         #expect(growth < n * 128 * 1024 + 32 << 20, "server RSS grew by \(growth) bytes")
         #expect(try await admin.call("rpc.ping") == ["pong": true])
         try await admin.close()
-        #expect(server.stop() == 0, "segmentd serve did not shut down cleanly; log:\n\(server.log.suffix(2_000))")
+        #expect(await server.stop() == 0, "segmentd serve did not shut down cleanly; log:\n\(server.log.suffix(2_000))")
     }
 
     @Test func connectionBeyondTheMaximumGetsAClearErrorLine() async throws {

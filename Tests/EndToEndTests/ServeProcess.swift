@@ -61,10 +61,14 @@ final class ServeProcess: @unchecked Sendable {
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    /// SIGTERM, then waits for the exit; returns the exit status (0: a clean shutdown).
+    /// SIGTERM, then waits for the exit (a minute at most: a hang guard, then SIGKILL);
+    /// returns the exit status (0: a clean shutdown; 137: it had to be killed).
     @discardableResult
-    func stop() -> Int32? {
+    func stop() async -> Int32? {
         process.terminate()
+        let deadline = ContinuousClock.now + .seconds(60)
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning { process.send(SIGKILL) }
         process.waitUntilExit()
         return process.terminationStatus
     }

@@ -119,4 +119,29 @@ import WireJSON
         #expect(inner["filters"]?[1]?["detail"]?.stringValue?.isEmpty == false)
         #expect(why["filters"]?[0]?["detail"]?.stringValue?.contains("not in segment \(vips.id) \"VIPs\"") == true)
     }
+
+    /// References nest at most 8 deep, counted the same at create and update; an edit that
+    /// would push a segment containing this one past it (or past 1,000 filters, the referenced
+    /// ones counted) is refused naming that segment, and nested references share one budget.
+    @Test func depthAndSizeAreBoundedForTheWholeExpansion() async throws {
+        let book = try await Self.book()
+        let engine = book.engine
+        var chain = [try await engine.createSegment(name: "S0", filters: [filter("label", "contains", "vip")])]
+        for i in 1...8 { chain.append(try await engine.createSegment(name: "S\(i)", filters: [Self.reference(.int(chain[i - 1].id))])) }
+        _ = try await engine.updateSegment(id: chain[8].id, filters: chain[8].filters)  // re-saving the deepest is fine
+        let ninth = await #expect(throws: SegmentError.self) { try await engine.createSegment(name: "S9", filters: [Self.reference(.int(chain[8].id))]) }
+        #expect(ninth?.message.contains("segment references nest at most 8 deep") == true, "\(ninth?.message ?? "")")
+        let other = try await engine.createSegment(name: "Other", filters: [filter("funnel", "equals", "customer")])
+        let deeper = await #expect(throws: SegmentError.self) { try await engine.updateSegment(id: chain[0].id, filters: [Self.reference("Other")]) }
+        #expect(deeper?.message.hasPrefix("segment \(chain[8].id) \"S8\" contains this one and would no longer compile") == true, "\(deeper?.message ?? "")")
+        #expect(try engine.segment(id: chain[0].id).filters == [filter("label", "contains", "vip")], "nothing saved")
+        _ = other
+
+        // 400 references to a 2-filter segment expand to 1,200 filters: refused, not multiplied.
+        let pair = try await engine.createSegment(name: "Pair", filters: [filter("label", "contains", "vip"), filter("funnel", "equals", "customer")])
+        let wide: JSONValue = .array(Array(repeating: Self.reference(.int(pair.id)), count: 400))
+        let tooWide = await #expect(throws: SegmentError.self) { try await engine.createSegment(name: "Wide", filters: wide) }
+        #expect(tooWide?.message.contains("a rule may hold at most 1000 filters (those of the segments it refers to included)") == true, "\(tooWide?.message ?? "")")
+        _ = try await engine.createSegment(name: "Narrow", filters: .array(Array(repeating: Self.reference(.int(pair.id)), count: 300)))
+    }
 }
