@@ -45,6 +45,11 @@ public struct DimensionRegistry: Sendable {
             if Self.coreKeys.contains(key) { return "contact key \"\(key)\" of dimension \(provider.name) is the core's" }
             if let owner = keyOwner[key] { return "contact key \"\(key)\" of dimension \(provider.name) is already dimension \(providers[owner].name)'s" }
         }
+        for method in provider.methods {
+            if let owner = providers.first(where: { $0.methods.contains { $0.name == method.name } }) {
+                return "method \(method.name) of dimension \(provider.name) is already dimension \(owner.name)'s"
+            }
+        }
         return nil
     }
 

@@ -70,12 +70,15 @@ public final class Store: Sendable {
                 try convert?(GRDBExecutor(db: db))
             }
         }
-        // A newer segmentd migrated this database further than this one knows: its schema is
-        // not this binary's to read or write (there is no downgrade).
+        // A newer segmentd (or one built with dimensions this one lacks) migrated this
+        // database further than this one knows: its schema is not this binary's to read or
+        // write (there is no downgrade).
         if try pool.read({ db in try migrator.hasBeenSuperseded(db) }) {
+            let applied = try pool.read { db in try migrator.appliedIdentifiers(db) }
+            let unknown = applied.subtracting(migrations.map(\.name)).sorted().joined(separator: ", ")
             throw SegmentError(
                 .conflict,
-                "database \(path) was migrated by a newer segmentd (it has storage migrations this one does not know); run that version, or restore a backup taken before the upgrade")
+                "database \(path) was migrated by a newer segmentd, or by one built with dimensions this one lacks (storage migrations it does not know: \(unknown)); run that one, or restore a backup taken before")
         }
         try migrator.migrate(pool)
         // Checkpoints run off the writer (see WALCheckpointer); the store keeps the

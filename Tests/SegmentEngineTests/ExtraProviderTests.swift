@@ -74,10 +74,11 @@ import WireJSON
     /// What `Segmentd.main(dimensions:)` checks before registering a dimension from outside:
     /// a taken name, a malformed one, or a contact key the core or another dimension reads is
     /// an error naming it (not a crash).
-    @Test func aClashingDimensionIsRefusedNamingTheClash() {
+    @Test func aClashingDimensionIsRefusedNamingTheClash() throws {
         struct Named: DimensionProvider {
             let name: String
             var contactKeys: [String] = []
+            var methods: [DimensionMethod] = []
             var descriptor: DimensionDescriptor { DimensionDescriptor(name: name, summary: "", operators: []) }
             func prepare(_ doc: ParamReader, book: Book, time: ISOTime) throws(SegmentError) -> (any ContactChange)? { nil }
             func apply(batch: [ContactWrite], context: inout WriteContext) throws {}
@@ -94,6 +95,8 @@ import WireJSON
         #expect(registry.refusal(for: Named(name: "Mailbox"))?.contains("lower-case letters") == true)
         #expect(registry.refusal(for: Named(name: "tags", contactKeys: ["labels"])) == "contact key \"labels\" of dimension tags is already dimension label's")
         #expect(registry.refusal(for: Named(name: "owner", contactKeys: ["email"])) == "contact key \"email\" of dimension owner is the core's")
+        let labelMethod = try #require(registry.provider(named: "label")?.methods.first)
+        #expect(registry.refusal(for: Named(name: "tags", methods: [labelMethod])) == "method \(labelMethod.name) of dimension tags is already dimension label's")
         #expect(registry.refusal(for: Named(name: "tier", contactKeys: ["tier"])) == nil)
     }
 }

@@ -8,6 +8,8 @@ import WireJSON
 /// The provider follows from the email, which never changes for a contact, so the dimension
 /// reads no key of a contact document and stores nothing: it sets a new contact's provider
 /// when the contact is written, and rebuilds its index from the addresses when a book loads.
+/// `contacts.get` shows it as `mailbox`, which is read-only: an upsert that sends it back is
+/// refused as an unknown key (it is not a contact key of this dimension).
 public struct MailboxDimension: DimensionProvider {
     /// Providers by name, with the domains that are theirs; any other domain is `other`.
     public static let providers: [(name: String, domains: [String])] = [
