@@ -10,8 +10,8 @@ import WireJSON
     static func reference(_ value: JSONValue, _ op: String = "in") -> JSONValue { filter("segment", op, value) }
 
     /// 60 contacts: every 2nd is vip, every 3rd a customer, every 5th opened yesterday.
-    static func book() async throws -> TestBook {
-        let book = try TestBook()
+    static func book(_ backend: Backend = .sqlite) async throws -> TestBook {
+        let book = try TestBook(backend: backend)
         try await book.seed((0..<60).map { i in
             var c: [String: JSONValue] = ["email": .string("r\(i)@example.com")]
             if i % 2 == 0 { c["labels"] = ["vip"] }
@@ -80,8 +80,10 @@ import WireJSON
         #expect(try await engine.deleteSegment(id: vips.id).id == vips.id)
     }
 
-    @Test func triggersOnAReferrerFireWhenTheInnerMembershipChanges() async throws {
-        let book = try await Self.book()
+    /// On both stores: through PostgreSQL the segments, triggers and baselines go through a
+    /// fleet node's writes and reload.
+    @Test(arguments: Backend.allCases) func triggersOnAReferrerFireWhenTheInnerMembershipChanges(_ backend: Backend) async throws {
+        let book = try await Self.book(backend)
         let engine = book.engine
         let vips = try await engine.createSegment(name: "VIPs", filters: [filter("label", "contains", "vip")])
         let outer = try await engine.createSegment(name: "VIP customers", filters: [Self.reference("VIPs"), filter("funnel", "equals", "customer")])
@@ -105,6 +107,13 @@ import WireJSON
         _ = try await engine.upsert(contacts: [["email": "r9@example.com", "labels": ["nobody"]]])
         (events, _) = try await engine.readEvents(after: cursor, limit: 100)
         #expect(events.map { "\($0.type) \($0.email)" } == ["enter r9@example.com"], "the new inner rule is the one evaluated")
+
+        // Reloaded from the store, the trigger holds the reference and its baseline.
+        try book.restart()
+        cursor = try await book.engine.lastCursor()
+        _ = try await book.engine.upsert(contacts: [["email": "r9@example.com", "remove_labels": ["nobody"]]])
+        (events, _) = try await book.engine.readEvents(after: cursor, limit: 100)
+        #expect(events.map { "\($0.type) \($0.email)" } == ["exit r9@example.com"])
     }
 
     @Test func explainShowsTheInnerSegmentsReasons() async throws {
@@ -143,5 +152,25 @@ import WireJSON
         let tooWide = await #expect(throws: SegmentError.self) { try await engine.createSegment(name: "Wide", filters: wide) }
         #expect(tooWide?.message.contains("a rule may hold at most 1000 filters (those of the segments it refers to included)") == true, "\(tooWide?.message ?? "")")
         _ = try await engine.createSegment(name: "Narrow", filters: .array(Array(repeating: Self.reference(.int(pair.id)), count: 300)))
+    }
+
+    /// A fleet: node B edits the inner segment; node A, having applied the change, evaluates
+    /// the outer segment's trigger with the new inner rule on its next write.
+    @Test func anotherNodesEditOfTheInnerRuleReachesThisNodesTriggers() async throws {
+        let book = try await Self.book(.postgres)
+        let a = book.engine
+        let b = try book.node()
+        defer { try? b.close() }
+        let vips = try await a.createSegment(name: "VIPs", filters: [filter("label", "contains", "vip")])
+        let outer = try await a.createSegment(name: "Outer", filters: [Self.reference("VIPs")])
+        let trigger = try await a.createTrigger(segment: outer.id, onEnter: true, onExit: true, includeExisting: false)
+        try await b.waitFor(version: a.snapshot.version)
+        _ = try await b.updateSegment(id: vips.id, filters: [filter("label", "contains", "gold")])
+        try await a.waitFor(version: b.snapshot.version)
+        #expect(a.triggers().first { $0.id == trigger.id }?.members.isEmpty == true, "re-baselined by B's edit")
+        let cursor = try await a.lastCursor()
+        _ = try await a.upsert(contacts: [["email": "r1@example.com", "labels": ["gold"]], ["email": "r2@example.com", "remove_labels": ["vip"]]])
+        let (events, _) = try await a.readEvents(after: cursor, limit: 100)
+        #expect(events.map { "\($0.type) \($0.email)" } == ["enter r1@example.com"], "the old inner rule would have fired exit r2 instead")
     }
 }
