@@ -17,7 +17,9 @@ extension Engine {
     }
 
     /// Checks every top-level filter and reports all errors, not only the first.
-    public func validate(filters: JSONValue) -> ValidationResult {
+    /// `segment`: the stored segment the rule is meant for, so that a reference back to it is
+    /// reported as the cycle it would close.
+    public func validate(filters: JSONValue, segment: Int64? = nil) -> ValidationResult {
         let book = snapshot
         guard let items = filters.arrayValue else {
             return ValidationResult(errors: [.invalidParams(path: "filters", "expected an array of filters, got \(filters.typeName)")], reviewNeeded: false)
@@ -26,7 +28,7 @@ extension Engine {
         var review = false
         for (i, item) in items.enumerated() {
             do {
-                let rule = try registry.compile(filters: .array([item]), path: "filters", book: book, time: time)
+                let rule = try registry.compile(filters: .array([item]), path: "filters", book: book, time: time, chain: segment.map { [$0] } ?? [])
                 review = review || rule.reviewNeeded
             } catch {
                 var e = error

@@ -72,12 +72,14 @@ extension SegmentMethods {
             },
             bookMethod(
                 "segments.validate", "Checks a rule without storing it; reports every error with its path.",
-                params: [.required("filters", ["type": "array"])],
+                params: [.required("filters", ["type": "array"]),
+                         .optional("id", ["type": "integer", "description": "the stored segment the rule is for: a reference back to it is reported as a cycle"])],
                 result: Schema.object(["valid": Schema.boolean, "errors": Schema.array(Schema.object(["path": Schema.string, "message": Schema.string])),
                                        "warnings": Schema.array(["type": "object"]), "review_needed": Schema.boolean])
             ) { engine, p, _ in
                 let filters = try p.value("filters")
-                let v = engine.validate(filters: filters)
+                let id = try p.has("id") ? engine.segment(id: try p.int("id")).id : nil
+                let v = engine.validate(filters: filters, segment: id)
                 return [
                     "valid": .bool(v.valid), "review_needed": .bool(v.reviewNeeded),
                     "warnings": v.valid ? .array(engine.lint(filters: filters).map(\.json)) : [],

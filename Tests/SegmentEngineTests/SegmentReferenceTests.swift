@@ -54,6 +54,9 @@ import WireJSON
         #expect(cycle?.message.hasPrefix("segment reference cycle: \"A\" → \"C\" → \"B\" → \"A\"") == true, "\(cycle?.message ?? "")")
         let itself = await #expect(throws: SegmentError.self) { try await engine.updateSegment(id: a.id, filters: [Self.reference(.int(a.id))]) }
         #expect(itself?.message.hasPrefix("segment reference cycle: \"A\" → \"A\"") == true)
+        let validated = engine.validate(filters: [filter("funnel", "equals", "customer"), Self.reference("C")], segment: a.id)
+        #expect(validated.errors.map(\.path) == ["filters[1].value"] && validated.errors.first?.message.hasPrefix("segment reference cycle") == true)
+        #expect(engine.validate(filters: [Self.reference("C")]).valid, "without the segment it is meant for, no cycle to see")
         let preview = await #expect(throws: SegmentError.self) { try await engine.previewSegmentUpdate(id: a.id, filters: [Self.reference("B")]) }
         #expect(preview?.message.hasPrefix("segment reference cycle") == true, "a dry run refuses it the same way")
         #expect(try engine.segment(id: a.id).filters == [filter("label", "contains", "vip")], "nothing saved")
