@@ -201,7 +201,9 @@ import Glibc
         // A call sent before the client has read the refusal can meet the close first
         // (a loaded machine): the client is given time to read it, longer on each attempt.
         var reported: RPCError?
+        var attempts = 0
         for attempt in 1...10 where reported == nil {
+            attempts = attempt
             let refused = try await server.client()
             try await Task.sleep(for: .milliseconds(300 * attempt))
             do {
@@ -228,7 +230,9 @@ import Glibc
         #expect(burstRefusals == 200)
         for c in clients { #expect(try await c.call("rpc.ping") == ["pong": true]) }
         let stats = server.app.metrics.rpc()
-        #expect(stats.connectionsRefused == 202)
+        // The raw extra connection, each client attempt (a loaded machine can need more
+        // than one), and the burst: every one refused and counted.
+        #expect(stats.connectionsRefused == 1 + attempts + 200)
         #expect(stats.connectionsOpen == limit)
 
         // A slot freed is a slot usable.
