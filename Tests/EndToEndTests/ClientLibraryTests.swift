@@ -26,7 +26,17 @@ import Testing
     }
 
     static func check(_ run: (status: Int32, out: String, err: String), _ language: String) {
-        #expect(run.status == 0, "\(language) client tests failed:\n\(run.out.suffix(6_000))\n\(run.err.suffix(6_000))")
+        // The lines that say what failed first: the output's tail alone can be all server log
+        // (a Go failure in CI was lost that way).
+        let markers = ["_test.go:", "--- FAIL", "FAIL:", "ERROR:", "Error:", "not ok", "Traceback", "AssertionError"]
+        let failing = (run.out + "\n" + run.err).split(separator: "\n").filter { line in markers.contains { line.contains($0) } }
+        #expect(run.status == 0, """
+            \(language) client tests failed:
+            \(failing.prefix(40).joined(separator: "\n"))
+            … the output's end:
+            \(run.out.suffix(6_000))
+            \(run.err.suffix(6_000))
+            """)
         // The reliability figures the README reports, as each suite printed them.
         for line in (run.out + run.err).split(separator: "\n") where line.contains("RELIABILITY") {
             print("\(language): \(line)")
