@@ -66,9 +66,19 @@ public struct SegmentdApplication: Sendable {
     /// full speed (measured in the bench's many-books part).
     static let loaderThreads = WorkerThreads(name: "segmentd-load", count: 2, niceness: 10)
 
+    /// The method namespaces that are the server's own: a dimension's methods live elsewhere.
+    public static let serverNamespaces: Set<String> = ["rpc", "server", "books", "contacts", "segments", "triggers", "events", "suppression"]
+
     public static func build(
         _ config: AppConfiguration, registry: DimensionRegistry = builtInRegistry(), logger: Logger = Logger(label: "segmentd")
     ) throws -> SegmentdApplication {
+        // Checked before any book is opened: opening one would add the dimension's table to it.
+        for provider in registry.providers {
+            for method in provider.methods where serverNamespaces.contains(String(method.name.prefix { $0 != "." })) {
+                throw SegmentError.conflict(
+                    "method \(method.name) of dimension \(provider.name) is in the server's own namespace (\(serverNamespaces.sorted().joined(separator: ", "))): name it under the dimension's, e.g. \(provider.name).\(method.name.split(separator: ".").last ?? "")")
+            }
+        }
         var engineConfig = Engine.Configuration(databasePath: "", clock: config.clock, timeZone: config.timeZone)
         engineConfig.eventRetentionSeconds = config.eventRetentionDays * 86_400
         engineConfig.eventRetentionCount = config.eventRetentionCount
