@@ -12,12 +12,7 @@ extension Engine {
         var reasons: [JSONValue] = []
         if let why = registry.audience?.whyNotSendable(slot: slot, in: book) { reasons.append(.string(why)) }
         if book.suppressed.contains(slot) { reasons.append("the address is on the suppression list") }
-        let filters: [JSONValue]
-        if case .all(let children) = rule.root {
-            filters = children.enumerated().map { explain($0.element, index: $0.offset, slot: slot, book: book, now: now) }
-        } else {
-            filters = [explain(rule.root, index: 0, slot: slot, book: book, now: now)]
-        }
+        let filters = explainFilters(of: rule, slot: slot, book: book, now: now)
         return [
             "email": .string(book.emails[slot]), "matches": .bool(matches), "sendable": .bool(reasons.isEmpty),
             "in_send_audience": .bool(matches && reasons.isEmpty),
@@ -49,6 +44,12 @@ extension Engine {
         filters.compactMap { $0["matches"] == false ? ($0["path"]?.stringValue ?? "a group") : nil }
     }
 
+    /// A rule's top-level filters and groups, each explained.
+    private func explainFilters(of rule: CompiledRule, slot: Int, book: Book, now: Double) -> [JSONValue] {
+        guard case .all(let children) = rule.root else { return [explain(rule.root, index: 0, slot: slot, book: book, now: now)] }
+        return children.enumerated().map { explain($0.element, index: $0.offset, slot: slot, book: book, now: now) }
+    }
+
     private func explain(_ node: CompiledRule.Node, index: Int, slot: Int, book: Book, now: Double) -> JSONValue {
         switch node {
         case .leaf(let predicate, let dimension, let path):
@@ -59,15 +60,10 @@ extension Engine {
             ]
             // A segment filter: the referenced segment's own filters, explained the same way.
             if let reference = predicate as? any SegmentReferencePredicate {
-                let inner: [JSONValue]
-                if case .all(let children) = reference.rule.root {
-                    inner = children.enumerated().map { explain($0.element, index: $0.offset, slot: slot, book: book, now: now) }
-                } else {
-                    inner = [explain(reference.rule.root, index: 0, slot: slot, book: book, now: now)]
-                }
                 out["segment"] = [
                     "id": .int(reference.segmentID), "name": .string(reference.segmentName),
-                    "matches": .bool(reference.rule.matches(slot: slot, in: book, at: now)), "filters": .array(inner),
+                    "matches": .bool(reference.rule.matches(slot: slot, in: book, at: now)),
+                    "filters": .array(explainFilters(of: reference.rule, slot: slot, book: book, now: now)),
                 ]
             }
             return .object(out)

@@ -122,7 +122,8 @@ extension Engine {
             if filters != nil {
                 // The segments that contain this one must still compile with its new rule
                 // (depth, size): refused here rather than saved broken.
-                for referrer in Segment.referrers(of: id, in: context.book) {
+                let referrers = Segment.referrers(of: id, in: context.book)
+                for referrer in referrers {
                     do throws(SegmentError) {
                         _ = try registry.compile(filters: referrer.filters, book: context.book, time: time, chain: [referrer.id])
                     } catch {
@@ -132,7 +133,7 @@ extension Engine {
                 }
                 // A new rule is a new question for this segment and for every segment that
                 // contains it: their triggers take it as their baseline, silently.
-                for changed in [segment] + Segment.referrers(of: id, in: context.book) {
+                for changed in [segment] + referrers {
                     rebaselined += try Self.rebaseline(segment: changed, context: &context, registry: registry, time: time)
                 }
             }
